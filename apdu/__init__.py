@@ -1,1 +1,26 @@
-"""apdu."""
+"""Bytes only: command/response APDUs, status words, BER-TLV and simple-TLV, trace records.
+
+This package imports nothing else of the project.
+"""
+
+from apdu.command import Case, CommandApdu, carries_secret, mask_hex
+from apdu.errors import CodecError
+from apdu.response import ResponseApdu
+from apdu.status import StatusWord, describe, retries_in, retries_left
+from apdu.tlv import Tlv
+from apdu.trace import TraceRecord
+
+__all__ = [
+    "Case",
+    "CodecError",
+    "CommandApdu",
+    "ResponseApdu",
+    "StatusWord",
+    "Tlv",
+    "TraceRecord",
+    "carries_secret",
+    "describe",
+    "mask_hex",
+    "retries_in",
+    "retries_left",
+]
