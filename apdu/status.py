@@ -16,6 +16,7 @@ class StatusWord(IntEnum):
     WRONG_LENGTH = 0x6700
     LOGICAL_CHANNEL_NOT_SUPPORTED = 0x6881
     SECURE_MESSAGING_NOT_SUPPORTED = 0x6882
+    CHAINING_NOT_SUPPORTED = 0x6884
     INCOMPATIBLE_FILE_STRUCTURE = 0x6981
     SECURITY_STATUS_NOT_SATISFIED = 0x6982
     AUTHENTICATION_METHOD_BLOCKED = 0x6983
@@ -50,6 +51,7 @@ _MEANINGS: dict[int, str] = {
     StatusWord.WRONG_LENGTH: "wrong length",
     StatusWord.LOGICAL_CHANNEL_NOT_SUPPORTED: "logical channel not supported",
     StatusWord.SECURE_MESSAGING_NOT_SUPPORTED: "secure messaging not supported",
+    StatusWord.CHAINING_NOT_SUPPORTED: "command chaining not supported",
     StatusWord.INCOMPATIBLE_FILE_STRUCTURE: "command incompatible with file structure",
     StatusWord.SECURITY_STATUS_NOT_SATISFIED: "security status not satisfied",
     StatusWord.AUTHENTICATION_METHOD_BLOCKED: "authentication method blocked",

@@ -1,0 +1,149 @@
+"""Access conditions as data: which credential opens which file or key.
+
+The tables live in ``access_rules.toml`` beside this module. :func:`load_rules` reads them, applies
+named overlays and per-persona overrides, and returns one :class:`AccessRules` per application.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+RULES_RESOURCE = "access_rules.toml"
+NEVER = "never"
+
+
+class RulesError(ValueError):
+    """An access-rule table or override that does not parse."""
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """Any one credential in ``credentials`` opens; empty means free; ``never`` means closed."""
+
+    credentials: frozenset[int] = frozenset()
+    never: bool = False
+
+    def opens(self, verified: Iterable[int] | frozenset[int] | set[int]) -> bool:
+        """True when the verified credentials satisfy this condition."""
+        if self.never:
+            return False
+        if not self.credentials:
+            return True
+        return not self.credentials.isdisjoint(verified)
+
+    @property
+    def free(self) -> bool:
+        """True when nothing is needed."""
+        return not self.never and not self.credentials
+
+    def to_data(self) -> str | list[str]:
+        """The TOML/JSON form: ``"never"`` or a list of FIDs as 4-digit hex."""
+        return NEVER if self.never else [f"{c:04X}" for c in sorted(self.credentials)]
+
+    def describe(self) -> str:
+        """Human text: ``free``, ``never`` or ``0011 | 0014``."""
+        if self.never:
+            return "never"
+        return " | ".join(f"{c:04X}" for c in sorted(self.credentials)) or "free"
+
+
+CLOSED = Condition(never=True)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRules:
+    """The rules of one application."""
+
+    read: Mapping[int, Condition] = field(default_factory=dict)
+    use: Mapping[int, Condition] = field(default_factory=dict)
+
+    def read_condition(self, fid: int) -> Condition:
+        """Condition for reading EF ``fid``; unknown files are closed."""
+        return self.read.get(fid, CLOSED)
+
+    def use_condition(self, fid: int) -> Condition:
+        """Condition for using key ``fid``; unknown keys are closed."""
+        return self.use.get(fid, CLOSED)
+
+    def to_data(self) -> dict[str, dict[str, str | list[str]]]:
+        """JSON/TOML-ready form (as stored in a card image)."""
+        return {
+            "read": {f"{fid:04X}": c.to_data() for fid, c in sorted(self.read.items())},
+            "use": {f"{fid:04X}": c.to_data() for fid, c in sorted(self.use.items())},
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], where: str = "rules") -> AccessRules:
+        """Parse the form produced by :meth:`to_data`."""
+        unknown = set(data) - {"read", "use"}
+        if unknown:
+            raise RulesError(f"{where}: unknown section(s) {sorted(unknown)}")
+        return cls(
+            read=_parse_table(data.get("read", {}), f"{where}.read"),
+            use=_parse_table(data.get("use", {}), f"{where}.use"),
+        )
+
+    def overridden(self, data: Mapping[str, Any], where: str) -> AccessRules:
+        """A copy with the entries in ``data`` (same form as :meth:`to_data`) replaced."""
+        patch = AccessRules.from_data(data, where)
+        return AccessRules(read={**self.read, **patch.read}, use={**self.use, **patch.use})
+
+    def to_json(self) -> str:
+        """Compact JSON, for the card image."""
+        return json.dumps(self.to_data(), sort_keys=True)
+
+
+def parse_fid(text: str, where: str) -> int:
+    """A 4-hex-digit file identifier."""
+    try:
+        if len(text) != 4:
+            raise ValueError
+        return int(text, 16)
+    except ValueError:
+        raise RulesError(f"{where}: {text!r} is not a 4-digit hex FID") from None
+
+
+def _parse_condition(value: Any, where: str) -> Condition:
+    if value == NEVER:
+        return CLOSED
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RulesError(f'{where}: expected a list of FIDs or "never", got {value!r}')
+    return Condition(frozenset(parse_fid(v, where) for v in value))
+
+
+def _parse_table(table: Any, where: str) -> dict[int, Condition]:
+    if not isinstance(table, Mapping):
+        raise RulesError(f"{where}: expected a table, got {table!r}")
+    return {
+        parse_fid(k, f"{where}.{k}"): _parse_condition(v, f"{where}.{k}") for k, v in table.items()
+    }
+
+
+def _raw_tables() -> dict[str, Any]:
+    text = resources.files(__package__).joinpath(RULES_RESOURCE).read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def load_rules(
+    overlays: Iterable[str] = (),
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, AccessRules]:
+    """The rule table of every application, with named overlays then overrides applied."""
+    raw = _raw_tables()
+    available_overlays: Mapping[str, Any] = raw.pop("overlay", {})
+    rules = {ap: AccessRules.from_data(tables, ap) for ap, tables in raw.items()}
+    for name in overlays:
+        if name not in available_overlays:
+            raise RulesError(f"unknown access-rule overlay {name!r}")
+        for ap, patch in available_overlays[name].items():
+            rules[ap] = rules[ap].overridden(patch, f"overlay.{name}.{ap}")
+    for ap, patch in (overrides or {}).items():
+        if ap not in rules:
+            raise RulesError(f"access override names unknown application {ap!r}")
+        rules[ap] = rules[ap].overridden(patch, f"access.{ap}")
+    return rules

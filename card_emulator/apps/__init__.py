@@ -1,0 +1,1 @@
+"""Builders of each application's content at personalization, one module per AP."""

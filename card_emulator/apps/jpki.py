@@ -1,0 +1,124 @@
+"""公的個人認証AP (JPKI-AP), ``D3 92 F0 00 26 01 00 00 00 01`` — card-facts §5."""
+
+from __future__ import annotations
+
+import struct
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import Certificate
+
+from card_emulator.objects import (
+    Application,
+    ChangeCommand,
+    Credential,
+    CredentialFormat,
+    KeyObject,
+)
+
+AID = bytes.fromhex("D392F000260100000001")
+
+EF_SIGN_CERT = 0x0001
+EF_SIGN_CA = 0x0002
+EF_TOKEN = 0x0006
+EF_CERT_FLAGS = 0x0008
+EF_UNKNOWN_PROTECTED = 0x0009
+EF_AUTH_CERT = 0x000A
+EF_AUTH_CA = 0x000B
+KEY_AUTH = 0x0017
+PIN_AUTH = 0x0018
+KEY_SIGN = 0x001A
+PIN_SIGN = 0x001B
+
+AUTH_PIN_TRIES = 3
+SIGN_PASSWORD_TRIES = 5
+
+TOKEN_INFO_SIZE = 160
+# card-facts §5.1: 8F 8F 00 on a card holding both certificates (byte 0 sign, byte 1 auth).
+CERT_FLAGS_BOTH = bytes.fromhex("8F8F00")
+# EF 0009 is protected and its purpose unknown; no credential opens it, so its bytes are never
+# observable. We hold 16 filler bytes so that SELECT succeeds as on a real card.
+UNKNOWN_PROTECTED_CONTENT = b"\xff" * 16
+
+
+def _pad(text: str, size: int) -> bytes:
+    raw = text.encode("ascii")
+    if len(raw) > size:
+        raise ValueError(f"{text!r} does not fit {size} bytes")
+    return raw.ljust(size, b" ")
+
+
+def token_info(token: str, serial: str) -> bytes:
+    """EF ``0006``: PKCS#11 ``CK_TOKEN_INFO`` with 32-bit big-endian integers, 160 bytes.
+
+    Layout and sample values per card-facts §5.2 (SINGLE source, said to reflect real cards).
+    """
+    flags = 0x0000040D  # RNG | LOGIN_REQUIRED | USER_PIN_INITIALIZED | TOKEN_INITIALIZED
+    counts = struct.pack(">6I", 1, 0, 1, 0, 16, 6)  # sessions, RW sessions, max/min PIN length
+    memory = b"\xff" * 16  # four memory fields, "unavailable"
+    info = (
+        _pad(token, 32)
+        + _pad("0" * 31 + "1", 32)  # manufacturerID
+        + _pad("E16R01NJ", 16)  # model
+        + _pad(serial[-16:].rjust(16, "0"), 16)  # serialNumber
+        + struct.pack(">I", flags)
+        + counts
+        + memory
+        + b"03"  # hardwareVersion (ASCII on the card, not CK_VERSION)
+        + b"01"  # firmwareVersion
+        + b" " * 16  # utcTime: no clock
+    )
+    assert len(info) == TOKEN_INFO_SIZE
+    return info
+
+
+def build(
+    *,
+    token: str,
+    serial: str,
+    auth_certificate: Certificate,
+    auth_ca: Certificate,
+    auth_key: KeyObject,
+    sign_certificate: Certificate,
+    sign_ca: Certificate,
+    sign_key: KeyObject,
+    auth_pin: str,
+    sign_password: str,
+    auth_tries: int = AUTH_PIN_TRIES,
+    sign_tries: int = SIGN_PASSWORD_TRIES,
+) -> Application:
+    """The JPKI-AP with both certificates, both keys and both credentials."""
+    return Application(
+        name="jpki",
+        aid=AID,
+        label="公的個人認証AP (JPKI-AP)",
+        files={
+            EF_SIGN_CERT: sign_certificate.public_bytes(Encoding.DER),
+            EF_SIGN_CA: sign_ca.public_bytes(Encoding.DER),
+            EF_TOKEN: token_info(token, serial),
+            EF_CERT_FLAGS: CERT_FLAGS_BOTH,
+            EF_UNKNOWN_PROTECTED: UNKNOWN_PROTECTED_CONTENT,
+            EF_AUTH_CERT: auth_certificate.public_bytes(Encoding.DER),
+            EF_AUTH_CA: auth_ca.public_bytes(Encoding.DER),
+        },
+        keys={KEY_AUTH: auth_key, KEY_SIGN: sign_key},
+        credentials={
+            PIN_AUTH: Credential(
+                PIN_AUTH,
+                "利用者証明用暗証番号",
+                CredentialFormat.PIN4,
+                AUTH_PIN_TRIES,
+                auth_pin.encode("ascii"),
+                auth_tries,
+                ChangeCommand.CHANGE_REFERENCE_DATA,
+            ),
+            PIN_SIGN: Credential(
+                PIN_SIGN,
+                "署名用パスワード",
+                CredentialFormat.SIGN_PASSWORD,
+                SIGN_PASSWORD_TRIES,
+                sign_password.encode("ascii"),
+                sign_tries,
+                ChangeCommand.CHANGE_REFERENCE_DATA,
+            ),
+        },
+    )

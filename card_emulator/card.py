@@ -1,0 +1,122 @@
+"""The public face of the emulated card: ``Card.transmit(bytes) -> bytes`` plus power events.
+
+Every transport (in-process, vpcd, the vicc adapter), the harness and the tests drive this one
+method; the chip never knows who is talking to it. A card is not thread-safe: give it one
+transport at a time, like a physical card in one reader.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from card_emulator import persona as persona_module
+from card_emulator.chip import Chip
+from card_emulator.content import CardContent
+from card_emulator.image import CardStore, ImageError, MemoryStore, SqliteImage
+from card_emulator.objects import Credential
+from card_emulator.personalize import personalize, personalize_cached
+
+
+class Card:
+    """One emulated My Number card."""
+
+    def __init__(
+        self,
+        content: CardContent,
+        store: CardStore | None = None,
+        *,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        strict: bool = False,
+    ) -> None:
+        """Wrap personalized ``content``; ``store`` persists counters (memory by default).
+
+        ``strict`` re-raises internal errors instead of answering ``6F00`` (for fuzzing).
+        """
+        self.content = content
+        self._store: CardStore = store if store is not None else MemoryStore()
+        self._chip = Chip(content, self._store, random_bytes=random_bytes, strict=strict)
+        self.powered = True
+
+    # --- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def from_persona(
+        cls, path: str | Path, image: str | Path | None = None, *, strict: bool = False
+    ) -> Card:
+        """A card personalized from the persona file at ``path``.
+
+        Without ``image``: a fresh in-memory card (full retry counters on every call). With
+        ``image``: the durable card image at that path, created from the persona if the file
+        does not exist, reopened as it was left otherwise.
+        """
+        persona = persona_module.load(path)
+        if image is None:
+            return cls(personalize_cached(persona), strict=strict)
+        image = Path(image)
+        if image.exists():
+            card = cls.open(image, strict=strict)
+            if card.content.meta.get("persona_digest") != persona.digest:
+                card.close()
+                raise ImageError(
+                    f"{image} was personalized from a different persona than {path}; "
+                    "open it with Card.open() or delete it to start afresh"
+                )
+            return card
+        store = SqliteImage.create(image, personalize(persona))
+        store.close()
+        return cls.open(image, strict=strict)
+
+    @classmethod
+    def open(cls, image: str | Path, *, strict: bool = False) -> Card:
+        """Reopen a durable card image exactly as it was left."""
+        store, content = SqliteImage.open(image)
+        return cls(content, store, strict=strict)
+
+    # --- the transport-facing surface ------------------------------------------------------
+
+    @property
+    def atr(self) -> bytes:
+        """Answer To Reset."""
+        return self.content.atr
+
+    def transmit(self, command: bytes) -> bytes:
+        """Run one command APDU; returns the response APDU (data ‖ SW1 SW2)."""
+        return self._chip.process(bytes(command))
+
+    def power_on(self) -> None:
+        """Contacts powered: volatile state starts afresh."""
+        self.powered = True
+        self._chip.power_reset()
+
+    def power_off(self) -> None:
+        """Contacts unpowered: all volatile (security) state is lost."""
+        self.powered = False
+        self._chip.power_reset()
+
+    def reset(self) -> None:
+        """Warm reset: volatile state starts afresh."""
+        self._chip.power_reset()
+
+    # --- inspection (tests, harness, audit) -----------------------------------------------
+
+    def credential(self, application: str, fid: int) -> Credential:
+        """The credential object ``fid`` of ``application`` (its value is never printed)."""
+        return self.content.application(application).credentials[fid]
+
+    def close(self) -> None:
+        """Release the card image (if any)."""
+        self._store.close()
+
+    def __enter__(self) -> Card:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

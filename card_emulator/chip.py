@@ -1,0 +1,125 @@
+"""The chip: volatile selection and security state, class checks and command dispatch.
+
+Security state model (card-facts §4, DESIGN.md): verified credentials belong to the selected
+application and are forgotten on any SELECT by AID (also of the same AP, by default), on reset
+and on power-off. Selecting EFs inside the AP keeps them. Because only the selected AP's state
+can ever matter, one set of verified IEFs is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+from apdu import CodecError, CommandApdu
+from card_emulator.access import AccessRules
+from card_emulator.commands import challenge, credentials, read, select, sign
+from card_emulator.commands import replies as r
+from card_emulator.content import CardContent
+from card_emulator.image import CardStore
+from card_emulator.objects import Application, Credential
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["Chip", CommandApdu], bytes]
+
+# (class, INS) -> handler. Class 00 = interindustry, 80 = JICSAP / proprietary.
+HANDLERS: dict[tuple[int, int], Handler] = {
+    (0x00, 0xA4): select.select,
+    (0x00, 0xB0): read.read_binary,
+    (0x00, 0x20): credentials.verify,
+    (0x00, 0x24): credentials.change_reference_data,
+    (0x00, 0x84): challenge.get_challenge,
+    (0x80, 0x2A): sign.compute_digital_signature,
+    (0x80, 0x32): credentials.change_key,
+}
+_KNOWN_INS = {ins for _, ins in HANDLERS}
+
+
+class Chip:
+    """Runs command APDUs against a card's content."""
+
+    def __init__(
+        self,
+        content: CardContent,
+        store: CardStore,
+        *,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        strict: bool = False,
+    ) -> None:
+        self.content = content
+        self.store = store
+        self.policy = content.policy
+        self.random_bytes = random_bytes
+        self.strict = strict
+        self.by_aid = {app.aid: app for app in content.applications}
+        self.app: Application | None = None
+        self.rules: AccessRules = AccessRules()
+        self.ef: int | None = None
+        self.verified: set[int] = set()
+        self.ap_was_selected = False
+
+    # --- power and selection -------------------------------------------------------------
+
+    def power_reset(self) -> None:
+        """Power-on / reset / power-off: back to the issuer security domain, nothing verified."""
+        self.app = None
+        self.rules = AccessRules()
+        self.ef = None
+        self.verified.clear()
+        self.ap_was_selected = False
+
+    def select_application(self, app: Application) -> None:
+        """Make ``app`` current and clear the security state."""
+        if app is not self.app or self.policy.reselect_clears_state:
+            self.verified.clear()
+        self.app = app
+        self.rules = self.content.rules[app.name]
+        self.ef = None
+        self.ap_was_selected = True
+
+    def persist(self, credential: Credential) -> None:
+        """Make a credential change durable (before the response leaves the card)."""
+        assert self.app is not None
+        self.store.save_credential(self.app.name, credential)
+
+    # --- the one entry point --------------------------------------------------------------
+
+    def process(self, raw: bytes) -> bytes:
+        """One command APDU in, one response APDU out. Never raises for bad input."""
+        if len(raw) < 4:
+            return r.WRONG_LENGTH
+        cla, ins = raw[0], raw[1]
+        refusal = _check_class(cla)
+        if refusal is not None:
+            return refusal
+        handler = HANDLERS.get((cla & 0x80, ins))
+        if handler is None:
+            return r.CLA_NOT_SUPPORTED if ins in _KNOWN_INS else r.INS_NOT_SUPPORTED
+        try:
+            cmd = CommandApdu.parse(raw)
+        except CodecError:
+            return r.WRONG_LENGTH
+        try:
+            return handler(self, cmd)
+        except Exception:
+            if self.strict:
+                raise
+            log.exception("internal error on %s", cmd)  # CommandApdu's repr masks PINs
+            return r.NO_DIAGNOSIS
+
+
+def _check_class(cla: int) -> bytes | None:
+    """Refusal for a class byte this card does not accept, else ``None``."""
+    if 0x40 <= cla <= 0x7F:  # further interindustry classes: logical channels 4-19
+        return r.CHANNEL_NOT_SUPPORTED
+    if cla & 0xE0 not in (0x00, 0x80) or cla == 0xFF:
+        return r.CLA_NOT_SUPPORTED
+    if cla & 0x03:
+        return r.CHANNEL_NOT_SUPPORTED
+    if cla & 0x0C:
+        return r.SM_NOT_SUPPORTED
+    if cla & 0x10:
+        return r.CHAINING_NOT_SUPPORTED
+    return None

@@ -1,0 +1,88 @@
+"""VERIFY (``00 20``), CHANGE REFERENCE DATA (``00 24``) and JICSAP CHANGE KEY (``80 32``).
+
+PIN semantics (card-facts §3.4, DESIGN.md): an empty VERIFY always answers ``63Cx`` (also when
+verified; ``63C0`` when blocked); a wrong value answers ``63C(x-1)`` and is committed to the
+image before the answer leaves; the exhausting try answers ``63C0``; afterwards ``6984``;
+success resets the counter. Values are compared byte for byte (no case folding).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING
+
+from apdu import CommandApdu
+from card_emulator.commands import replies as r
+from card_emulator.objects import ChangeCommand, Credential
+
+if TYPE_CHECKING:
+    from card_emulator.chip import Chip
+
+
+def resolve_credential(chip: Chip, p2: int) -> Credential | bytes:
+    """The IEF named by P2: ``80`` = the current EF, ``80|SFI`` = that IEF; else an error reply."""
+    app = chip.app
+    if p2 == 0x80:
+        if app is None or chip.ef is None:
+            return r.NO_CURRENT_EF
+        credential = app.credentials.get(chip.ef)
+        return r.INCOMPATIBLE_FILE if credential is None else credential
+    if p2 & 0x80 and p2 & 0x1F and not p2 & 0x60:
+        credential = app.credentials.get(p2 & 0x1F) if app is not None else None
+        return r.REFERENCED_DATA_NOT_FOUND if credential is None else credential
+    return r.INCORRECT_P1P2
+
+
+def verify(chip: Chip, cmd: CommandApdu) -> bytes:
+    """Check a PIN, or report the retry counter when the data field is empty."""
+    if cmd.p1 != 0x00:
+        return r.INCORRECT_P1P2
+    credential = resolve_credential(chip, cmd.p2)
+    if isinstance(credential, bytes):
+        return credential
+    if not cmd.data:
+        return r.retries(credential.remaining)
+    if credential.blocked:
+        return r.BLOCKED
+    if len(cmd.data) != len(credential.value) and not chip.policy.wrong_length_pin_counts:
+        return r.WRONG_LENGTH
+    if hmac.compare_digest(cmd.data, credential.value):
+        if credential.remaining != credential.max_tries:
+            credential.remaining = credential.max_tries
+            chip.persist(credential)
+        chip.verified.add(credential.fid)
+        return r.OK
+    credential.remaining -= 1
+    chip.persist(credential)  # durable before the answer can be seen
+    if chip.policy.failed_verify_clears_state:
+        chip.verified.discard(credential.fid)
+    return r.retries(credential.remaining)
+
+
+def _change(chip: Chip, cmd: CommandApdu, p1: int, command: ChangeCommand) -> bytes:
+    if cmd.p1 != p1:
+        return r.INCORRECT_P1P2
+    credential = resolve_credential(chip, cmd.p2)
+    if isinstance(credential, bytes):
+        return credential
+    if credential.change is not command:
+        return r.CONDITIONS_NOT_SATISFIED
+    if credential.blocked:
+        return r.BLOCKED
+    if credential.fid not in chip.verified:
+        return r.SECURITY_NOT_SATISFIED
+    if not credential.format.accepts(cmd.data):
+        return r.WRONG_DATA
+    credential.value = bytes(cmd.data)
+    chip.persist(credential)
+    return r.OK
+
+
+def change_reference_data(chip: Chip, cmd: CommandApdu) -> bytes:
+    """``00 24 01 80 Lc <new>`` after a successful VERIFY of the same IEF."""
+    return _change(chip, cmd, 0x01, ChangeCommand.CHANGE_REFERENCE_DATA)
+
+
+def change_key(chip: Chip, cmd: CommandApdu) -> bytes:
+    """``80 32 00 80 Lc <new>`` after a successful VERIFY (the ``001C`` PINs)."""
+    return _change(chip, cmd, 0x00, ChangeCommand.CHANGE_KEY)

@@ -1,0 +1,37 @@
+"""READ BINARY (``00 B0``), offset and short-EF-identifier forms."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from apdu import CommandApdu
+from card_emulator.commands import replies as r
+
+if TYPE_CHECKING:
+    from card_emulator.chip import Chip
+
+
+def read_binary(chip: Chip, cmd: CommandApdu) -> bytes:
+    """Return up to Le bytes from the offset (to the end of the file at most)."""
+    if cmd.data or cmd.le is None:
+        return r.WRONG_LENGTH
+    app = chip.app
+    if cmd.p1 & 0x80:
+        if cmd.p1 & 0x60 or not cmd.p1 & 0x1F:
+            return r.INCORRECT_P1P2
+        fid, offset = cmd.p1 & 0x1F, cmd.p2
+        if app is None or not app.has(fid):
+            return r.FILE_NOT_FOUND
+        chip.ef = fid  # READ BINARY by SFI makes the EF current (ISO 7816-4)
+    else:
+        if app is None or chip.ef is None:
+            return r.NO_CURRENT_EF
+        fid, offset = chip.ef, (cmd.p1 << 8) | cmd.p2
+    content = app.files.get(fid)
+    if content is None:  # a record EF, key or IEF
+        return r.INCOMPATIBLE_FILE
+    if not chip.rules.read_condition(fid).opens(chip.verified):
+        return r.SECURITY_NOT_SATISFIED
+    if offset >= len(content):
+        return r.WRONG_OFFSET
+    return content[offset : offset + cmd.le] + r.OK

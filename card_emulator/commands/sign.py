@@ -1,0 +1,108 @@
+"""COMPUTE DIGITAL SIGNATURE (``80 2A P1 P2``), the proprietary JICSAP signing command.
+
+P2: ``80`` = the selected key EF, ``80|SFI`` = that key, ``00`` = the AP's default key (券面 APs).
+P1 = scheme (card-facts §3.6): ``00`` PKCS#1 v1.5 over the data as given (the DigestInfo the host
+built); ``01`` SHA-256 of the data, signed bare (no DigestInfo); ``02`` data is a SHA-256 hash,
+wrapped in a DigestInfo; ``03`` SHA-256 of the data, wrapped; ``04`` data is a SHA-256 hash,
+RSASSA-PSS; ``05`` SHA-256 of the data, RSASSA-PSS. PSS uses MGF1-SHA-256 and a 32-byte salt
+(the public source does not give the salt length: our choice). A data length the scheme cannot
+take answers ``6700``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+
+from apdu import CommandApdu
+from card_emulator.commands import replies as r
+from card_emulator.objects import KeyObject, KeyUse
+from card_emulator.rsa_raw import max_message_length, sign_pkcs1_v15_raw
+
+if TYPE_CHECKING:
+    from card_emulator.chip import Chip
+
+SHA256_SIZE = 32
+MAX_HASHED_INPUT = 255
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=SHA256_SIZE)
+_PREHASHED_SHA256 = utils.Prehashed(hashes.SHA256())
+
+Scheme = Callable[[rsa.RSAPrivateKey, bytes], bytes | None]  # None = data length refused
+
+
+def _pkcs1_as_given(key: rsa.RSAPrivateKey, data: bytes) -> bytes | None:
+    return sign_pkcs1_v15_raw(key, data) if len(data) <= max_message_length(key) else None
+
+
+def _bare_sha256(key: rsa.RSAPrivateKey, data: bytes) -> bytes | None:
+    return sign_pkcs1_v15_raw(key, hashlib.sha256(data).digest())
+
+
+def _wrap_given_hash(key: rsa.RSAPrivateKey, data: bytes) -> bytes | None:
+    if len(data) != SHA256_SIZE:
+        return None
+    return key.sign(data, padding.PKCS1v15(), _PREHASHED_SHA256)
+
+
+def _hash_and_wrap(key: rsa.RSAPrivateKey, data: bytes) -> bytes | None:
+    if len(data) > MAX_HASHED_INPUT:
+        return None
+    return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+
+def _pss_given_hash(key: rsa.RSAPrivateKey, data: bytes) -> bytes | None:
+    return key.sign(data, _PSS, _PREHASHED_SHA256) if len(data) == SHA256_SIZE else None
+
+
+def _pss_hash(key: rsa.RSAPrivateKey, data: bytes) -> bytes | None:
+    return key.sign(data, _PSS, hashes.SHA256()) if len(data) <= MAX_HASHED_INPUT else None
+
+
+SCHEMES: dict[int, Scheme] = {
+    0x00: _pkcs1_as_given,
+    0x01: _bare_sha256,
+    0x02: _wrap_given_hash,
+    0x03: _hash_and_wrap,
+    0x04: _pss_given_hash,
+    0x05: _pss_hash,
+}
+
+
+def _resolve_key(chip: Chip, p2: int) -> KeyObject | bytes:
+    app = chip.app
+    if app is None:
+        return r.NO_CURRENT_EF
+    if p2 == 0x00:
+        key = app.default_key()
+        return r.INCORRECT_P1P2 if key is None else key
+    if p2 == 0x80:
+        if chip.ef is None:
+            return r.NO_CURRENT_EF
+        key = app.keys.get(chip.ef)
+        return r.INCOMPATIBLE_FILE if key is None else key
+    if p2 & 0x80 and p2 & 0x1F and not p2 & 0x60:
+        key = app.keys.get(p2 & 0x1F)
+        return r.REFERENCED_DATA_NOT_FOUND if key is None else key
+    return r.INCORRECT_P1P2
+
+
+def compute_digital_signature(chip: Chip, cmd: CommandApdu) -> bytes:
+    """Sign with a key whose access condition is met; the 256-byte signature + ``9000``."""
+    key = _resolve_key(chip, cmd.p2)
+    if isinstance(key, bytes):
+        return key
+    if key.use is KeyUse.INTERNAL_AUTHENTICATE:
+        return r.CONDITIONS_NOT_SATISFIED
+    if not chip.rules.use_condition(key.fid).opens(chip.verified):
+        return r.status(chip.policy.key_not_enabled_sw)
+    scheme = SCHEMES.get(cmd.p1)
+    if scheme is None:
+        return r.INCORRECT_P1P2
+    if not cmd.data:
+        return r.WRONG_LENGTH
+    signature = scheme(key.private_key, cmd.data)
+    return r.WRONG_LENGTH if signature is None else signature + r.OK

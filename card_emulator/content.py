@@ -1,0 +1,64 @@
+"""Everything a personalized card holds: ATR, applications, access rules, policy, metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from card_emulator.access import AccessRules
+from card_emulator.objects import Application
+from card_emulator.policy import CardPolicy
+
+
+class ContentError(ValueError):
+    """A card whose content contradicts its own access rules."""
+
+
+@dataclass(slots=True)
+class CardContent:
+    """The card image in memory (what a SQLite image file stores)."""
+
+    atr: bytes
+    applications: list[Application]
+    rules: dict[str, AccessRules]
+    policy: CardPolicy = field(default_factory=CardPolicy)
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def application(self, name: str) -> Application:
+        """The application called ``name`` (``jpki``, ``text``, ``kenmen``, ``common``...)."""
+        for app in self.applications:
+            if app.name == name:
+                return app
+        raise KeyError(f"this card has no application {name!r}")
+
+    def check(self) -> None:
+        """Refuse content where an EF or key has no access rule, or a rule names a missing IEF."""
+        for app in self.applications:
+            rules = self.rules.get(app.name)
+            if rules is None:
+                raise ContentError(f"no access rules for application {app.name!r}")
+            for fid in [*app.files, *app.records]:
+                if fid not in rules.read:
+                    raise ContentError(f"{app.name} EF {fid:04X} has no read rule")
+            for fid in app.keys:
+                if fid not in rules.use:
+                    raise ContentError(f"{app.name} key {fid:04X} has no use rule")
+            for table in (rules.read, rules.use):
+                for fid, cond in table.items():
+                    missing = [c for c in cond.credentials if c not in app.credentials]
+                    if missing:
+                        names = ", ".join(f"{c:04X}" for c in missing)
+                        raise ContentError(
+                            f"{app.name} rule for {fid:04X} names missing IEF {names}"
+                        )
+
+    def fresh_copy(self) -> CardContent:
+        """A copy whose credentials (values and counters) are independent of this one."""
+        apps = [
+            replace(
+                app,
+                credentials={fid: replace(c) for fid, c in app.credentials.items()},
+                records={fid: list(r) for fid, r in app.records.items()},
+            )
+            for app in self.applications
+        ]
+        return CardContent(self.atr, apps, dict(self.rules), self.policy, dict(self.meta))
