@@ -272,11 +272,33 @@ def parse(raw: bytes, source: str = "<persona>") -> Persona:
     except UnicodeDecodeError:
         raise PersonaError(f"{source}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        raise PersonaError(f"{source}: not valid TOML ({exc})") from None
+        field = _field_at_error(raw.decode("utf-8"), str(exc))
+        raise PersonaError(f"{source}: {field}not valid TOML ({exc})") from None
     try:
         return _build(_Table(data, ""), hashlib.sha256(raw).hexdigest())
     except PersonaError as exc:
         raise PersonaError(f"{source}: {exc}") from None
+
+
+def _field_at_error(text: str, message: str) -> str:
+    """``'holder.birth_date: '`` for a TOML error on that field's line (e.g. 1980-02-30)."""
+    found = re.search(r"line (\d+)", message)
+    if found is None:
+        return ""
+    number = int(found.group(1))
+    lines = text.splitlines()
+    if not 1 <= number <= len(lines):
+        return ""
+    key = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", lines[number - 1])
+    if key is None:
+        return ""
+    section = ""
+    for line in reversed(lines[: number - 1]):
+        header = re.match(r"\s*\[([A-Za-z0-9_.-]+)\]", line)
+        if header:
+            section = header.group(1) + "."
+            break
+    return f"{section}{key.group(1)}: "
 
 
 def _build(top: _Table, digest: str) -> Persona:
