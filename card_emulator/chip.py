@@ -14,7 +14,16 @@ from collections.abc import Callable
 
 from apdu import CodecError, CommandApdu
 from card_emulator.access import AccessRules
-from card_emulator.commands import challenge, credentials, read, select, sign
+from card_emulator.commands import (
+    authenticate,
+    challenge,
+    credentials,
+    data_objects,
+    read,
+    records,
+    select,
+    sign,
+)
 from card_emulator.commands import replies as r
 from card_emulator.content import CardContent
 from card_emulator.image import CardStore
@@ -30,7 +39,10 @@ HANDLERS: dict[tuple[int, int], Handler] = {
     (0x00, 0xB0): read.read_binary,
     (0x00, 0x20): credentials.verify,
     (0x00, 0x24): credentials.change_reference_data,
+    (0x00, 0xB2): records.read_record,
     (0x00, 0x84): challenge.get_challenge,
+    (0x00, 0x88): authenticate.internal_authenticate,
+    (0x00, 0xCA): data_objects.get_data,
     (0x80, 0x2A): sign.compute_digital_signature,
     (0x80, 0x32): credentials.change_key,
 }

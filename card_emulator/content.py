@@ -22,6 +22,8 @@ class CardContent:
     rules: dict[str, AccessRules]
     policy: CardPolicy = field(default_factory=CardPolicy)
     meta: dict[str, str] = field(default_factory=dict)
+    data_objects: dict[int, bytes] = field(default_factory=dict)
+    """Card-level GET DATA objects (tag → value), answered at the issuer security domain."""
 
     def application(self, name: str) -> Application:
         """The application called ``name`` (``jpki``, ``text``, ``kenmen``, ``common``...)."""
@@ -61,4 +63,6 @@ class CardContent:
             )
             for app in self.applications
         ]
-        return CardContent(self.atr, apps, dict(self.rules), self.policy, dict(self.meta))
+        return CardContent(
+            self.atr, apps, dict(self.rules), self.policy, dict(self.meta), dict(self.data_objects)
+        )

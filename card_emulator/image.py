@@ -31,6 +31,7 @@ IMAGE_FORMAT = "mynacard-image/1"
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE data_objects (tag INTEGER PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE applications (
     name TEXT PRIMARY KEY, position INTEGER NOT NULL, aid BLOB NOT NULL UNIQUE,
     label TEXT NOT NULL, rules TEXT NOT NULL);
@@ -110,6 +111,9 @@ class SqliteImage:
                 "policy": content.policy.to_json(),
             }
             db.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
+            db.executemany(
+                "INSERT INTO data_objects VALUES (?, ?)", sorted(content.data_objects.items())
+            )
             for position, app in enumerate(content.applications):
                 _insert_application(db, position, app, content.rules[app.name])
             db.execute("COMMIT")
@@ -243,4 +247,7 @@ def _load(db: sqlite3.Connection) -> CardContent:
     policy = CardPolicy.from_mapping(json.loads(meta.pop("policy")), "image policy")
     atr = bytes.fromhex(meta.pop("atr"))
     meta.pop("format")
-    return CardContent(atr, apps, rules, policy, meta)
+    data_objects = {
+        tag: bytes(value) for tag, value in db.execute("SELECT tag, value FROM data_objects")
+    }
+    return CardContent(atr, apps, rules, policy, meta, data_objects)

@@ -18,6 +18,7 @@ from typing import Any
 
 from card_emulator import mynumber
 from card_emulator.atrs import DEFAULT_ATR, resolve_atr
+from card_emulator.credential_names import CREDENTIALS
 from card_emulator.objects import CredentialFormat
 from card_emulator.policy import CardPolicy
 
@@ -26,8 +27,7 @@ TOKENS = ("JPKIAPICCTOKEN2", "JPKIAPICCTOKEN", "JPKIAPGPSETOKEN", "JPKIAPIOSTOKE
 SEXES = {1: "male", 2: "female", 3: "not known"}
 MAX_ADDRESS_CHARS = 200
 
-# Credentials a persona may preset the retry counter of, with their maximum tries.
-COUNTER_NAMES = ("jpki_auth", "jpki_sign")
+IMAGE_KINDS = ("name", "address", "photo", "my_number", "security_code")
 
 
 class PersonaError(ValueError):
@@ -66,6 +66,7 @@ class CardData:
     serial: str
     token: str
     atr: bytes
+    juki_layout: str = "record"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,8 @@ class Persona:
     pins: Pins
     certificates: CertificateSettings
     counters: Mapping[str, int]
+    images: Mapping[str, Path]
+    """Image files named by the persona (resolved to absolute paths), by kind."""
     policy: CardPolicy
     access: Mapping[str, Mapping[str, Any]]
     digest: str
@@ -213,8 +216,13 @@ def _card(t: _Table, birth: dt.date) -> CardData:
         atr = resolve_atr(t.text("atr", DEFAULT_ATR))
     except ValueError as exc:
         raise PersonaError(f"{t.path('atr')}: {exc}") from None
+    layout = t.text("juki_layout", "record")
+    if layout not in ("record", "binary"):
+        raise PersonaError(
+            f"{t.path('juki_layout')}: expected 'record' or 'binary', got {layout!r}"
+        )
     t.done()
-    return CardData(issued, expiry, code, municipality, serial, token, atr)
+    return CardData(issued, expiry, code, municipality, serial, token, atr, layout)
 
 
 def _pins(t: _Table) -> Pins:
@@ -243,15 +251,28 @@ def _certificates(t: _Table, card: CardData) -> CertificateSettings:
 
 
 def _counters(t: _Table) -> dict[str, int]:
-    limits = {"jpki_auth": 3, "jpki_sign": 5}
     out: dict[str, int] = {}
     for key in list(t.data):
-        if key not in limits:
-            raise PersonaError(f"{t.path(key)}: unknown credential (known: {', '.join(limits)})")
+        if key not in CREDENTIALS:
+            known = ", ".join(CREDENTIALS)
+            raise PersonaError(f"{t.path(key)}: unknown credential (known: {known})")
+        limit = CREDENTIALS[key].max_tries
         value = t.take(key)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limits[key]:
-            raise PersonaError(f"{t.path(key)}: tries left must be 0-{limits[key]}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+            raise PersonaError(f"{t.path(key)}: tries left must be 0-{limit}, got {value!r}")
         out[key] = value
+    return out
+
+
+def _images(t: _Table, base: Path) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for kind in IMAGE_KINDS:
+        if kind in t.data:
+            path = base / t.text(kind)
+            if not path.is_file():
+                raise PersonaError(f"{t.path(kind)}: no image file at {path}")
+            out[kind] = path.resolve()
+    t.done()
     return out
 
 
@@ -262,11 +283,11 @@ def load(path: str | Path) -> Persona:
         raw = path.read_bytes()
     except OSError as exc:
         raise PersonaError(f"{path}: cannot read persona ({exc.strerror})") from None
-    return parse(raw, str(path))
+    return parse(raw, str(path), path.parent)
 
 
-def parse(raw: bytes, source: str = "<persona>") -> Persona:
-    """Validate persona TOML given as bytes."""
+def parse(raw: bytes, source: str = "<persona>", base: Path | None = None) -> Persona:
+    """Validate persona TOML given as bytes; image paths are relative to ``base``."""
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -275,7 +296,7 @@ def parse(raw: bytes, source: str = "<persona>") -> Persona:
         field = _field_at_error(raw.decode("utf-8"), str(exc))
         raise PersonaError(f"{source}: {field}not valid TOML ({exc})") from None
     try:
-        return _build(_Table(data, ""), hashlib.sha256(raw).hexdigest())
+        return _build(_Table(data, ""), hashlib.sha256(raw).hexdigest(), base or Path.cwd())
     except PersonaError as exc:
         raise PersonaError(f"{source}: {exc}") from None
 
@@ -301,7 +322,7 @@ def _field_at_error(text: str, message: str) -> str:
     return f"{section}{key.group(1)}: "
 
 
-def _build(top: _Table, digest: str) -> Persona:
+def _build(top: _Table, digest: str, base: Path) -> Persona:
     label = top.text("label", "persona")
     holder = _holder(top.table("holder"))
     card = _card(top.table("card"), holder.birth_date)
@@ -310,6 +331,7 @@ def _build(top: _Table, digest: str) -> Persona:
     counters_table = top.table("counters")
     counters = _counters(counters_table)
     counters_table.done()
+    images = _images(top.table("images"), base)
     policy_table = top.table("policy")
     try:
         policy = CardPolicy.from_mapping(policy_table.data, "policy")
@@ -319,4 +341,6 @@ def _build(top: _Table, digest: str) -> Persona:
     if not isinstance(access, dict):
         raise PersonaError("access: expected a table of per-application rule overrides")
     top.done()
-    return Persona(label, holder, card, pins, certificates, counters, policy, access, digest)
+    return Persona(
+        label, holder, card, pins, certificates, counters, images, policy, access, digest
+    )

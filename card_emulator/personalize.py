@@ -1,8 +1,10 @@
-"""Personalization: persona → card content (keys generated on card, certificates issued).
+"""Personalization: persona → card content (keys generated on card, data signed, images made).
 
 Until the declared test PKI exists, certificates are issued by a process-wide pair of test CAs
-(one authentication tree, one signature tree per name style), created on first use. Each card
-carries its CA certificates in ``000B`` / ``0002``, so it is self-consistent.
+(one authentication tree, one signature tree per name style), and the 券面 APs' data by a
+process-wide CV hierarchy per AP, all created on first use. Each card carries its CA
+certificates (``000B`` / ``0002``) and CV certificates (``0004``), so it is self-consistent;
+:func:`default_cv_signer` gives readers the CV roots to verify against.
 """
 
 from __future__ import annotations
@@ -10,13 +12,28 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import threading
+from collections.abc import Callable
 
+from card_emulator import render
 from card_emulator.access import load_rules
+from card_emulator.apps import common as common_ap
 from card_emulator.apps import jpki as jpki_ap
+from card_emulator.apps import juki as juki_ap
+from card_emulator.apps import kenmen as kenmen_ap
+from card_emulator.apps import text as text_ap
+from card_emulator.check_codes import birth_date_key, check_code_b
 from card_emulator.content import CardContent
+from card_emulator.credential_names import CREDENTIALS
 from card_emulator.objects import Application, KeyObject, KeyUse
 from card_emulator.persona import Persona
 from jpki.ca import CertificateAuthority
+from jpki.card_data_signer import CardDataSigner
+from jpki.cv_certificate import (
+    EMULATOR_TEXT_AP_CA_KEY_ID,
+    EMULATOR_TEXT_AP_KEY_ID,
+    EMULATOR_VISUAL_AP_CA_KEY_ID,
+    EMULATOR_VISUAL_AP_KEY_ID,
+)
 from jpki.holder import HolderIdentity, Sex
 from jpki.keys import generate_rsa_key
 from jpki.names import Municipality, NameStyle, Tree, make_subject_id
@@ -40,6 +57,17 @@ def default_ca(tree: Tree, style: NameStyle) -> CertificateAuthority:
         not_before=DEFAULT_CA_NOT_BEFORE,
         not_after=DEFAULT_CA_NOT_AFTER,
     )
+
+
+@functools.cache
+def default_cv_signer(application: str) -> CardDataSigner:
+    """The process-wide data signer (and its CV root) of ``"text"`` or ``"kenmen"``."""
+    ids = {
+        "text": (EMULATOR_TEXT_AP_CA_KEY_ID, EMULATOR_TEXT_AP_KEY_ID),
+        "kenmen": (EMULATOR_VISUAL_AP_CA_KEY_ID, EMULATOR_VISUAL_AP_KEY_ID),
+    }
+    root_id, signer_id = ids[application]
+    return CardDataSigner.create(root_id, signer_id)
 
 
 def _end_of_day_jst(day: dt.date) -> dt.datetime:
@@ -100,14 +128,85 @@ def _jpki_application(persona: Persona) -> tuple[Application, dict[str, str]]:
         sign_key=KeyObject(jpki_ap.KEY_SIGN, "署名用秘密鍵", keys[Tree.SIGN], KeyUse.SIGN),
         auth_pin=persona.pins.jpki_auth,
         sign_password=persona.pins.jpki_sign,
-        auth_tries=persona.counters.get("jpki_auth", jpki_ap.AUTH_PIN_TRIES),
-        sign_tries=persona.counters.get("jpki_sign", jpki_ap.SIGN_PASSWORD_TRIES),
     )
     meta = {
         "auth_certificate_serial": f"{certificates[Tree.AUTH].serial_number:X}",
         "sign_certificate_serial": f"{certificates[Tree.SIGN].serial_number:X}",
     }
     return app, meta
+
+
+def _images(persona: Persona) -> dict[str, bytes]:
+    """The 券面 images: files the persona names, else rendered from its text."""
+    h, card = persona.holder, persona.card
+    made: dict[str, Callable[[], bytes]] = {
+        "name": lambda: render.render_name_png(h.name),
+        "address": lambda: render.render_address_png(h.address),
+        "photo": lambda: render.placeholder_photo_jp2(h.my_number),
+        "my_number": lambda: render.render_my_number_png(h.my_number),
+        "security_code": lambda: render.render_security_code_png(card.security_code),
+    }
+    return {
+        kind: render.load_image_file(persona.images[kind], kind)
+        if kind in persona.images
+        else make()
+        for kind, make in made.items()
+    }
+
+
+def _other_applications(persona: Persona) -> list[Application]:
+    h, card = persona.holder, persona.card
+    code_b = check_code_b(h.birth_date, card.expiry, card.security_code)
+    text = text_ap.build(
+        my_number=h.my_number,
+        name=h.name,
+        address=h.address,
+        birth_date=h.birth_date,
+        sex=h.sex,
+        pin=persona.pins.text,
+        check_code_b=code_b,
+        serial=card.serial,
+        signer=default_cv_signer("text"),
+        ap_key=generate_rsa_key(),
+        sm_key=generate_rsa_key().public_key(),
+        blocked_value=b"\x00\x00\x00\x00",
+    )
+    kenmen = kenmen_ap.build(
+        birth_date=h.birth_date,
+        sex=h.sex,
+        expiry=card.expiry,
+        municipality_code=card.municipality.code,
+        serial=card.serial,
+        my_number=h.my_number,
+        birth_date_key=birth_date_key(h.birth_date),
+        check_code_b=code_b,
+        images=_images(persona),
+        signer=default_cv_signer("kenmen"),
+        card_key=generate_rsa_key(),
+    )
+    common = common_ap.build(
+        serial=card.serial,
+        municipality_code=card.municipality.code,
+        expiry=card.expiry,
+        pin=persona.pins.juki,
+        key=generate_rsa_key(),
+    )
+    juki = juki_ap.build(
+        resident_code=h.resident_code,
+        serial=card.serial,
+        pin=persona.pins.juki,
+        layout=card.juki_layout,
+    )
+    return [text, kenmen, common, juki]
+
+
+def _card_data_objects(persona: Persona) -> dict[int, bytes]:
+    """GET DATA objects at the issuer security domain (card-facts §1.3)."""
+    return {
+        0x00F0: persona.card.municipality.code.encode("ascii"),
+        0x00F2: persona.card.expiry.strftime("%Y%m%d").encode("ascii"),
+        0x5F51: persona.card.atr[1:],  # the contact ATR without TS
+    }
 
 
 def personalize(persona: Persona) -> CardContent:
@@ -117,7 +216,7 @@ def personalize(persona: Persona) -> CardContent:
     jpki_app, jpki_meta = _jpki_application(persona)
     content = CardContent(
         atr=persona.card.atr,
-        applications=[jpki_app],
+        applications=[jpki_app, *_other_applications(persona)],
         rules=rules,
         policy=persona.policy,
         meta={
@@ -127,7 +226,11 @@ def personalize(persona: Persona) -> CardContent:
             "rule_overlays": ",".join(overlays),
             **jpki_meta,
         },
+        data_objects=_card_data_objects(persona),
     )
+    for name, tries in persona.counters.items():
+        where = CREDENTIALS[name]
+        content.application(where.application).credentials[where.fid].remaining = tries
     content.check()
     return content
 

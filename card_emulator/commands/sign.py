@@ -72,7 +72,8 @@ SCHEMES: dict[int, Scheme] = {
 }
 
 
-def _resolve_key(chip: Chip, p2: int) -> KeyObject | bytes:
+def resolve_key(chip: Chip, p2: int) -> KeyObject | bytes:
+    """The key named by P2: ``00`` AP default, ``80`` current EF, ``80|SFI``; else an error."""
     app = chip.app
     if app is None:
         return r.NO_CURRENT_EF
@@ -92,7 +93,7 @@ def _resolve_key(chip: Chip, p2: int) -> KeyObject | bytes:
 
 def compute_digital_signature(chip: Chip, cmd: CommandApdu) -> bytes:
     """Sign with a key whose access condition is met; the 256-byte signature + ``9000``."""
-    key = _resolve_key(chip, cmd.p2)
+    key = resolve_key(chip, cmd.p2)
     if isinstance(key, bytes):
         return key
     if key.use is KeyUse.INTERNAL_AUTHENTICATE:

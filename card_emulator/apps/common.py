@@ -1,0 +1,74 @@
+"""``D3 92 10 00 31 00 01 01 01 00`` (共通カードAP per one source) — card-facts §8.1.
+
+Record EF ``0001`` (SFI 1) holds one simple-TLV record ``01 1C`` + serial[15] ‖ municipality
+code[5] ‖ expiry ``YYYYMMDD``, readable with no credential; key ``0019`` answers INTERNAL
+AUTHENTICATE with no credential (its public half is not on the card); PIN ``001C`` is changed with
+CHANGE KEY ``80 32 00 80``. EF ``0002`` is a 16-byte key reference of unknown use (never read).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from apdu.simple_tlv import SimpleTlv
+from card_emulator.objects import (
+    Application,
+    ChangeCommand,
+    Credential,
+    CredentialFormat,
+    KeyObject,
+    KeyUse,
+)
+
+AID = bytes.fromhex("D3921000310001010100")
+EF_CARD_RECORD = 0x0001
+EF_KEY_REFERENCE = 0x0002
+KEY_INTERNAL_AUTH = 0x0019
+PIN = 0x001C
+PIN_TRIES = 3
+
+
+def card_record(serial: str, municipality_code: str, expiry: dt.date) -> bytes:
+    """Record 1 of EF ``0001``: ``01 1C`` + 28 ASCII characters."""
+    text = serial + municipality_code + expiry.strftime("%Y%m%d")
+    return SimpleTlv(0x01, text.encode("ascii")).to_bytes()
+
+
+def key_reference(serial: str) -> bytes:
+    """A 16-byte key reference shared with the 住基AP (content unknown: derived from the serial)."""
+    return hashlib.sha256(b"mynacard key reference " + serial.encode()).digest()[:16]
+
+
+def pin_credential(pin: str) -> Credential:
+    """The 4-digit ``001C`` PIN (住民基本台帳用), 3 tries, changed with CHANGE KEY."""
+    return Credential(
+        PIN,
+        "住民基本台帳用暗証番号",
+        CredentialFormat.PIN4,
+        PIN_TRIES,
+        pin.encode("ascii"),
+        PIN_TRIES,
+        ChangeCommand.CHANGE_KEY,
+    )
+
+
+def build(
+    *, serial: str, municipality_code: str, expiry: dt.date, pin: str, key: rsa.RSAPrivateKey
+) -> Application:
+    """The common AP of one card."""
+    return Application(
+        name="common",
+        aid=AID,
+        label="共通カードAP (D392…0100)",
+        files={EF_KEY_REFERENCE: key_reference(serial)},
+        records={EF_CARD_RECORD: [card_record(serial, municipality_code, expiry)]},
+        keys={
+            KEY_INTERNAL_AUTH: KeyObject(
+                KEY_INTERNAL_AUTH, "内部認証鍵", key, KeyUse.INTERNAL_AUTHENTICATE
+            )
+        },
+        credentials={PIN: pin_credential(pin)},
+    )

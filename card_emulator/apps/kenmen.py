@@ -1,0 +1,180 @@
+"""券面事項確認AP (券面AP), ``D3 92 10 00 31 00 01 01 04 02`` — card-facts §7.
+
+Byte layouts are those of §7.1-§7.2. Our choices where the sources stop: the birth-date key
+allows 10 tries (unknown; same as 照合番号B whose first six digits it is); EF ``0003``'s version
+byte is ``01`` and ``DF35`` holds the card-key id followed by 256 bytes derived from the serial;
+EF ``0005``'s signature covers the ``DF41`` and ``DF42`` TLVs, like EF ``0001``'s.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from apdu import tlv
+from card_emulator.apps.offset_table import with_offset_table
+from card_emulator.objects import Application, Credential, CredentialFormat, KeyObject, KeyUse
+from card_emulator.rsa_raw import sign_pkcs1_v15_raw
+from jpki.card_data_signer import CardDataSigner
+from jpki.cv_certificate import KeyId, encode_rsa_public_key
+
+AID = bytes.fromhex("D3921000310001010402")
+
+EF_AGE = 0x0001
+EF_FACE = 0x0002
+EF_AP_INFO = 0x0003
+EF_CV_CERTIFICATE = 0x0004
+EF_MY_NUMBER_IMAGE = 0x0005
+EF_UNKNOWN = 0x0006
+BIRTH_DATE_KEY = 0x0011
+CHECK_CODE_B = 0x0012
+CHECK_CODE_A = 0x0013
+KEY = 0x001A
+
+TRIES = 10
+AP_INFO_VERSION = bytes.fromhex("06030E01")
+FACE_TAGS = (0xDF22, 0xDF23, 0xDF24, 0xDF25, 0xDF26, 0xDF27, 0xDF28, 0xDF29, 0xDF2A)
+# DigestInfo header with the SHA-256 OID around the 96 bytes H(G1) ‖ H(G2) ‖ H(G3) (§7.2).
+FACE_DIGEST_INFO_HEADER = bytes.fromhex("3071300D060960864801650304020105000460")
+
+
+def _date(day: dt.date) -> bytes:
+    return day.strftime("%Y%m%d").encode("ascii")
+
+
+def age_file(birth_date: dt.date, card_key: rsa.RSAPublicKey, signer: CardDataSigner) -> bytes:
+    """EF ``0001``: ``FF10 { DF11 生年月日, DF12 card key, DF13 signature over DF11‖DF12 }``."""
+    signed = tlv.encode(0xDF11, _date(birth_date)) + tlv.encode(
+        0xDF12, encode_rsa_public_key(card_key)
+    )
+    return tlv.encode(0xFF10, signed + tlv.encode(0xDF13, signer.sign(signed)))
+
+
+def face_digest_info(fields: dict[int, bytes]) -> bytes:
+    """The signed DigestInfo: SHA-256 of G1 = DF22‖DF23‖DF24, G2 = DF25‖DF26, G3 = DF27 TLVs."""
+    groups = ((0xDF22, 0xDF23, 0xDF24), (0xDF25, 0xDF26), (0xDF27,))
+    digests = b"".join(
+        hashlib.sha256(b"".join(tlv.encode(tag, fields[tag]) for tag in group)).digest()
+        for group in groups
+    )
+    return FACE_DIGEST_INFO_HEADER + digests
+
+
+def face_file(
+    *,
+    birth_date: dt.date,
+    sex: int,
+    card_key: rsa.RSAPublicKey,
+    name_png: bytes,
+    address_png: bytes,
+    photo_jp2: bytes,
+    expiry: dt.date,
+    security_code_png: bytes,
+    signer: CardDataSigner,
+) -> bytes:
+    """EF ``0002``: the card face, with the ``DF21`` table of file-relative offsets."""
+    fields = {
+        0xDF22: _date(birth_date),
+        0xDF23: str(sex).encode("ascii"),
+        0xDF24: encode_rsa_public_key(card_key),
+        0xDF25: name_png,
+        0xDF26: address_png,
+        0xDF27: photo_jp2,
+    }
+    fields[0xDF28] = sign_pkcs1_v15_raw(signer.private_key, face_digest_info(fields))
+    fields[0xDF29] = _date(expiry)  # after the signature: not covered by it
+    fields[0xDF2A] = security_code_png
+    return with_offset_table(0xFF20, [tlv.encode(tag, fields[tag]) for tag in FACE_TAGS])
+
+
+def ap_info_file(key_id: KeyId, municipality_code: str, serial: str) -> bytes:
+    """EF ``0003``: ``FF30 { DF31 version, DF32 key id, DF33 version, DF34 city, DF35 … }``."""
+    opaque = b"".join(
+        hashlib.sha256(f"mynacard DF35 {i} {serial}".encode()).digest() for i in range(8)
+    )
+    return tlv.encode(
+        0xFF30,
+        tlv.encode(0xDF31, AP_INFO_VERSION)
+        + tlv.encode(0xDF32, bytes(key_id))
+        + tlv.encode(0xDF33, b"\x01")
+        + tlv.encode(0xDF34, municipality_code.encode("ascii"))
+        + tlv.encode(0xDF35, bytes(key_id) + opaque),
+    )
+
+
+def my_number_image_file(
+    number_png: bytes, card_key: rsa.RSAPublicKey, signer: CardDataSigner
+) -> bytes:
+    """EF ``0005``: ``FF40 { DF41 PNG, DF42 card key, DF43 signature over DF41‖DF42 }``."""
+    signed = tlv.encode(0xDF41, number_png) + tlv.encode(0xDF42, encode_rsa_public_key(card_key))
+    return tlv.encode(0xFF40, signed + tlv.encode(0xDF43, signer.sign(signed)))
+
+
+def build(
+    *,
+    birth_date: dt.date,
+    sex: int,
+    expiry: dt.date,
+    municipality_code: str,
+    serial: str,
+    my_number: str,
+    birth_date_key: str,
+    check_code_b: str,
+    images: dict[str, bytes],
+    signer: CardDataSigner,
+    card_key: rsa.RSAPrivateKey,
+) -> Application:
+    """The 券面AP of one card; ``images`` holds name, address, photo, my_number, security_code."""
+    public = card_key.public_key()
+    return Application(
+        name="kenmen",
+        aid=AID,
+        label="券面事項確認AP (券面AP)",
+        files={
+            EF_AGE: age_file(birth_date, public, signer),
+            EF_FACE: face_file(
+                birth_date=birth_date,
+                sex=sex,
+                card_key=public,
+                name_png=images["name"],
+                address_png=images["address"],
+                photo_jp2=images["photo"],
+                expiry=expiry,
+                security_code_png=images["security_code"],
+                signer=signer,
+            ),
+            EF_AP_INFO: ap_info_file(signer.certificate.subject_key_id, municipality_code, serial),
+            EF_CV_CERTIFICATE: signer.certificate.to_bytes(),
+            EF_MY_NUMBER_IMAGE: my_number_image_file(images["my_number"], public, signer),
+            EF_UNKNOWN: b"\xff" * 16,
+        },
+        keys={KEY: KeyObject(KEY, "券面AP 署名鍵", card_key, KeyUse.SIGN_DEFAULT)},
+        credentials={
+            BIRTH_DATE_KEY: Credential(
+                BIRTH_DATE_KEY,
+                "生年月日",
+                CredentialFormat.BIRTH_DATE_KEY,
+                TRIES,
+                birth_date_key.encode("ascii"),
+                TRIES,
+            ),
+            CHECK_CODE_B: Credential(
+                CHECK_CODE_B,
+                "照合番号B",
+                CredentialFormat.CHECK_CODE_B,
+                TRIES,
+                check_code_b.encode("ascii"),
+                TRIES,
+            ),
+            CHECK_CODE_A: Credential(
+                CHECK_CODE_A,
+                "照合番号A",
+                CredentialFormat.MY_NUMBER,
+                TRIES,
+                my_number.encode("ascii"),
+                TRIES,
+            ),
+        },
+    )
