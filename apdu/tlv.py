@@ -128,6 +128,16 @@ class Tlv:
         return self.offset + self.header_length + len(self.value)
 
 
+def read_header(data: bytes, pos: int = 0) -> tuple[int, int, int]:
+    """(tag, header length, value length) of the object at ``pos``; the value need not be there.
+
+    Lets a reader learn an object's total size from its first few bytes.
+    """
+    tag, after_tag = _read_tag(data, pos)
+    length, value_start = _read_length(data, after_tag)
+    return tag, value_start - pos, length
+
+
 def decode_one(data: bytes, pos: int = 0) -> Tlv:
     """Decode the object starting at ``pos``; bytes after it (filler) are ignored."""
     tag, after_tag = _read_tag(data, pos)

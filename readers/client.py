@@ -13,7 +13,7 @@ from enum import Enum
 
 from cryptography import x509
 
-from apdu import CommandApdu, ResponseApdu, builders
+from apdu import CodecError, CommandApdu, ResponseApdu, builders, tlv
 from readers.transport import Transport
 
 JPKI_AID = bytes.fromhex("D392F000260100000001")
@@ -26,6 +26,7 @@ DIGEST_INFO_PREFIXES = {
     "sha512": bytes.fromhex("3051300D060960864801650304020305000440"),
 }
 CHUNK = 256
+HEADER_PROBE = 8  # enough bytes for any tag and length this card uses
 
 
 class CardError(RuntimeError):
@@ -109,14 +110,17 @@ class MynaClient:
     def read_ef(self, fid: int, size: int | None = None) -> bytes:
         """Read EF ``fid`` in 256-byte chunks (short APDUs only, like OpenSC).
 
-        Reads ``size`` bytes, or the DER object's length if the file starts with a SEQUENCE,
-        or until the card reports the end of the file.
+        Reads ``size`` bytes; or, when the file starts with a BER object, exactly that object
+        (filler after it is left unread); or else until the card reports the end of the file.
         """
         self.select_ef(fid)
         if size is None:
-            head = self._read_chunk(0, 4, fid)
-            if len(head) == 4 and head[0] == 0x30 and head[1] == 0x82:
-                size = int.from_bytes(head[2:4], "big") + 4
+            head = self._read_chunk(0, HEADER_PROBE, fid)
+            try:
+                _, header_length, value_length = tlv.read_header(head)
+                size = header_length + value_length
+            except CodecError:
+                size = None
         data = b""
         while size is None or len(data) < size:
             want = CHUNK if size is None else min(CHUNK, size - len(data))
