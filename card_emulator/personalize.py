@@ -1,10 +1,10 @@
 """Personalization: persona → card content (keys generated on card, data signed, images made).
 
-Until the declared test PKI exists, certificates are issued by a process-wide pair of test CAs
-(one authentication tree, one signature tree per name style), and the 券面 APs' data by a
-process-wide CV hierarchy per AP, all created on first use. Each card carries its CA
-certificates (``000B`` / ``0002``) and CV certificates (``0004``), so it is self-consistent;
-:func:`default_cv_signer` gives readers the CV roots to verify against.
+Certificates are issued by the test CAs of a :class:`~jpki.pki_store.PkiStore` (one
+authentication and one signature tree per name style) and the 券面 APs' data is signed by its CV
+hierarchies; the store lives in a directory (``$MYNACARD_PKI``), so every process shares the same
+roots. Each card also carries its CA certificates (``000B`` / ``0002``) and CV certificates
+(``0004``).
 """
 
 from __future__ import annotations
@@ -28,46 +28,46 @@ from card_emulator.objects import Application, KeyObject, KeyUse
 from card_emulator.persona import Persona
 from jpki.ca import CertificateAuthority
 from jpki.card_data_signer import CardDataSigner
-from jpki.cv_certificate import (
-    EMULATOR_TEXT_AP_CA_KEY_ID,
-    EMULATOR_TEXT_AP_KEY_ID,
-    EMULATOR_VISUAL_AP_CA_KEY_ID,
-    EMULATOR_VISUAL_AP_KEY_ID,
-)
 from jpki.holder import HolderIdentity, Sex
 from jpki.keys import generate_rsa_key
 from jpki.names import Municipality, NameStyle, Tree, make_subject_id
+from jpki.pki_store import PkiStore, default_directory
 from jpki.profile import random_serial_number, validity_end
 
 JST = dt.timezone(dt.timedelta(hours=9), "JST")
-DEFAULT_CA_NOT_BEFORE = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
-DEFAULT_CA_NOT_AFTER = dt.datetime(2045, 12, 31, 14, 59, 59, tzinfo=dt.UTC)
 
 _cache: dict[str, CardContent] = {}
 _cache_lock = threading.Lock()
 
 
 @functools.cache
+def _store(directory: str) -> PkiStore:
+    return PkiStore.open(directory)
+
+
+def pki_store() -> PkiStore:
+    """The test PKI used for personalization (``$MYNACARD_PKI`` or the default directory)."""
+    return _store(str(default_directory()))
+
+
 def default_ca(tree: Tree, style: NameStyle) -> CertificateAuthority:
-    """The process-wide test CA of one tree and name style (generation 1)."""
-    return CertificateAuthority.create(
-        tree,
-        style=style,
-        generation=1,
-        not_before=DEFAULT_CA_NOT_BEFORE,
-        not_after=DEFAULT_CA_NOT_AFTER,
-    )
+    """The test CA of one tree and name style (generation 1)."""
+    return _ca(str(default_directory()), tree, style)
 
 
 @functools.cache
+def _ca(directory: str, tree: Tree, style: NameStyle) -> CertificateAuthority:
+    return _store(directory).certificate_authority(tree, style)
+
+
 def default_cv_signer(application: str) -> CardDataSigner:
-    """The process-wide data signer (and its CV root) of ``"text"`` or ``"kenmen"``."""
-    ids = {
-        "text": (EMULATOR_TEXT_AP_CA_KEY_ID, EMULATOR_TEXT_AP_KEY_ID),
-        "kenmen": (EMULATOR_VISUAL_AP_CA_KEY_ID, EMULATOR_VISUAL_AP_KEY_ID),
-    }
-    root_id, signer_id = ids[application]
-    return CardDataSigner.create(root_id, signer_id)
+    """The data signer (and its CV root) of ``"text"`` or ``"kenmen"``."""
+    return _cv_signer(str(default_directory()), application)
+
+
+@functools.cache
+def _cv_signer(directory: str, application: str) -> CardDataSigner:
+    return _store(directory).cv_signer(application)
 
 
 def _end_of_day_jst(day: dt.date) -> dt.datetime:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +12,15 @@ import pytest
 from card_emulator import Card
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One private test PKI per test run (subprocesses inherit it through the environment)."""
+    if "MYNACARD_PKI" not in os.environ:
+        base = Path(tempfile.mkdtemp(prefix="mynacard-pki-"))
+        os.environ["MYNACARD_PKI"] = str(base)
+
+
 DEMO_PERSONA = ROOT / "vectors" / "personas" / "demo.toml"
 
 Transmit = Callable[[str | bytes], tuple[bytes, int]]
