@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from apdu import TraceRecord
 from card_emulator import Card, ImageError, PersonaError
 from card_emulator import persona as persona_module
+from harness.card_server import MAX_READERS, CardServer, ServeError, parse_endpoint
 from harness.summary import jpki_summary
 from readers.client import CardError, InterlockError, MynaClient
+from readers.pcscd import PcscError
+from readers.text_ap import parse_attributes
 from readers.transport import InProcessTransport
 
 DEMO_PERSONA = Path(__file__).resolve().parent.parent / "vectors" / "personas" / "demo.toml"
+
+
+class UsageError(ValueError):
+    """A bad combination of command-line arguments."""
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -41,6 +51,71 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _describe(card: Card) -> str:
+    meta = card.content.meta
+    name = card.content.application("text").files.get(0x0002)
+    holder = ""
+    if name is not None:
+        holder = parse_attributes(name).name + ", "
+    return (
+        f"{meta.get('persona_label', 'card')}: {holder}{meta.get('token', '')}, "
+        f"ATR {card.atr.hex(' ').upper()}"
+    )
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if args.image and len(args.persona) > 1:
+        raise UsageError("--image goes with exactly one --persona")
+    try:
+        endpoints = [parse_endpoint(text) for text in args.vpcd]
+    except ValueError as exc:
+        raise UsageError(f"--vpcd {exc}") from None
+    if args.readers is not None and not 1 <= args.readers <= MAX_READERS:
+        raise UsageError(f"--readers must be 1-{MAX_READERS}, not {args.readers}")
+    personas = args.persona or [DEMO_PERSONA]
+    cards = [
+        (
+            str(path),
+            Card.from_persona(path, image=args.image) if args.image else Card.from_persona(path),
+        )
+        for path in personas
+    ]
+
+    def log_apdu(reader: str, record: TraceRecord) -> None:
+        print(f"[{reader}] {record.text()}", flush=True)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    server = CardServer(
+        cards,
+        readers=args.readers,
+        endpoints=endpoints,
+        trace=args.trace,
+        private_socket=args.private_socket,
+        on_apdu=log_apdu if args.verbose else None,
+    )
+    with server:
+        if server.pcscd is not None:
+            print(f"pcscd (pid {server.pcscd.pid}) serving {server.socket_path}")
+        for served in server.served:
+            print(f"  {served.endpoint}  ← {_describe(served.card)}")
+        for empty in server.empty_readers:
+            print(f"  {empty!r}  (empty)")
+        if server.env:
+            exports = " ".join(f"{k}={v}" for k, v in server.env.items())
+            print(f"PC/SC clients must run with: export {exports}")
+        if args.trace:
+            print(f"trace (masked APDUs): {args.trace}")
+        print("Ctrl-C or SIGTERM stops.", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    print("stopped: cards removed, pcscd stopped.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mynacard",
@@ -56,6 +131,32 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     check.set_defaults(func=_cmd_persona_check)
 
+    serve = sub.add_parser(
+        "serve", help="put cards into virtual PC/SC readers (vpcd) until interrupted"
+    )
+    serve.add_argument(
+        "--persona", type=Path, action="append", default=[], help="persona file (repeatable)"
+    )
+    serve.add_argument("--image", type=Path, help="serve this durable card image (created if new)")
+    serve.add_argument(
+        "--readers", type=int, help="number of virtual readers (default: one per card)"
+    )
+    serve.add_argument(
+        "--vpcd",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="connect to this vpcd endpoint instead of starting readers (repeatable)",
+    )
+    serve.add_argument("--trace", type=Path, help="append masked APDUs to this JSON Lines file")
+    serve.add_argument(
+        "--private-socket",
+        action="store_true",
+        help="always run our own pcscd on a private socket",
+    )
+    serve.add_argument("-v", "--verbose", action="store_true", help="print every (masked) APDU")
+    serve.set_defaults(func=_cmd_serve)
+
     personalize = sub.add_parser("personalize", help="create a durable card image from a persona")
     personalize.add_argument("--persona", type=Path, required=True, help="persona TOML file")
     personalize.add_argument("--image", type=Path, required=True, help="card image to create")
@@ -65,10 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mynacard`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (PersonaError, ImageError, CardError, InterlockError) as exc:
+    except UsageError as exc:
+        parser.error(str(exc))
+    except (PersonaError, ImageError, CardError, InterlockError, ServeError, PcscError) as exc:
         print(f"mynacard: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -458,7 +458,7 @@ def _private_socket_path() -> str:
     return os.path.join(_process_socket_dir, "pcscd.comm")
 
 
-def _socket_is_live(path: str) -> bool:
+def socket_is_live(path: str) -> bool:
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
@@ -658,7 +658,7 @@ class PrivatePcscd:
                 f"vpcd driver {driver} missing; install the Debian package 'vsmartcard-vpcd'"
             )
         self._socket_path = self._choose_socket()
-        if _socket_is_live(self._socket_path):
+        if socket_is_live(self._socket_path):
             raise PcscdStartError(f"something already listens on {self._socket_path}")
         if self._set_environ:
             os.environ[SOCKET_ENV] = self._socket_path
@@ -757,6 +757,7 @@ class PrivatePcscd:
         path = self._socket_path
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # a stale socket of an earlier (killed) run of this process
+        os.makedirs(os.path.dirname(path), exist_ok=True)  # /run/pcscd may not exist yet
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(path)
