@@ -103,6 +103,12 @@ class MynaClient:
         """SELECT an AP by AID (this also forgets every verified credential)."""
         self.expect_ok(builders.select_aid(aid), f"SELECT {aid.hex().upper()}")
 
+    def unlock(self, aid: bytes, credential_fid: int, secret: str) -> None:
+        """SELECT the AP, SELECT the IEF and VERIFY it (opens what the IEF opens in that AP)."""
+        self.select_application(aid)
+        self.select_ef(credential_fid)
+        self.expect_ok(builders.verify(secret.encode("ascii")), f"VERIFY {credential_fid:04X}")
+
     def select_ef(self, fid: int) -> None:
         """SELECT an EF, key or IEF in the current AP."""
         self.expect_ok(builders.select_ef(fid), f"SELECT EF {fid:04X}")

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from PIL import Image
 
-from apdu import CodecError, Tlv, builders, tlv
+from apdu import CodecError, Tlv, tlv
 from jpki.cv_certificate import CvCertificate, decode_rsa_public_key
 from readers.client import MynaClient
 from readers.text_ap import VerificationError
@@ -142,11 +142,7 @@ class KenmenReader:
         self.client = client
 
     def _open(self, credential_fid: int, secret: str) -> None:
-        self.client.select_application(AID)
-        self.client.select_ef(credential_fid)
-        self.client.expect_ok(
-            builders.verify(secret.encode("ascii")), f"VERIFY {credential_fid:04X}"
-        )
+        self.client.unlock(AID, credential_fid, secret)
 
     def unlock_with_check_code_a(self, my_number: str) -> None:
         """照合番号A (``0013``): opens the face and the my-number image."""

@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from apdu import CodecError, builders, tlv
+from apdu import CodecError, tlv
 from jpki.cv_certificate import CvCertificate
 from readers.client import MynaClient
 
@@ -102,11 +102,7 @@ class TextApReader:
         self.client = client
 
     def _open(self, credential_fid: int, secret: str) -> None:
-        self.client.select_application(AID)
-        self.client.select_ef(credential_fid)
-        self.client.expect_ok(
-            builders.verify(secret.encode("ascii")), f"VERIFY {credential_fid:04X}"
-        )
+        self.client.unlock(AID, credential_fid, secret)
 
     def unlock_with_pin(self, pin: str) -> None:
         """VERIFY the 4-digit PIN (``0011``): opens everything."""

@@ -335,3 +335,21 @@ def test_images_decode(card: Card) -> None:
     face = reader.face()
     for raw in (face.name_png, face.address_png, face.photo_jp2, face.security_code_png):
         Image.open(io.BytesIO(raw)).load()
+
+
+def test_persona_named_image_files_are_used(tmp_path: Path) -> None:
+    from card_emulator import render
+
+    name_png = render.render_text_png("画像　太郎", width=200, height=40)
+    (tmp_path / "name.png").write_bytes(name_png)
+    persona = tmp_path / "with-images.toml"
+    persona.write_text(DEMO_PERSONA.read_text("utf-8") + '\n[images]\nname = "name.png"\n', "utf-8")
+    card = Card.from_persona(persona)
+    reader = KenmenReader(MynaClient(InProcessTransport(card)))
+    reader.unlock_with_check_code_a(MY_NUMBER.decode())
+    face = reader.face(default_cv_signer("kenmen").root_public_key)
+    assert face.name_png == name_png
+    bad = tmp_path / "bad.toml"
+    bad.write_text(DEMO_PERSONA.read_text("utf-8") + '\n[images]\nphoto = "name.png"\n', "utf-8")
+    with pytest.raises(ValueError, match="photo"):
+        Card.from_persona(bad)
