@@ -13,11 +13,13 @@ from apdu import TraceRecord
 from card_emulator import Card, ImageError, PersonaError
 from card_emulator import persona as persona_module
 from harness.card_server import MAX_READERS, CardServer, ServeError, parse_endpoint
+from harness.demo import run_demo
 from harness.summary import jpki_summary
 from readers.client import CardError, InterlockError, MynaClient
 from readers.pcscd import PcscError
 from readers.text_ap import parse_attributes
 from readers.transport import InProcessTransport
+from readers.vpcd import VpcdConnectError
 
 DEMO_PERSONA = Path(__file__).resolve().parent.parent / "vectors" / "personas" / "demo.toml"
 
@@ -27,6 +29,8 @@ class UsageError(ValueError):
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if not args.in_process:
+        return 0 if run_demo(args.persona) else 1
     persona = persona_module.load(args.persona)
     card = Card.from_persona(args.persona)
     print(f"Demo card for {persona.holder.name} (persona {persona.label!r}), in-process")
@@ -125,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="put the demo card to work and print what a reader sees")
     demo.add_argument("--persona", type=Path, default=DEMO_PERSONA, help="persona TOML file")
+    demo.add_argument(
+        "--in-process", action="store_true", help="talk to the card directly, without PC/SC"
+    )
     demo.set_defaults(func=_cmd_demo)
 
     check = sub.add_parser("persona-check", help="validate persona files")
@@ -172,7 +179,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except UsageError as exc:
         parser.error(str(exc))
-    except (PersonaError, ImageError, CardError, InterlockError, ServeError, PcscError) as exc:
+    except (
+        PersonaError,
+        ImageError,
+        CardError,
+        InterlockError,
+        ServeError,
+        PcscError,
+        VpcdConnectError,
+    ) as exc:
         print(f"mynacard: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

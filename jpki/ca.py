@@ -47,11 +47,27 @@ def _key_usage(
     )
 
 
-def _dir_crl_dp(name: x509.Name) -> x509.CRLDistributionPoints:
-    point = x509.DistributionPoint(
-        full_name=[x509.DirectoryName(name)], relative_name=None, reasons=None, crl_issuer=None
-    )
-    return x509.CRLDistributionPoints([point])
+def _dir_crl_dp(name: x509.Name, url: str | None = None) -> x509.CRLDistributionPoints:
+    """The profile's DirName distribution point, plus an optional HTTP one of our own.
+
+    The two are separate DistributionPoints, not two names of one point: the DirName names a
+    per-municipality CRL in J-LIS's directory, the URI the whole CRL our service publishes.
+    """
+    points = [
+        x509.DistributionPoint(
+            full_name=[x509.DirectoryName(name)], relative_name=None, reasons=None, crl_issuer=None
+        )
+    ]
+    if url is not None:
+        points.append(
+            x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(url)],
+                relative_name=None,
+                reasons=None,
+                crl_issuer=None,
+            )
+        )
+    return x509.CRLDistributionPoints(points)
 
 
 def _check_validity(not_before: datetime, not_after: datetime) -> tuple[datetime, datetime]:
@@ -109,8 +125,12 @@ class CertificateAuthority:
         not_after: datetime,
         key: rsa.RSAPrivateKey | None = None,
         serial_number: int | None = None,
+        arl_url: str | None = None,
     ) -> CertificateAuthority:
-        """A new CA with a self-signed RSA-2048 sha256WithRSAEncryption certificate."""
+        """A new CA with a self-signed RSA-2048 sha256WithRSAEncryption certificate.
+
+        ``arl_url`` adds an HTTP distribution point (for the ARL) after the profile's DirName one.
+        """
         key = generate_rsa_key() if key is None else key
         public_key = _check_rsa(key.public_key(), "CA key")
         start, end = _check_validity(not_before, not_after)
@@ -131,7 +151,7 @@ class CertificateAuthority:
                 critical=False,
             )
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(_dir_crl_dp(name), critical=False)
+            .add_extension(_dir_crl_dp(name, arl_url), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .sign(key, hashes.SHA256())
         )
@@ -153,12 +173,14 @@ class CertificateAuthority:
         municipality: Municipality,
         serial_number: int | None = None,
         ocsp_url: str | None = None,
+        crl_url: str | None = None,
     ) -> x509.Certificate:
         """A 利用者証明用 (AUTH CA) or 署名用 (SIGN CA) end-entity certificate.
 
         ``holder`` is required for a SIGN certificate (its SAN carries the 基本4情報) and
         refused for an AUTH certificate (which carries no personal data). ``not_after`` is
-        usually :func:`jpki.profile.validity_end`.
+        usually :func:`jpki.profile.validity_end`. ``ocsp_url`` adds the AIA OCSP entry and
+        ``crl_url`` a second, HTTP, CRL distribution point after the profile's DirName one.
         """
         if self.tree is Tree.SIGN and holder is None:
             raise ValueError("a SIGN (署名用) certificate needs the holder identity for its SAN")
@@ -201,7 +223,7 @@ class CertificateAuthority:
             ),
             critical=False,
         ).add_extension(
-            _dir_crl_dp(crl_distribution_point_name(self.tree, municipality, self.style)),
+            _dir_crl_dp(crl_distribution_point_name(self.tree, municipality, self.style), crl_url),
             critical=False,
         )
         if ocsp_url is not None:
@@ -216,6 +238,44 @@ class CertificateAuthority:
         )
         return (
             builder.add_extension(authority_key_id, critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+
+    def issue_ocsp_responder_certificate(
+        self,
+        public_key: rsa.RSAPublicKey,
+        *,
+        subject: x509.Name,
+        not_before: datetime,
+        not_after: datetime,
+        serial_number: int | None = None,
+    ) -> x509.Certificate:
+        """A delegated OCSP responder certificate (RFC 6960 §4.2.2.2) issued by this CA.
+
+        KeyUsage digitalSignature (critical), EKU id-kp-OCSPSigning, and id-pkix-ocsp-nocheck so
+        relying parties do not ask about the responder's own status.
+        """
+        subject_key = _check_rsa(public_key, "responder public key")
+        start, end = _check_validity(not_before, not_after)
+        ca_ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        return (
+            x509.CertificateBuilder()
+            .issuer_name(self.name)
+            .subject_name(subject)
+            .public_key(subject_key)
+            .serial_number(_check_serial(serial_number))
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(_key_usage(signature=True), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False
+            )
+            .add_extension(x509.OCSPNoCheck(), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski.value),
+                critical=False,
+            )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
             .sign(self.key, hashes.SHA256())
         )

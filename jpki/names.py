@@ -30,6 +30,7 @@ __all__ = [
     "ca_name",
     "crl_distribution_point_name",
     "make_subject_id",
+    "ocsp_responder_name",
     "service_directory_name",
     "subject_name",
     "validate_subject_id",
@@ -150,6 +151,24 @@ def crl_distribution_point_name(
         (NameOID.ORGANIZATIONAL_UNIT_NAME, _CRL_DP_UNIT),
         (NameOID.ORGANIZATIONAL_UNIT_NAME, municipality.prefecture),
         (NameOID.COMMON_NAME, f"{municipality.city} CRLDP"),
+    )
+
+
+def ocsp_responder_name(
+    tree: Tree, style: NameStyle = NameStyle.TEST, common_name: str = "OCSP Responder"
+) -> x509.Name:
+    """DN of a tree's delegated OCSP responder: the CA's DN plus a CN.
+
+    e.g. ``C=JP, O=JPKI-TEST, OU=JPKI for user authentication,
+    OU=Japan Agency for Local Authority Information Systems, CN=OCSP Responder``. Real J-LIS
+    responder names were not seen (card-facts §15 q10); this shape is ours.
+    """
+    return _name(
+        (NameOID.COUNTRY_NAME, "JP"),
+        (NameOID.ORGANIZATION_NAME, _ORGANIZATION[style]),
+        (NameOID.ORGANIZATIONAL_UNIT_NAME, _TREE_UNIT[tree]),
+        (NameOID.ORGANIZATIONAL_UNIT_NAME, _AGENCY_UNIT),
+        (NameOID.COMMON_NAME, common_name),
     )
 
 

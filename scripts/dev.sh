@@ -15,8 +15,11 @@ JOB="${1:-setup}"
 shift || true
 
 # Debian packages: PC/SC daemon, the vsmartcard virtual reader driver, OpenSC and its tools,
-# headers for building pyscard, a CJK font for rendering card-face images, openssl for tests.
-APT_PACKAGES=(pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev gcc openssl fonts-noto-cjk)
+# headers for building pyscard, a CJK font for rendering card-face images, openssl for tests,
+# and vsmartcard's Python library (the vicc adapter; Debian installs it off sys.path).
+APT_PACKAGES=(pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev gcc openssl fonts-noto-cjk
+    python3-virtualsmartcard)
+VICC_PATH=/usr/lib/python3/site-packages/virtualsmartcard
 
 log() { printf '\033[1m[dev]\033[0m %s\n' "$*" >&2; }
 
@@ -69,6 +72,12 @@ ensure_venv() {
         log "installing the package and its test tools into $VENV"
         "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
         "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
+        # Debian's virtualsmartcard needs the Crypto namespace (pycryptodome), and lives off
+        # sys.path: a .pth file makes it importable from the venv (pcsc-runbook §5).
+        "$VENV/bin/python" -m pip install -q pycryptodome
+        local purelib
+        purelib="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+        echo "$VICC_PATH" >"$purelib/debian-virtualsmartcard.pth"
         echo "$want" >"$stamp"
     fi
 }

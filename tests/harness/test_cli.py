@@ -11,7 +11,7 @@ from tests.conftest import DEMO_PERSONA
 
 
 def test_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
+    assert main(["demo", "--in-process"]) == 0
     out = capsys.readouterr().out
     assert "JPKIAPICCTOKEN2" in out
     assert "3B E0 00 FF 81 31 FE 45 14" in out
@@ -46,3 +46,43 @@ def test_bad_flag_exits_with_usage() -> None:
     with pytest.raises(SystemExit) as info:
         main(["demo", "--bogus"])
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "--vpcd", "host:notaport"], "--vpcd 'host:notaport' is not HOST:PORT"),
+        (["serve", "--vpcd", "127.0.0.1:70000"], "outside 1-65535"),
+        (["serve", "--readers", "17"], "--readers must be 1-16"),
+        (
+            [
+                "serve",
+                "--persona",
+                str(DEMO_PERSONA),
+                "--persona",
+                str(DEMO_PERSONA),
+                "--image",
+                "x.sqlite",
+            ],
+            "--image goes with exactly one --persona",
+        ),
+    ],
+)
+def test_serve_refuses_bad_arguments(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_serve_with_unreachable_vpcd_fails_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = main(["serve", "--vpcd", f"127.0.0.1:{port}"])
+    assert code == 2
+    assert "mynacard:" in capsys.readouterr().err

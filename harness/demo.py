@@ -1,0 +1,94 @@
+"""The demo: a card in a virtual reader, read back through PC/SC by our client and by OpenSC."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from readers.pcsc import PcscTransport
+
+from card_emulator import Card
+from card_emulator import persona as persona_module
+from card_emulator.check_codes import check_code_b
+from card_emulator.personalize import pki_store
+from harness.card_server import CardServer
+from harness.summary import jpki_summary
+from readers.client import MynaClient
+from readers.kenmen_ap import KenmenReader
+from readers.text_ap import TextApReader
+
+OPENSC_LABEL = re.compile(r"^X\.509 Certificate \[(.+)\]$", re.MULTILINE)
+
+
+def opensc_certificates(reader: str, env: dict[str, str]) -> list[str]:
+    """Certificate labels ``pkcs15-tool --list-certificates`` reports for ``reader``."""
+    tool = shutil.which("pkcs15-tool")
+    if tool is None:
+        raise RuntimeError("pkcs15-tool not found: install the Debian package 'opensc'")
+    result = subprocess.run(  # noqa: S603 - fixed tool, our reader name
+        [tool, "--reader", reader, "--list-certificates"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"pkcs15-tool failed: {result.stderr.strip() or result.stdout.strip()}")
+    return OPENSC_LABEL.findall(result.stdout)
+
+
+def run_demo(persona_path: Path, emit: Callable[[str], None] = print) -> bool:
+    """Serve the persona's card in a virtual reader and read it through PC/SC."""
+    persona = persona_module.load(persona_path)
+    card = Card.from_persona(persona_path)
+    ok = True
+    with CardServer([(persona.label, card)]) as server:
+        served = server.served[0]
+        reader = served.endpoint.reader
+        assert reader is not None
+        pid = server.pcscd.pid if server.pcscd is not None else "system"
+        emit(f"Demo card for {persona.holder.name} in PC/SC reader {reader!r} (pcscd {pid})")
+        emit(f"  ATR              {card.atr.hex(' ').upper()}")
+        with PcscTransport(reader) as transport:
+            client = MynaClient(transport)
+            emit("JPKI-AP (公的個人認証), read with our client over pyscard:")
+            ok &= jpki_summary(
+                client, auth_pin=persona.pins.jpki_auth, sign_password=persona.pins.jpki_sign
+            )
+            store = pki_store()
+            text = TextApReader(client)
+            text.unlock_with_pin(persona.pins.text)
+            number, attributes = text.verify(store.cv_root_public_key("text"))
+            emit(
+                "券面事項入力補助AP, after the PIN (integrity record verified up to the CV root ✓):"
+            )
+            emit(f"  個人番号         {number}")
+            emit(f"  基本4情報        {attributes.name} / {attributes.address}")
+            emit(f"                   生年月日 {attributes.birth_date} / 性別 {attributes.sex}")
+            face_reader = KenmenReader(client)
+            code_b = check_code_b(
+                persona.holder.birth_date, persona.card.expiry, persona.card.security_code
+            )
+            face_reader.unlock_with_check_code_b(code_b)
+            face = face_reader.face(store.cv_root_public_key("kenmen"))
+            images = face.images()
+            emit(f"券面AP, after 照合番号B {code_b} (card-face signature verified ✓):")
+            emit(
+                f"  images           name {images['name'].size}, address {images['address'].size},"
+                f" photo {images['photo'].format} {images['photo'].size}"
+            )
+            emit(f"  有効期限         {face.expiry}")
+        labels = opensc_certificates(reader, server.env)
+        emit("OpenSC (pkcs15-tool --list-certificates) sees:")
+        for label in labels:
+            emit(f"  {label}")
+        if len(labels) != 4:
+            emit("  expected four certificates ✗")
+            ok = False
+    emit("Stopped: card removed, pcscd stopped.")
+    return ok

@@ -1,0 +1,284 @@
+"""The issued-certificate database of a test PKI: one SQLite file in the PKI's state directory.
+
+Two tables: ``certificates`` (one row per issued user certificate: issuing CA generation, serial,
+persona label, validity, DER) and ``events`` (revoke / hold / release, each effective at a
+moment). A certificate's state at any moment is computed from its events by
+:func:`jpki.revocation.certificate_status`, never stored, so time travel stays consistent.
+
+Each call opens its own connection (cheap, and safe across threads and processes); writes that
+check before they change run in one ``BEGIN IMMEDIATE`` transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from jpki.names import NameStyle, Tree
+from jpki.revocation import (
+    CertificateStatus,
+    EventKind,
+    RevocationEvent,
+    RevocationReason,
+    certificate_status,
+    check_new_event,
+)
+
+__all__ = ["CertificateDatabase", "CertificateRecord", "authority_id"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS certificates (
+    authority   TEXT NOT NULL,      -- e.g. test-auth-g3
+    serial      TEXT NOT NULL,      -- uppercase hex, no leading zeros
+    persona     TEXT NOT NULL,      -- persona label
+    style       TEXT NOT NULL,
+    tree        TEXT NOT NULL,
+    generation  INTEGER NOT NULL,
+    subject     TEXT NOT NULL,
+    not_before  TEXT NOT NULL,      -- ISO 8601, UTC, seconds
+    not_after   TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    der         BLOB NOT NULL,
+    PRIMARY KEY (authority, serial)
+);
+CREATE INDEX IF NOT EXISTS certificates_by_persona ON certificates (persona, tree);
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    authority   TEXT NOT NULL,
+    serial      TEXT NOT NULL,
+    kind        TEXT NOT NULL,      -- revoke | hold | release
+    at          TEXT NOT NULL,      -- when it takes effect
+    reason      TEXT,               -- RFC 5280 name, revoke only
+    recorded_at TEXT NOT NULL,
+    FOREIGN KEY (authority, serial) REFERENCES certificates (authority, serial)
+);
+CREATE INDEX IF NOT EXISTS events_by_certificate ON events (authority, serial);
+"""
+
+
+def authority_id(style: NameStyle, tree: Tree, generation: int) -> str:
+    """``test-auth-g3``: the name of one CA generation in files, URLs and the database."""
+    return f"{style.value}-{tree.value}-g{generation}"
+
+
+def _time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).replace(microsecond=0).isoformat()
+
+
+def _parse_time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    """One issued user certificate and its revocation history."""
+
+    authority: str
+    serial: int
+    persona: str
+    style: NameStyle
+    tree: Tree
+    generation: int
+    subject: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    recorded_at: dt.datetime
+    der: bytes
+    events: tuple[RevocationEvent, ...] = ()
+
+    @property
+    def serial_hex(self) -> str:
+        """The serial number in uppercase hex (as the card's metadata and ``openssl`` show it)."""
+        return f"{self.serial:X}"
+
+    def certificate(self) -> x509.Certificate:
+        """The certificate itself."""
+        return x509.load_der_x509_certificate(self.der)
+
+    def status(self, moment: dt.datetime) -> CertificateStatus:
+        """The state of this certificate at ``moment``."""
+        return certificate_status(self.not_before, self.not_after, self.events, moment)
+
+
+_COLUMNS = (
+    "authority, serial, persona, style, tree, generation, subject, not_before, not_after, "
+    "recorded_at, der"
+)
+_INSERT = f"INSERT INTO certificates ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
+
+
+class CertificateDatabase:
+    """The SQLite file of one PKI state directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with self._connect() as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            connection.execute("PRAGMA foreign_keys=ON")
+            yield connection
+        finally:
+            connection.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    # --- certificates -----------------------------------------------------------------------
+
+    def record(
+        self,
+        certificate: x509.Certificate,
+        *,
+        persona: str,
+        style: NameStyle,
+        tree: Tree,
+        generation: int,
+        recorded_at: dt.datetime,
+    ) -> CertificateRecord:
+        """Add an issued certificate (a serial already recorded for its CA is refused)."""
+        authority = authority_id(style, tree, generation)
+        row = (
+            authority,
+            f"{certificate.serial_number:X}",
+            persona,
+            style.value,
+            tree.value,
+            generation,
+            certificate.subject.rfc4514_string(),
+            _time(certificate.not_valid_before_utc),
+            _time(certificate.not_valid_after_utc),
+            _time(recorded_at),
+            certificate.public_bytes(Encoding.DER),
+        )
+        with self._write() as connection:
+            try:
+                connection.execute(_INSERT, row)
+            except sqlite3.IntegrityError:
+                raise ValueError(
+                    f"serial {certificate.serial_number:X} is already recorded for {authority}"
+                ) from None
+        found = self.get(authority, certificate.serial_number)
+        assert found is not None
+        return found
+
+    def _events(
+        self, connection: sqlite3.Connection, authority: str, serial: str
+    ) -> tuple[RevocationEvent, ...]:
+        rows = connection.execute(
+            "SELECT kind, at, reason FROM events WHERE authority = ? AND serial = ? ORDER BY id",
+            (authority, serial),
+        ).fetchall()
+        return tuple(
+            RevocationEvent(
+                EventKind(kind),
+                _parse_time(at),
+                RevocationReason(reason) if reason is not None else None,
+            )
+            for kind, at, reason in rows
+        )
+
+    def _records(self, where: str, parameters: Sequence[object]) -> list[CertificateRecord]:
+        with self._connect() as connection:
+            # ``where`` is always one of this module's fixed fragments; values are parameters.
+            query = f"SELECT {_COLUMNS} FROM certificates WHERE {where} ORDER BY recorded_at, rowid"  # noqa: S608
+            rows = connection.execute(query, parameters).fetchall()
+            return [
+                CertificateRecord(
+                    authority=row[0],
+                    serial=int(row[1], 16),
+                    persona=row[2],
+                    style=NameStyle(row[3]),
+                    tree=Tree(row[4]),
+                    generation=row[5],
+                    subject=row[6],
+                    not_before=_parse_time(row[7]),
+                    not_after=_parse_time(row[8]),
+                    recorded_at=_parse_time(row[9]),
+                    der=row[10],
+                    events=self._events(connection, row[0], row[1]),
+                )
+                for row in rows
+            ]
+
+    def get(self, authority: str, serial: int) -> CertificateRecord | None:
+        """The certificate ``serial`` issued by CA generation ``authority``, if recorded."""
+        found = self._records("authority = ? AND serial = ?", (authority, f"{serial:X}"))
+        return found[0] if found else None
+
+    def find(
+        self, *, persona: str | None = None, tree: Tree | None = None, serial: int | None = None
+    ) -> list[CertificateRecord]:
+        """Recorded certificates matching every given criterion, oldest first."""
+        clauses, parameters = ["1 = 1"], []
+        if persona is not None:
+            clauses.append("persona = ?")
+            parameters.append(persona)
+        if tree is not None:
+            clauses.append("tree = ?")
+            parameters.append(tree.value)
+        if serial is not None:
+            clauses.append("serial = ?")
+            parameters.append(f"{serial:X}")
+        return self._records(" AND ".join(clauses), parameters)
+
+    def revocations(self, authority: str) -> list[CertificateRecord]:
+        """Certificates of ``authority`` with at least one event (the candidates for a CRL)."""
+        return self._records(
+            "authority = ? AND EXISTS (SELECT 1 FROM events e WHERE "
+            "e.authority = certificates.authority AND e.serial = certificates.serial)",
+            (authority,),
+        )
+
+    # --- events -----------------------------------------------------------------------------
+
+    def add_event(
+        self,
+        authority: str,
+        serial: int,
+        event: RevocationEvent,
+        *,
+        recorded_at: dt.datetime,
+    ) -> None:
+        """Append ``event`` to a certificate's history (RevocationError if it may not follow)."""
+        serial_text = f"{serial:X}"
+        with self._write() as connection:
+            exists = connection.execute(
+                "SELECT 1 FROM certificates WHERE authority = ? AND serial = ?",
+                (authority, serial_text),
+            ).fetchone()
+            if exists is None:
+                raise KeyError(f"no certificate {serial_text} recorded for {authority}")
+            event = RevocationEvent(event.kind, _parse_time(_time(event.at)), event.reason)
+            check_new_event(self._events(connection, authority, serial_text), event)
+            connection.execute(
+                "INSERT INTO events (authority, serial, kind, at, reason, recorded_at) "
+                "VALUES (?,?,?,?,?,?)",
+                (
+                    authority,
+                    serial_text,
+                    event.kind.value,
+                    _time(event.at),
+                    event.reason.value if event.reason is not None else None,
+                    _time(recorded_at),
+                ),
+            )
