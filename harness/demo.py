@@ -9,8 +9,6 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from readers.pcsc import PcscTransport
-
 from card_emulator import Card
 from card_emulator import persona as persona_module
 from card_emulator.check_codes import check_code_b
@@ -19,6 +17,7 @@ from harness.card_server import CardServer
 from harness.summary import jpki_summary
 from readers.client import MynaClient
 from readers.kenmen_ap import KenmenReader
+from readers.pcsc import PcscTransport
 from readers.text_ap import TextApReader
 
 OPENSC_LABEL = re.compile(r"^X\.509 Certificate \[(.+)\]$", re.MULTILINE)

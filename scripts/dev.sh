@@ -90,8 +90,8 @@ setup() {
 run_tests() {
     cd "$ROOT"
     log "ruff"
-    "$VENV/bin/ruff" check .
-    "$VENV/bin/ruff" format --check . >/dev/null || {
+    "$VENV/bin/ruff" check --no-cache .
+    "$VENV/bin/ruff" format --no-cache --check . >/dev/null || {
         "$VENV/bin/ruff" format --diff . | head -50
         log "ruff format: files need formatting"
         exit 1
