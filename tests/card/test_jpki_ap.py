@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from apdu import builders
 from card_emulator import Card
-from tests.conftest import Transmit
+from tests.conftest import DEMO_PERSONA, Transmit, exchange
 
 JPKI = "D392F000260100000001"
 SELECT_JPKI = "00A4040C0A" + JPKI
@@ -318,3 +319,24 @@ def test_private_key_never_in_any_response(card: Card, tx: Transmit) -> None:
         seen += tx("00B0000000")[0] + tx("00B00000000000")[0]
     assert d[:16] not in seen and p[:16] not in seen
     assert seen == b""
+
+
+def test_smartphone_token_gates_the_auth_certificate(tmp_path: Path) -> None:
+    persona = tmp_path / "phone.toml"
+    persona.write_text(
+        DEMO_PERSONA.read_text("utf-8").replace('"JPKIAPICCTOKEN2"', '"JPKIAPGPSETOKEN"'), "utf-8"
+    )
+    card = Card.from_persona(persona, strict=True)
+
+    def tx(command: str) -> tuple[bytes, int]:
+        return exchange(card, command)
+
+    tx(SELECT_JPKI)
+    tx("00A4020C020006")
+    assert tx("00B0000020")[0].rstrip(b" ") == b"JPKIAPGPSETOKEN"
+    tx("00A4020C02000A")
+    assert tx("00B0000004") == (b"", 0x6982)
+    tx("00A4020C02000B")
+    assert tx("00B0000004")[1] == 0x9000  # the CA certificate stays free
+    assert tx("00200098" + "0431323334") == (b"", 0x9000)
+    assert certificate(tx, "000A").subject.rfc4514_string().startswith("CN=")
