@@ -12,6 +12,7 @@ from pathlib import Path
 from apdu import TraceRecord
 from card_emulator import Card, ImageError, PersonaError
 from card_emulator import persona as persona_module
+from harness import trace_cli
 from harness.card_server import MAX_READERS, CardServer, ServeError, parse_endpoint
 from harness.demo import run_demo
 from harness.summary import jpki_summary
@@ -168,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     personalize.add_argument("--persona", type=Path, required=True, help="persona TOML file")
     personalize.add_argument("--image", type=Path, required=True, help="card image to create")
     personalize.set_defaults(func=_cmd_personalize)
+
+    trace_cli.register(sub)
     return parser
 
 

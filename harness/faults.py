@@ -1,0 +1,384 @@
+"""Fault injection between a transport and a card, declared per scenario as data.
+
+:class:`FaultyCard` wraps any card object (``transmit`` / ``atr`` / power events) and has the
+same API, so it works in-process and behind :class:`~readers.vpcd.VpcdClient`. A scenario is
+a TOML file (or a dict)::
+
+    seed = 7                      # reproducible jitter / probabilities
+    atr = "jpki2"                 # any ATR of card-facts §1.2 by name (atrs.KNOWN_ATRS) or hex
+    [counters]                    # persona counter presets: tries left (0 = blocked)
+    jpki_auth = 1
+
+    [[fault]]
+    kind = "latency"              # sleep before answering
+    match = "80 2A"               # CLA INS [P1 [P2]] hex, "??" = any byte; omitted = every APDU
+    seconds = 1.5
+    jitter = 0.1                  # ± uniform, seeded
+
+    [[fault]]
+    kind = "status"               # answer this SW instead (the card does not run the command)
+    match = "00 20 00 80"
+    nth = 2                       # the 2nd matching command (omitted: every matching one)
+    sw = "6581"
+
+    [[fault]]
+    kind = "remove"               # the card leaves the reader
+    nth = 3
+    when = "after-answer"         # readers.vpcd.Removal: before-processing, after-processing
+
+    [[fault]]
+    kind = "glitch"               # power glitch: volatile state lost before the command runs
+    match = "80 2A"
+
+    [[fault]]
+    kind = "truncate"             # only the first ``keep`` bytes of the response arrive
+    match = "00 B0"
+    keep = 10
+
+    [[fault]]
+    kind = "extended"             # 6700 for any extended-length APDU
+
+Every fault also takes ``probability`` (0-1, default 1; drawn from the seeded generator for each
+matching command when ``nth`` is not given).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apdu import CodecError, CommandApdu
+from card_emulator.atrs import resolve_atr
+from card_emulator.credential_names import CREDENTIALS
+from readers.virtual_card import VirtualCard
+from readers.vpcd import Removal, VpcdClient
+
+KINDS = ("latency", "status", "remove", "glitch", "truncate", "extended")
+SW_WRONG_LENGTH = b"\x67\x00"
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be used; the message names the field."""
+
+
+class CardRemovedError(ConnectionError):
+    """In-process: the card was pulled out (a fault of kind ``remove``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """CLA INS P1 P2 with wildcards; matches the first ``len(values)`` header bytes."""
+
+    values: tuple[int | None, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Pattern:
+        parts = text.replace(":", " ").split()
+        if len(parts) == 1 and len(parts[0]) > 2:
+            word = parts[0]
+            parts = [word[i : i + 2] for i in range(0, len(word), 2)]
+        if len(parts) > 4:
+            raise ScenarioError(f"match {text!r}: at most CLA INS P1 P2 (4 bytes)")
+        values: list[int | None] = []
+        for part in parts:
+            if part in ("??", "XX", "xx", "*"):
+                values.append(None)
+                continue
+            try:
+                value = int(part, 16)
+            except ValueError:
+                raise ScenarioError(f"match {text!r}: {part!r} is not a hex byte or ??") from None
+            if not 0 <= value <= 0xFF or len(part) != 2:
+                raise ScenarioError(f"match {text!r}: {part!r} is not one byte")
+            values.append(value)
+        return cls(tuple(values))
+
+    def matches(self, command: bytes) -> bool:
+        if len(command) < len(self.values):
+            return False
+        return all(v is None or command[i] == v for i, v in enumerate(self.values))
+
+    def __str__(self) -> str:
+        return " ".join("??" if v is None else f"{v:02X}" for v in self.values) or "any"
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault of a scenario."""
+
+    kind: str
+    match: Pattern = Pattern()
+    nth: int | None = None
+    probability: float = 1.0
+    seconds: float = 0.0
+    jitter: float = 0.0
+    sw: bytes = b""
+    when: Removal = Removal.AFTER_ANSWER
+    keep: int | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str) -> Fault:
+        data = dict(data)
+        kind = data.pop("kind", None)
+        if kind not in KINDS:
+            raise ScenarioError(f"{where}.kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+        args: dict[str, Any] = {"kind": kind}
+        try:
+            if "match" in data:
+                args["match"] = Pattern.parse(str(data.pop("match")))
+            if "nth" in data:
+                nth = data.pop("nth")
+                if isinstance(nth, bool) or not isinstance(nth, int) or nth < 1:
+                    raise ScenarioError(f"nth must be an integer >= 1, got {nth!r}")
+                args["nth"] = nth
+            for key in ("probability", "seconds", "jitter"):
+                if key in data:
+                    value = data.pop(key)
+                    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                        raise ScenarioError(f"{key} must be a number >= 0, got {value!r}")
+                    args[key] = float(value)
+            if args.get("probability", 1.0) > 1:
+                raise ScenarioError("probability must be 0-1")
+            if "sw" in data:
+                sw = bytes.fromhex(str(data.pop("sw")).replace(" ", ""))
+                if len(sw) != 2:
+                    raise ScenarioError('sw must be two bytes, e.g. "6581"')
+                args["sw"] = sw
+            elif kind == "status":
+                raise ScenarioError('sw: required for kind = "status"')
+            if "when" in data:
+                args["when"] = Removal(str(data.pop("when")))
+            if "keep" in data:
+                keep = data.pop("keep")
+                if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+                    raise ScenarioError(f"keep must be an integer >= 0, got {keep!r}")
+                args["keep"] = keep
+        except ScenarioError as exc:
+            raise ScenarioError(f"{where}: {exc}") from None
+        except ValueError as exc:
+            raise ScenarioError(f"{where}: {exc}") from None
+        if data:
+            raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(data))}")
+        return cls(**args)
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """Faults, an ATR and counter presets, reproducible with ``seed``."""
+
+    faults: tuple[Fault, ...] = ()
+    seed: int = 0
+    atr: bytes | None = None
+    counters: Mapping[str, int] = field(default_factory=dict)
+    name: str = "scenario"
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], name: str = "scenario") -> Scenario:
+        data = dict(data)
+        seed = data.pop("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ScenarioError(f"{name}: seed must be an integer, got {seed!r}")
+        atr = None
+        if "atr" in data:
+            try:
+                atr = resolve_atr(str(data.pop("atr")))
+            except ValueError as exc:
+                raise ScenarioError(f"{name}: atr: {exc}") from None
+        counters = dict(data.pop("counters", {}))
+        for key, value in counters.items():
+            if key not in CREDENTIALS:
+                raise ScenarioError(f"{name}: counters.{key}: unknown credential")
+            limit = CREDENTIALS[key].max_tries
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+                raise ScenarioError(f"{name}: counters.{key}: tries left must be 0-{limit}")
+        raw_faults = data.pop("fault", [])
+        if not isinstance(raw_faults, list):
+            raise ScenarioError(f"{name}: fault must be an array of tables ([[fault]])")
+        faults = tuple(
+            Fault.from_mapping(item, f"{name}: fault[{i}]") for i, item in enumerate(raw_faults)
+        )
+        label = str(data.pop("name", name))
+        if data:
+            raise ScenarioError(f"{name}: unknown field(s) {', '.join(sorted(data))}")
+        return cls(faults, seed, atr, counters, label)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Scenario:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ScenarioError(f"{path}: cannot read ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ScenarioError(f"{path}: not valid TOML ({exc})") from None
+        return cls.from_mapping(data, str(path))
+
+    def card(self, persona: str | Path, **kwargs: Any) -> FaultyCard:
+        """A fresh card from ``persona`` with this scenario's counters, wrapped in the faults."""
+        from harness.plugin import card_from_persona  # noqa: PLC0415 - avoid a cycle
+
+        card = card_from_persona(persona, counters=dict(self.counters))
+        return FaultyCard(card, self, **kwargs)
+
+
+class FaultyCard:
+    """A card with faults injected; the same API as the card it wraps.
+
+    In-process, a removal raises :class:`CardRemovedError` (for this and later commands until
+    :meth:`insert`). Behind a :class:`VpcdClient` (``attach(client)``, or create the client with
+    :meth:`vpcd_client`), the client is made to pull the card: the host sees the same as with
+    ``VpcdClient.remove_on_apdu`` (an empty answer, then ``SCARD_W_REMOVED_CARD``).
+    """
+
+    def __init__(
+        self,
+        card: VirtualCard,
+        scenario: Scenario | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        on_exchange: Callable[[bytes, bytes, float, float], None] | None = None,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        self.card = card
+        self.scenario = scenario or Scenario()
+        self.rng = random.Random(self.scenario.seed)
+        self.sleep = sleep
+        self.on_exchange = on_exchange
+        self.on_event = on_event
+        self.client: VpcdClient | None = None
+        self.removed = False
+        self.fired: list[tuple[int, str]] = []
+        """(command number, fault kind) of every fault that fired."""
+        self.commands = 0
+        self._seen = [0] * len(self.scenario.faults)
+        self._lock = threading.Lock()
+
+    # -- the card API ---------------------------------------------------------------------
+
+    @property
+    def atr(self) -> bytes:
+        return self.scenario.atr if self.scenario.atr is not None else self.card.atr
+
+    def power_on(self) -> None:
+        self._event("power_on")
+        self.card.power_on()
+
+    def power_off(self) -> None:
+        self._event("power_off")
+        self.card.power_off()
+
+    def reset(self) -> None:
+        self._event("reset")
+        self.card.reset()
+
+    def close(self) -> None:
+        close = getattr(self.card, "close", None)
+        if callable(close):
+            close()
+
+    def credential(self, application: str, fid: int) -> Any:
+        return self.card.credential(application, fid)  # type: ignore[attr-defined]
+
+    def _event(self, name: str) -> None:
+        if self.on_event is not None:
+            self.on_event(name)
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def attach(self, client: VpcdClient) -> VpcdClient:
+        """Serve through ``client``: removals pull the card out of its reader."""
+        self.client = client
+        return client
+
+    def vpcd_client(self, port: int, host: str = "127.0.0.1", **kwargs: Any) -> VpcdClient:
+        """A :class:`VpcdClient` serving this card, already attached."""
+        return self.attach(VpcdClient(self, port, host, **kwargs))
+
+    def insert(self) -> None:
+        """Put a removed card back (in-process; behind vpcd use ``client.insert()`` too)."""
+        self.removed = False
+
+    # -- the faults -----------------------------------------------------------------------
+
+    def _fires(self, index: int, fault: Fault, command: bytes) -> bool:
+        if not fault.match.matches(command):
+            return False
+        if fault.kind == "extended":
+            try:
+                if not CommandApdu.parse(command).is_extended:
+                    return False
+            except CodecError:
+                return False
+        self._seen[index] += 1
+        if fault.nth is not None:
+            return self._seen[index] == fault.nth
+        return fault.probability >= 1.0 or self.rng.random() < fault.probability
+
+    def transmit(self, command: bytes) -> bytes:
+        started = time.time()
+        t0 = time.perf_counter()
+        response = self._transmit(bytes(command))
+        if self.on_exchange is not None:
+            self.on_exchange(bytes(command), response, started, time.perf_counter() - t0)
+        return response
+
+    def _transmit(self, command: bytes) -> bytes:
+        if self.removed:
+            raise CardRemovedError("the card was removed from the reader")
+        with self._lock:
+            self.commands += 1
+            number = self.commands
+            firing = [
+                fault
+                for index, fault in enumerate(self.scenario.faults)
+                if self._fires(index, fault, command)
+            ]
+        delay = 0.0
+        for fault in firing:
+            self.fired.append((number, fault.kind))
+            if fault.kind == "latency":
+                jitter = self.rng.uniform(-fault.jitter, fault.jitter) if fault.jitter else 0.0
+                delay += max(0.0, fault.seconds + jitter)
+        if delay:
+            self.sleep(delay)
+        removal = next((f for f in firing if f.kind == "remove"), None)
+        if removal is not None and removal.when is Removal.BEFORE_PROCESSING:
+            return self._pull(b"", before=True)
+        if any(f.kind == "glitch" for f in firing):
+            self._event("reset")
+            self.card.reset()
+        override = next((f for f in firing if f.kind in ("status", "extended")), None)
+        if override is not None:
+            response = override.sw or SW_WRONG_LENGTH
+        else:
+            response = self.card.transmit(command)
+        truncate = next((f for f in firing if f.kind == "truncate"), None)
+        if truncate is not None:
+            keep = len(response) // 2 if truncate.keep is None else truncate.keep
+            response = response[:keep]
+        if removal is not None:
+            lost = removal.when is Removal.AFTER_PROCESSING
+            return self._pull(b"" if lost else response, before=lost)
+        return response
+
+    def _pull(self, response: bytes, *, before: bool) -> bytes:
+        """Remove the card; in-process an answer that never arrives raises."""
+        if self.client is not None:
+            self.client.remove(wait=False)  # from the serving thread: after this answer
+            return response
+        self.removed = True
+        if before:
+            raise CardRemovedError("the card was removed while the command was sent")
+        return response
+
+
+def traced(card: VirtualCard, recorder: Any, scenario: Scenario | None = None) -> FaultyCard:
+    """``card`` (with ``scenario``'s faults, if any) writing every exchange and power event to
+    ``recorder`` (a :class:`harness.trace_decode.TraceRecorder`)."""
+    return FaultyCard(card, scenario, on_exchange=recorder.exchange, on_event=recorder.event)

@@ -1,0 +1,312 @@
+"""pytest plugin (entry point ``pytest11: mynacard = "harness.plugin"``).
+
+Fixtures:
+
+* ``myna_card`` — a fresh in-process demo card (``Card.from_persona`` of the demo persona).
+* ``myna_persona(**overrides)`` — writes a persona TOML in ``tmp_path`` and returns its path;
+  every persona table can be overridden: ``myna_persona(holder={"name": "試験　太郎"},
+  counters={"jpki_auth": 1}, card={"atr": "jpki2"}, certificates={"auth_not_after": ...})``.
+* ``myna_reader`` — the demo card in a virtual PC/SC reader (vpcd) of a private pcscd that is
+  started once and shared; yields :class:`ServedReader` (``name``, ``card``, ``env``,
+  ``client``). ``myna_serve(card)`` puts any card object (e.g. a ``FaultyCard``) in a reader.
+* ``myna_pcscd`` — the shared private pcscd itself.
+
+Marker ``pcsc``: the test needs PC/SC; it is skipped, with the reason, only when pcscd or the
+vpcd driver is not installed. Tests using ``myna_reader`` / ``myna_serve`` get the marker.
+
+The shared pcscd is started on first use and stopped at the end of the session, or earlier
+when the next test neither uses it nor lives in the same directory — so suites that start their
+own private pcscd elsewhere (libpcsclite allows one socket path per process) coexist with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from card_emulator import Card
+from card_emulator import persona as persona_module
+from card_emulator.personalize import personalize_cached
+from harness.card_server import CardServer, Endpoint
+from readers.pcscd import (
+    PcscdNotInstalledError,
+    PrivatePcscd,
+    VpcdReader,
+    find_pcscd,
+    find_vpcd_driver,
+)
+from readers.virtual_card import VirtualCard
+from readers.vpcd import VpcdClient
+
+READERS = 4
+_PCSC_FIXTURES = frozenset({"myna_reader", "myna_serve", "myna_pcscd"})
+
+#: The demo persona (DESIGN.md "Demo persona"); used when vectors/ is not installed.
+DEMO: dict[str, Any] = {
+    "label": "demo",
+    "holder": {
+        "name": "番号　花子",
+        "address": "東京都千代田区霞が関二丁目１番２号",
+        "birth_date": dt.date(1980, 2, 17),
+        "sex": 2,
+        "my_number": "314159265352",
+        "resident_code": "12345678901",
+    },
+    "card": {
+        "issued": dt.date(2025, 3, 3),
+        "expiry": dt.date(2035, 2, 17),
+        "security_code": "2285",
+        "serial": "400000012719843",
+        "token": "JPKIAPICCTOKEN2",
+        "atr": "classic",
+        "municipality": {"code": "13101", "prefecture": "Tokyo-to", "city": "Chiyoda-ku"},
+    },
+    "pins": {"jpki_auth": "1234", "jpki_sign": "ABC123", "text": "1234", "juki": "1234"},
+    "certificates": {"style": "test", "issued": dt.date(2025, 3, 3)},
+}
+
+_VECTORS_DEMO = Path(__file__).resolve().parent.parent / "vectors" / "personas" / "demo.toml"
+
+
+def demo_persona_path() -> Path | None:
+    """The repository's demo persona, when the source tree is installed (editable)."""
+    return _VECTORS_DEMO if _VECTORS_DEMO.is_file() else None
+
+
+# -- persona TOML ---------------------------------------------------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | dt.date):
+        return str(value) if not isinstance(value, dt.datetime) else value.isoformat()
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} to TOML")
+
+
+def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:
+    """A small TOML writer for persona / scenario data (scalars, dates, nested tables)."""
+    scalars = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, Mapping)]
+    out = "\n".join(scalars) + ("\n" if scalars else "")
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            name = f"{prefix}{key}"
+            out += f"\n[{name}]\n" + to_toml(value, name + ".")
+    return out
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` merged in, table by table."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def persona_data(base: str | Path | None = None) -> dict[str, Any]:
+    """The tables of persona ``base`` (default: the demo persona)."""
+    import tomllib  # noqa: PLC0415
+
+    path = Path(base) if base is not None else demo_persona_path()
+    if path is None:
+        return merge(DEMO, {})
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def write_persona(path: str | Path, base: str | Path | None = None, **overrides: Any) -> Path:
+    """Write persona ``base`` with ``overrides`` to ``path`` (validated) and return the path."""
+    path = Path(path)
+    text = to_toml(merge(persona_data(base), overrides))
+    persona_module.parse(text.encode("utf-8"), str(path), path.parent)  # fail early, clearly
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def card_from_persona(persona: str | Path | None = None, **overrides: Any) -> Card:
+    """A fresh in-memory card from ``persona`` (default demo) with table ``overrides``."""
+    if not overrides:
+        path = Path(persona) if persona is not None else demo_persona_path()
+        if path is not None:
+            return Card.from_persona(path)
+    base = Path(persona).parent if persona is not None else Path.cwd()
+    text = to_toml(merge(persona_data(persona), overrides)).encode("utf-8")
+    return Card(personalize_cached(persona_module.parse(text, str(persona or "demo"), base)))
+
+
+# -- the shared pcscd -----------------------------------------------------------------------
+
+
+class _SharedPcscd:
+    """Started on first use; stopped at session end or when no longer needed."""
+
+    def __init__(self) -> None:
+        self.pcscd: PrivatePcscd | None = None
+        self.directory: Path | None = None
+
+    def get(self, directory: Path) -> PrivatePcscd:
+        if self.pcscd is None:
+            self.pcscd = PrivatePcscd(READERS, name="mynacard pytest").start()
+        self.directory = directory
+        return self.pcscd
+
+    def stop(self) -> None:
+        if self.pcscd is not None:
+            self.pcscd.stop()
+            self.pcscd = None
+
+
+_shared = _SharedPcscd()
+
+
+def pcsc_missing() -> str | None:
+    """Why PC/SC tests cannot run here (pcscd or vpcd not installed), or None."""
+    try:
+        find_pcscd()
+        find_vpcd_driver()
+    except PcscdNotInstalledError as exc:
+        return str(exc)
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "pcsc: needs pcscd + vpcd (skipped, with the reason, when not installed)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _PCSC_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.pcsc)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("pcsc") is not None:
+        reason = pcsc_missing()
+        if reason is not None:
+            pytest.skip(f"PC/SC test skipped: {reason}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    try:
+        yield  # the fixtures are finalized first (cards removed)
+    finally:
+        if _shared.pcscd is not None:
+            uses = nextitem is not None and bool(
+                _PCSC_FIXTURES & set(getattr(nextitem, "fixturenames", ()))
+            )
+            if nextitem is None or (not uses and nextitem.path.parent != _shared.directory):
+                _shared.stop()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _shared.stop()
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def myna_card() -> Iterator[Card]:
+    """A fresh in-process demo card."""
+    card = card_from_persona()
+    yield card
+    card.close()
+
+
+PersonaFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def myna_persona(tmp_path: Path) -> PersonaFactory:
+    """``myna_persona(base=None, **tables)`` → path of a persona TOML written in tmp_path."""
+    count = 0
+
+    def make(base: str | Path | None = None, **overrides: Any) -> Path:
+        nonlocal count
+        count += 1
+        return write_persona(tmp_path / f"persona-{count}.toml", base, **overrides)
+
+    return make
+
+
+@dataclass
+class ServedReader:
+    """A card in a virtual reader: ``name`` for PC/SC clients, ``env`` for subprocesses."""
+
+    name: str
+    card: Any
+    client: VpcdClient
+    env: dict[str, str]
+    server: CardServer
+    exchanges: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    def remove(self) -> None:
+        """Pull the card out (wait until pcscd reports the reader empty)."""
+        self.client.remove()
+
+    def insert(self) -> None:
+        self.client.insert()
+
+
+@pytest.fixture
+def myna_pcscd(request: pytest.FixtureRequest) -> PrivatePcscd:
+    """The shared private pcscd (``.readers``, ``.env``, ``.socket_path``)."""
+    return _shared.get(request.path.parent)
+
+
+ServeFactory = Callable[..., ServedReader]
+
+
+@pytest.fixture
+def myna_serve(myna_pcscd: PrivatePcscd) -> Iterator[ServeFactory]:
+    """``myna_serve(card)`` puts any card object in the next free reader, until the test ends."""
+    served: list[ServedReader] = []
+
+    def serve(card: VirtualCard) -> ServedReader:
+        if len(served) >= len(myna_pcscd.readers):
+            raise RuntimeError(f"only {len(myna_pcscd.readers)} virtual readers")
+        reader: VpcdReader = myna_pcscd.readers[len(served)]
+        record = ServedReader(reader.name, card, cast(VpcdClient, None), {}, cast(Any, None))
+        server = CardServer(
+            [(reader.name, cast(Card, card))],
+            endpoints=[Endpoint(reader.host, reader.port, reader.name)],
+            on_apdu=lambda _name, rec: record.exchanges.append((rec.command, rec.response)),
+        )
+        server.start()
+        client = server.served[0].client
+        assert client is not None
+        attach = getattr(card, "attach", None)
+        if callable(attach):
+            attach(client)  # a FaultyCard pulls itself out through the client
+        record.client, record.server = client, server
+        record.env = {**os.environ, **myna_pcscd.env}
+        served.append(record)
+        myna_pcscd.wait_for_card(reader.name, timeout=10.0)
+        return record
+
+    yield serve
+    for record in served:
+        record.server.stop()
+        myna_pcscd.wait_for_card(record.name, present=False, timeout=10.0)
+
+
+@pytest.fixture
+def myna_reader(myna_serve: ServeFactory) -> ServedReader:
+    """A fresh demo card in a virtual PC/SC reader."""
+    return myna_serve(card_from_persona())

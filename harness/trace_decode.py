@@ -1,0 +1,482 @@
+"""Decode APDU traces into the names card-facts uses, and record / read / replay them.
+
+A trace is JSON Lines. The first line may be a header ``{"type": "header", ...}`` naming the
+persona the card was made from; every exchange then gives two lines, one per direction::
+
+    {"type": "apdu", "seq": 3, "t": 1.7e9, "dir": "command", "apdu": "00 20 00 80 04 XX XX XX XX",
+     "meaning": "VERIFY 利用者証明用暗証番号 (JPKI 0018)"}
+    {"type": "apdu", "seq": 3, "t": 1.7e9, "dir": "response", "apdu": "90 00", "sw": "9000",
+     "meaning": "OK", "duration_ms": 0.04}
+
+and power events give ``{"type": "event", "event": "reset", "t": ...}``. VERIFY / CHANGE data is
+always masked. :class:`Decoder` keeps state across records (selected AP, current EF), like the
+card does, so ``READ BINARY`` names the EF the preceding SELECT made current.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Protocol
+
+from apdu import CodecError, CommandApdu, describe, mask_hex
+
+APPLICATIONS: dict[bytes, tuple[str, str]] = {
+    bytes.fromhex("D392F000260100000001"): ("jpki", "公的個人認証AP"),
+    bytes.fromhex("D3921000310001010408"): ("text", "券面事項入力補助AP"),
+    bytes.fromhex("D3921000310001010402"): ("kenmen", "券面事項確認AP"),
+    bytes.fromhex("D3921000310001010100"): ("common", "共通AP"),
+    bytes.fromhex("D3921000310001010401"): ("juki", "住基AP"),
+    bytes.fromhex("A0000001510000"): ("isd", "Issuer Security Domain"),
+}
+_SHORT = {"jpki": "JPKI", "text": "券面事項入力補助AP", "kenmen": "券面AP", "common": "共通AP"}
+_SHORT["juki"] = "住基AP"
+
+#: EF / IEF / key names per application (card-facts §5.1, §6.1, §7.1, §8).
+FILES: dict[str, dict[int, str]] = {
+    "jpki": {
+        0x0001: "署名用電子証明書",
+        0x0002: "署名用CA証明書",
+        0x0006: "トークン情報",
+        0x0008: "証明書有無",
+        0x000A: "利用者証明用電子証明書",
+        0x000B: "利用者証明用CA証明書",
+        0x0017: "利用者証明用秘密鍵",
+        0x0018: "利用者証明用暗証番号",
+        0x001A: "署名用秘密鍵",
+        0x001B: "署名用パスワード",
+    },
+    "text": {
+        0x0001: "個人番号",
+        0x0002: "基本4情報",
+        0x0003: "署名",
+        0x0004: "券面事項入力補助AP証明書",
+        0x0005: "AP基本情報",
+        0x0006: "SM鍵配送用公開鍵",
+        0x0007: "内部認証用公開鍵",
+        0x0011: "券面事項入力補助用暗証番号",
+        0x0013: "内部認証用秘密鍵",
+        0x0014: "照合番号A",
+        0x0015: "照合番号B",
+    },
+    "kenmen": {
+        0x0001: "生年月日確認情報",
+        0x0002: "券面情報",
+        0x0003: "AP基本情報",
+        0x0004: "券面AP証明書",
+        0x0005: "個人番号画像",
+        0x0011: "生年月日",
+        0x0012: "照合番号B",
+        0x0013: "照合番号A",
+        0x001A: "券面AP秘密鍵",
+    },
+    "common": {0x0001: "カード情報", 0x0019: "内部認証鍵", 0x001C: "住民基本台帳用暗証番号"},
+    "juki": {0x001C: "住民基本台帳用暗証番号"},
+}
+
+_INS = {
+    0xA4: "SELECT",
+    0xB0: "READ BINARY",
+    0xB2: "READ RECORD",
+    0x20: "VERIFY",
+    0x24: "CHANGE REFERENCE DATA",
+    0x2A: "COMPUTE DIGITAL SIGNATURE",
+    0x88: "INTERNAL AUTHENTICATE",
+    0x84: "GET CHALLENGE",
+    0xCA: "GET DATA",
+    0x32: "CHANGE KEY",
+}
+
+
+@dataclass
+class Decoder:
+    """Names each command, tracking the selected AP and current EF across commands."""
+
+    application: str | None = None
+    current: int | None = None
+
+    def reset(self) -> None:
+        """Power event: back to the power-on state."""
+        self.application = None
+        self.current = None
+
+    def _ef(self, fid: int) -> str:
+        name = FILES.get(self.application or "", {}).get(fid)
+        return f"{fid:04X} {name}" if name else f"{fid:04X}"
+
+    def _credential(self, fid: int) -> str:
+        name = FILES.get(self.application or "", {}).get(fid)
+        where = f"{_SHORT.get(self.application or '', '?')} {fid:04X}"
+        return f"{name} ({where})" if name else where
+
+    def command(self, raw: bytes, response: bytes | None = None) -> str:
+        """The meaning of ``raw``; ``response`` (when known) updates the state only on 9000."""
+        try:
+            cmd = CommandApdu.parse(raw)
+        except CodecError as exc:
+            return f"malformed APDU ({exc})"
+        ok = response is None or response[-2:] == b"\x90\x00"
+        name = _INS.get(cmd.ins, f"INS {cmd.ins:02X}")
+        if cmd.cla & 0x0C:
+            return f"{name} (secure messaging CLA {cmd.cla:02X})"
+        if cmd.ins == 0xA4:
+            return self._select(cmd, ok)
+        if cmd.ins in (0xB0, 0xB2):
+            return self._read(cmd, name)
+        if cmd.ins in (0x20, 0x24, 0x32):
+            fid = cmd.p2 & 0x1F or self.current
+            what = "(no EF selected)" if fid is None else self._credential(fid)
+            suffix = " (retries query)" if cmd.ins == 0x20 and not cmd.data else ""
+            return f"{name} {what}{suffix}"
+        if cmd.ins in (0x2A, 0x88):
+            fid = cmd.p2 & 0x1F if cmd.p2 & 0x80 else self.current
+            if cmd.p2 == 0 and cmd.ins == 0x2A:
+                return f"{name} (AP default key)"
+            return f"{name} {'?' if fid is None else self._ef(fid)}"
+        if cmd.ins == 0xCA:
+            return f"{name} tag {cmd.p1:02X}{cmd.p2:02X}"
+        if cmd.ins == 0x84:
+            return f"{name} ({cmd.le or 0} bytes)"
+        return name
+
+    def _select(self, cmd: CommandApdu, ok: bool) -> str:
+        if cmd.p1 == 0x04:
+            known = APPLICATIONS.get(cmd.data)
+            label = known[1] if known else f"AID {cmd.data.hex().upper()}"
+            if ok:
+                self.application = known[0] if known else None
+                self.current = None
+            return f"SELECT {label}"
+        if cmd.p1 == 0x02 and len(cmd.data) == 2:
+            fid = int.from_bytes(cmd.data, "big")
+            text = f"SELECT EF {self._ef(fid)}"
+            if ok:
+                self.current = fid
+            return text
+        if cmd.p1 == 0x00 and not cmd.data:
+            return "SELECT MF"
+        return f"SELECT P1={cmd.p1:02X} {cmd.data.hex().upper()}"
+
+    def _read(self, cmd: CommandApdu, name: str) -> str:
+        fid: int | None
+        if cmd.ins == 0xB0:
+            if cmd.p1 & 0x80:
+                fid, offset = cmd.p1 & 0x1F, cmd.p2
+                self.current = fid
+            else:
+                fid, offset = self.current, (cmd.p1 << 8) | cmd.p2
+            where = "(no EF selected)" if fid is None else self._ef(fid)
+            return f"{name} {where} @0x{offset:04X}"
+        sfi = cmd.p2 >> 3
+        fid = sfi or self.current
+        where = "(no EF selected)" if fid is None else self._ef(fid)
+        return f"{name} {where} record {cmd.p1}"
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One command/response pair read back from a trace (the command as masked hex)."""
+
+    seq: int
+    t: float
+    command: str
+    response: str
+    meaning: str
+    duration_ms: float | None = None
+
+    @property
+    def command_bytes(self) -> bytes | None:
+        """The raw command, or None when it is masked."""
+        return None if "XX" in self.command else bytes.fromhex(self.command.replace(" ", ""))
+
+    @property
+    def sw(self) -> str:
+        return self.response.replace(" ", "")[-4:]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A power event read back from a trace."""
+
+    t: float
+    event: str
+
+
+@dataclass
+class Trace:
+    """A trace file read back."""
+
+    header: dict[str, Any] = field(default_factory=dict)
+    items: list[Exchange | Event] = field(default_factory=list)
+
+    @property
+    def exchanges(self) -> list[Exchange]:
+        return [item for item in self.items if isinstance(item, Exchange)]
+
+
+class TraceError(ValueError):
+    """A trace file that cannot be read; the message names the line."""
+
+
+def read_trace(path: str | Path) -> Trace:
+    """Parse a JSON Lines trace (also the plain records of ``mynacard serve --trace``)."""
+    trace = Trace()
+    pending: dict[int, dict[str, Any]] = {}
+    seq = 0
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read ({exc.strerror})") from None
+    decoder = Decoder()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TraceError(f"{path}:{number}: not JSON ({exc.msg})") from None
+        kind = data.get("type", "apdu" if "dir" in data else "record")
+        if kind == "header":
+            trace.header = data
+        elif kind == "event":
+            decoder.reset()
+            trace.items.append(Event(float(data.get("t", 0)), str(data["event"])))
+        elif kind == "record":  # CardServer's TraceWriter: one line per exchange
+            seq += 1
+            command = str(data["command"])
+            raw = bytes.fromhex(command.replace("XX", "00").replace(" ", ""))
+            response = str(data.get("response", ""))
+            meaning = decoder.command(raw, bytes.fromhex(response.replace(" ", "")))
+            trace.items.append(
+                Exchange(seq, float(data["t"]), command, response, meaning, data.get("duration_ms"))
+            )
+        elif data.get("dir") == "command":
+            pending[int(data["seq"])] = data
+        elif data.get("dir") == "response":
+            cmd = pending.pop(int(data["seq"]), None)
+            if cmd is None:
+                raise TraceError(f"{path}:{number}: response without a command")
+            trace.items.append(
+                Exchange(
+                    int(data["seq"]),
+                    float(cmd["t"]),
+                    str(cmd["apdu"]),
+                    str(data["apdu"]),
+                    str(cmd.get("meaning", "")),
+                    data.get("duration_ms"),
+                )
+            )
+        else:
+            raise TraceError(f"{path}:{number}: unknown line {line[:60]!r}")
+    return trace
+
+
+class TraceRecorder:
+    """Writes decoded, masked JSON Lines; thread-safe. Use as ``on_exchange`` of a tracing card."""
+
+    def __init__(self, path: str | Path, *, persona: str | Path | None = None) -> None:
+        self.path = Path(path)
+        self._file: IO[str] = self.path.open("w", encoding="utf-8")
+        self._lock = threading.Lock()
+        self._seq = 0
+        self.decoder = Decoder()
+        header: dict[str, Any] = {"type": "header", "version": 1, "t": time.time()}
+        if persona is not None:
+            header["persona"] = str(Path(persona).resolve())
+        self._write(header)
+
+    def _write(self, data: dict[str, Any]) -> None:
+        self._file.write(json.dumps(data, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def exchange(self, command: bytes, response: bytes, started: float, duration: float) -> None:
+        """Record one exchange (command and response lines)."""
+        with self._lock:
+            self._seq += 1
+            meaning = self.decoder.command(command, response)
+            self._write(
+                {
+                    "type": "apdu",
+                    "seq": self._seq,
+                    "t": started,
+                    "dir": "command",
+                    "apdu": mask_hex(command),
+                    "meaning": meaning,
+                }
+            )
+            out: dict[str, Any] = {
+                "type": "apdu",
+                "seq": self._seq,
+                "t": started + duration,
+                "dir": "response",
+                "apdu": response.hex(" ").upper(),
+                "duration_ms": round(duration * 1000, 3),
+            }
+            if len(response) >= 2:
+                sw = int.from_bytes(response[-2:], "big")
+                out["sw"] = f"{sw:04X}"
+                out["meaning"] = describe(sw)
+            self._write(out)
+
+    def event(self, name: str) -> None:
+        """Record a power event (power_on, power_off, reset)."""
+        with self._lock:
+            self.decoder.reset()
+            self._write({"type": "event", "event": name, "t": time.time()})
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+    def __enter__(self) -> TraceRecorder:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def format_trace(trace: Trace) -> Iterator[str]:
+    """Human-readable lines: time offset, direction, hex, meaning."""
+    start = trace.items[0].t if trace.items else 0.0
+    if trace.header.get("persona"):
+        yield f"# persona {trace.header['persona']}"
+    for item in trace.items:
+        offset = f"{item.t - start:9.3f}s"
+        if isinstance(item, Event):
+            yield f"{offset}  -- {item.event}"
+            continue
+        took = f" ({item.duration_ms:.1f} ms)" if item.duration_ms is not None else ""
+        yield f"{offset}  >> {item.command}  # {item.meaning}"
+        status = describe(int(item.sw, 16)) if len(item.sw) == 4 else "(no status word)"
+        yield f"{'':10}  << {item.response}  # {status}{took}"
+
+
+# -- replay ---------------------------------------------------------------------------------
+
+
+class SecretSource(Protocol):
+    """Where replay gets the value of a masked credential: a card made from a persona."""
+
+    def credential(self, application: str, fid: int) -> Any: ...
+
+
+def _wrong(value: bytes) -> bytes:
+    """A value of the same length and alphabet that differs from ``value`` at every position."""
+    out = bytearray()
+    for byte in value:
+        if 0x30 <= byte <= 0x39:
+            out.append(0x30 + (byte - 0x30 + 1) % 10)
+        elif 0x41 <= byte <= 0x5A:
+            out.append(0x41 + (byte - 0x41 + 1) % 26)
+        else:
+            out.append(byte ^ 0x01)
+    return bytes(out)
+
+
+def unmask(
+    exchange: Exchange, decoder: Decoder, secrets: SecretSource | None
+) -> tuple[bytes, str | None]:
+    """The command to send for ``exchange`` (masked data filled in) and a problem, if any.
+
+    A masked VERIFY / CHANGE gets the credential value of ``secrets`` when the recorded answer
+    was ``9000`` and a value that is wrong at every position otherwise, so right and wrong
+    attempts replay as right and wrong attempts.
+    """
+    raw = exchange.command_bytes
+    if raw is not None:
+        return raw, None
+    template = bytes.fromhex(exchange.command.replace("XX", "00").replace(" ", ""))
+    try:
+        cmd = CommandApdu.parse(template)
+    except CodecError as exc:
+        return template, f"masked command cannot be parsed ({exc})"
+    fid = cmd.p2 & 0x1F or decoder.current
+    app = decoder.application
+    if secrets is None or app is None or fid is None:
+        return template, "masked secret and no persona to take it from"
+    try:
+        value: bytes = secrets.credential(app, fid).value
+    except (KeyError, ValueError):
+        return template, f"no credential {fid:04X} in {app}"
+    if exchange.sw != "9000":
+        value = _wrong(value) if len(value) == len(cmd.data) else b"0" * len(cmd.data)
+    rebuilt = CommandApdu(cmd.cla, cmd.ins, cmd.p1, cmd.p2, value, cmd.le, cmd.extended)
+    return rebuilt.to_bytes(), None
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One exchange whose replayed answer differs from the recorded one."""
+
+    seq: int
+    meaning: str
+    expected: str
+    actual: str
+    problem: str | None = None
+
+    def text(self) -> str:
+        if self.problem:
+            return f"#{self.seq} {self.meaning}: {self.problem}"
+        return f"#{self.seq} {self.meaning}: recorded {self.expected}, replayed {self.actual}"
+
+
+class ReplayCard(Protocol):
+    """What replay drives (a Card, a FaultyCard, anything with the card API)."""
+
+    def transmit(self, command: bytes) -> bytes: ...
+
+    def reset(self) -> None: ...
+
+    def power_on(self) -> None: ...
+
+    def power_off(self) -> None: ...
+
+
+def replay(
+    trace: Trace,
+    card: ReplayCard,
+    *,
+    secrets: SecretSource | None = None,
+    compare_data: bool = True,
+) -> list[Difference]:
+    """Send every command of ``trace`` to ``card``; the exchanges whose answer differs.
+
+    ``compare_data=False`` compares status words only (signatures, challenges and other random
+    data always differ between cards).
+    """
+    differences: list[Difference] = []
+    decoder = Decoder()
+    for item in trace.items:
+        if isinstance(item, Event):
+            decoder.reset()
+            getattr(card, item.event, card.reset)()
+            continue
+        command, problem = unmask(item, decoder, secrets)
+        if problem is not None:
+            differences.append(Difference(item.seq, item.meaning, "", "", problem))
+        answer = card.transmit(command)
+        decoder.command(command, answer)
+        actual = answer.hex(" ").upper()
+        expected = item.response
+        same = actual == expected if compare_data else actual[-5:] == expected[-5:]
+        if not same:
+            differences.append(Difference(item.seq, item.meaning, _short(expected), _short(actual)))
+    return differences
+
+
+def _short(hex_text: str) -> str:
+    """``<n bytes> SW`` for long responses, the hex otherwise."""
+    parts = hex_text.split()
+    if len(parts) <= 8:
+        return hex_text or "(nothing)"
+    return f"{len(parts) - 2} bytes … {' '.join(parts[-2:])}"
