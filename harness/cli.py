@@ -12,7 +12,7 @@ from pathlib import Path
 from apdu import TraceRecord
 from card_emulator import Card, ImageError, PersonaError
 from card_emulator import persona as persona_module
-from harness import trace_cli
+from harness import audit_cli, trace_cli
 from harness.card_server import MAX_READERS, CardServer, ServeError, parse_endpoint
 from harness.demo import run_demo
 from harness.summary import jpki_summary
@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     personalize.set_defaults(func=_cmd_personalize)
 
     trace_cli.register(sub)
+    audit_cli.register(sub)
     return parser
 
 
