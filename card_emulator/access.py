@@ -46,10 +46,10 @@ class Condition:
         return NEVER if self.never else [f"{c:04X}" for c in sorted(self.credentials)]
 
     def describe(self) -> str:
-        """Human text: ``free``, ``never`` or ``0011 | 0014``."""
+        """Human text: ``free``, ``never`` or ``0011 or 0014``."""
         if self.never:
             return "never"
-        return " | ".join(f"{c:04X}" for c in sorted(self.credentials)) or "free"
+        return " or ".join(f"{c:04X}" for c in sorted(self.credentials)) or "free"
 
 
 CLOSED = Condition(never=True)
