@@ -21,11 +21,14 @@ from card_emulator.atrs import DEFAULT_ATR, resolve_atr
 from card_emulator.credential_names import CREDENTIALS
 from card_emulator.objects import CredentialFormat
 from card_emulator.policy import CardPolicy
+from jpki.clock import JST
+from jpki.revocation import RevocationError, RevocationReason, parse_reason
 
 MEIJI_START = dt.date(1868, 1, 25)
 TOKENS = ("JPKIAPICCTOKEN2", "JPKIAPICCTOKEN", "JPKIAPGPSETOKEN", "JPKIAPIOSTOKEN")
 SEXES = {1: "male", 2: "female", 3: "not known"}
 MAX_ADDRESS_CHARS = 200
+CERTIFICATE_STATES = ("valid", "revoked", "hold")
 
 IMAGE_KINDS = ("name", "address", "photo", "my_number", "security_code")
 
@@ -81,12 +84,22 @@ class Pins:
 
 @dataclass(frozen=True, slots=True)
 class CertificateSettings:
-    """How the JPKI certificates are issued."""
+    """How the JPKI certificates are issued, and their revocation state at personalization.
+
+    ``*_state`` is ``"valid"``, ``"revoked"`` (失効, with ``*_reason``, default unspecified) or
+    ``"hold"`` (一時保留). Both take effect at ``revoked_at`` (default: the issue date, i.e.
+    from the start). Expiry is not a state: set ``*_not_after`` or move the clock instead.
+    """
 
     style: str
     issued: dt.date
     auth_not_after: dt.date | None
     sign_not_after: dt.date | None
+    auth_state: str = "valid"
+    auth_reason: RevocationReason | None = None
+    sign_state: str = "valid"
+    sign_reason: RevocationReason | None = None
+    revoked_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +259,74 @@ def _certificates(t: _Table, card: CardData) -> CertificateSettings:
     for key, end in (("auth_not_after", auth_end), ("sign_not_after", sign_end)):
         if end is not None and end <= issued:
             raise PersonaError(f"{t.path(key)}: {end} is not after issuance ({issued})")
+    auth_state, auth_reason = _certificate_state(t, "auth")
+    sign_state, sign_reason = _certificate_state(t, "sign")
+    revoked_at = _revoked_at(t, issued, (auth_state, auth_end), (sign_state, sign_end))
     t.done()
-    return CertificateSettings(style, issued, auth_end, sign_end)
+    return CertificateSettings(
+        style,
+        issued,
+        auth_end,
+        sign_end,
+        auth_state,
+        auth_reason,
+        sign_state,
+        sign_reason,
+        revoked_at,
+    )
+
+
+def _certificate_state(t: _Table, which: str) -> tuple[str, RevocationReason | None]:
+    state_key, reason_key = f"{which}_state", f"{which}_reason"
+    state = t.text(state_key, "valid")
+    if state not in CERTIFICATE_STATES:
+        hint = f" (for an expired certificate set {which}_not_after)" if state == "expired" else ""
+        raise PersonaError(
+            f"{t.path(state_key)}: expected 'valid', 'revoked' or 'hold', got {state!r}{hint}"
+        )
+    if reason_key not in t.data:
+        return state, RevocationReason.UNSPECIFIED if state == "revoked" else None
+    text = t.text(reason_key)
+    if state != "revoked":
+        raise PersonaError(f'{t.path(reason_key)}: only with {state_key} = "revoked"')
+    try:
+        return state, parse_reason(text)
+    except RevocationError as exc:
+        raise PersonaError(f"{t.path(reason_key)}: {exc}") from None
+
+
+def _revoked_at(
+    t: _Table, issued: dt.date, *certificates: tuple[str, dt.date | None]
+) -> dt.datetime | None:
+    if "revoked_at" not in t.data:
+        return None
+    value = t.take("revoked_at")
+    where = t.path("revoked_at")
+    if isinstance(value, str):
+        try:
+            value = (
+                dt.date.fromisoformat(value)
+                if len(value) == 10
+                else dt.datetime.fromisoformat(value)
+            )
+        except ValueError:
+            raise PersonaError(f"{where}: {value!r} is not a date or ISO datetime") from None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise PersonaError(f"{where}: {value} needs an offset (e.g. +09:00) or use a date")
+        moment = value
+    elif isinstance(value, dt.date):
+        moment = dt.datetime.combine(value, dt.time(0, 0), JST)
+    else:
+        raise PersonaError(f"{where}: expected a date (YYYY-MM-DD) or datetime, got {value!r}")
+    if all(state == "valid" for state, _ in certificates):
+        raise PersonaError(f"{where}: only with auth_state or sign_state revoked or hold")
+    if moment.astimezone(JST).date() < issued:
+        raise PersonaError(f"{where}: {value} is before issuance ({issued})")
+    for state, end in certificates:
+        if state != "valid" and end is not None and moment.astimezone(JST).date() > end:
+            raise PersonaError(f"{where}: {value} is after the certificate ends ({end})")
+    return moment
 
 
 def _counters(t: _Table) -> dict[str, int]:

@@ -1,10 +1,13 @@
 """Personalization: persona → card content (keys generated on card, data signed, images made).
 
-Certificates are issued by the test CAs of a :class:`~jpki.pki_store.PkiStore` (one
-authentication and one signature tree per name style) and the 券面 APs' data is signed by its CV
-hierarchies; the store lives in a directory (``$MYNACARD_PKI``), so every process shares the same
-roots. Each card also carries its CA certificates (``000B`` / ``0002``) and CV certificates
-(``0004``).
+Certificates are issued by the test PKI of a :class:`~jpki.pki_store.PkiStore` (an
+authentication and a signature tree per name style, each with CA key generations) and the 券面
+APs' data is signed by its CV hierarchies; the store lives in a directory (``$MYNACARD_PKI``), so
+every process shares the same roots. Each certificate comes from the CA generation in force on
+the persona's ``certificates.issued`` date, and is recorded in the PKI's database under the
+persona's label (with the revocation state the persona asks for), so ``mynacard pki revoke
+--persona LABEL`` and the OCSP / CRL services know it. Each card also carries its issuing CA
+certificates (``000B`` / ``0002``) and CV certificates (``0004``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import datetime as dt
 import functools
 import threading
 from collections.abc import Callable
+
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from card_emulator import render
 from card_emulator.access import load_rules
@@ -25,14 +30,17 @@ from card_emulator.check_codes import birth_date_key, check_code_b
 from card_emulator.content import CardContent
 from card_emulator.credential_names import CREDENTIALS
 from card_emulator.objects import Application, KeyObject, KeyUse
-from card_emulator.persona import Persona
+from card_emulator.persona import Persona, PersonaError
 from jpki.ca import CertificateAuthority
 from jpki.card_data_signer import CardDataSigner
+from jpki.clock import Clock, default_clock
+from jpki.database import CertificateRecord
 from jpki.holder import HolderIdentity, Sex
 from jpki.keys import generate_rsa_key
-from jpki.names import Municipality, NameStyle, Tree, make_subject_id
-from jpki.pki_store import PkiStore, default_directory
-from jpki.profile import random_serial_number, validity_end
+from jpki.names import Municipality, NameStyle, Tree
+from jpki.pki_store import IssuedCertificate, PkiError, PkiStore, default_directory
+from jpki.profile import validity_end
+from jpki.revocation import EventKind, RevocationError, RevocationEvent, RevocationReason
 
 JST = dt.timezone(dt.timedelta(hours=9), "JST")
 
@@ -51,13 +59,8 @@ def pki_store() -> PkiStore:
 
 
 def default_ca(tree: Tree, style: NameStyle) -> CertificateAuthority:
-    """The test CA of one tree and name style (generation 1)."""
-    return _ca(str(default_directory()), tree, style)
-
-
-@functools.cache
-def _ca(directory: str, tree: Tree, style: NameStyle) -> CertificateAuthority:
-    return _store(directory).certificate_authority(tree, style)
+    """The test CA generation of one tree and name style in force now (default clock)."""
+    return pki_store().certificate_authority(tree, style)
 
 
 def default_cv_signer(application: str) -> CardDataSigner:
@@ -85,53 +88,119 @@ def _holder_identity(persona: Persona) -> HolderIdentity:
     )
 
 
-def _jpki_application(persona: Persona) -> tuple[Application, dict[str, str]]:
-    style = NameStyle.PRODUCTION if persona.certificates.style == "production" else NameStyle.TEST
-    issued = persona.certificates.issued
-    not_before = _start_of_day_jst(issued)
+def _issue(
+    store: PkiStore,
+    persona: Persona,
+    tree: Tree,
+    key: rsa.RSAPrivateKey,
+    *,
+    not_after: dt.datetime,
+    clock: Clock,
+) -> IssuedCertificate:
+    settings = persona.certificates
+    style = NameStyle.PRODUCTION if settings.style == "production" else NameStyle.TEST
     municipality = Municipality(
         prefecture=persona.card.municipality.prefecture,
         city=persona.card.municipality.city,
         code=persona.card.municipality.code,
     )
-    default_end = validity_end(issued, persona.holder.birth_date)
-    ends = {
-        Tree.AUTH: _end_of_day_jst(persona.certificates.auth_not_after)
-        if persona.certificates.auth_not_after
-        else default_end,
-        Tree.SIGN: _end_of_day_jst(persona.certificates.sign_not_after)
-        if persona.certificates.sign_not_after
-        else default_end,
-    }
-    keys = {tree: generate_rsa_key() for tree in Tree}
-    cas = {tree: default_ca(tree, style) for tree in Tree}
-    certificates = {}
-    for tree in Tree:
-        serial = random_serial_number()
-        certificates[tree] = cas[tree].issue_user_certificate(
-            keys[tree].public_key(),
-            subject_id=make_subject_id(serial, issued),
-            not_before=not_before,
-            not_after=ends[tree],
+    try:
+        return store.issue_user_certificate(
+            tree,
+            style,
+            key.public_key(),
+            persona=persona.label,
+            not_before=_start_of_day_jst(settings.issued),
+            not_after=not_after,
             holder=_holder_identity(persona) if tree is Tree.SIGN else None,
             municipality=municipality,
-            serial_number=serial,
+            clock=clock,
         )
+    except PkiError as exc:
+        raise PersonaError(f"persona {persona.label!r}: certificates.issued: {exc}") from None
+
+
+def _apply_state(
+    store: PkiStore, persona: Persona, record: CertificateRecord, clock: Clock
+) -> None:
+    """Record the revocation state the persona asks for (``[certificates] *_state``)."""
+    settings = persona.certificates
+    state, reason = (
+        (settings.auth_state, settings.auth_reason)
+        if record.tree is Tree.AUTH
+        else (settings.sign_state, settings.sign_reason)
+    )
+    if state == "valid":
+        return
+    at = settings.revoked_at or record.not_before
+    if state == "revoked":
+        event = RevocationEvent(EventKind.REVOKE, at, reason or RevocationReason.UNSPECIFIED)
+    else:
+        event = RevocationEvent(EventKind.HOLD, at)
+    try:
+        store.change(record, event, clock=clock)
+    except RevocationError as exc:
+        raise PersonaError(f"persona {persona.label!r}: certificates.revoked_at: {exc}") from None
+
+
+def _check_issuable(store: PkiStore, persona: Persona, ends: dict[Tree, dt.datetime]) -> None:
+    settings = persona.certificates
+    style = NameStyle.PRODUCTION if settings.style == "production" else NameStyle.TEST
+    not_before = _start_of_day_jst(settings.issued)
+    for tree, not_after in ends.items():
+        try:
+            store.authority_for_issuance(tree, style, not_before, not_after)
+        except PkiError as exc:
+            raise PersonaError(f"persona {persona.label!r}: certificates.issued: {exc}") from None
+        state = settings.auth_state if tree is Tree.AUTH else settings.sign_state
+        if state != "valid" and settings.revoked_at and settings.revoked_at > not_after:
+            raise PersonaError(
+                f"persona {persona.label!r}: certificates.revoked_at: "
+                f"{settings.revoked_at.isoformat()} is after the {tree.value} certificate ends "
+                f"({not_after.isoformat()})"
+            )
+
+
+def _jpki_application(
+    persona: Persona, clock: Clock | None = None
+) -> tuple[Application, dict[str, str]]:
+    clock = clock or default_clock()
+    store = pki_store()
+    settings = persona.certificates
+    default_end = validity_end(settings.issued, persona.holder.birth_date)
+    ends = {
+        Tree.AUTH: _end_of_day_jst(settings.auth_not_after)
+        if settings.auth_not_after
+        else default_end,
+        Tree.SIGN: _end_of_day_jst(settings.sign_not_after)
+        if settings.sign_not_after
+        else default_end,
+    }
+    _check_issuable(store, persona, ends)  # before anything is recorded
+    keys = {tree: generate_rsa_key() for tree in Tree}
+    issued = {
+        tree: _issue(store, persona, tree, keys[tree], not_after=ends[tree], clock=clock)
+        for tree in Tree
+    }
+    for tree in Tree:
+        _apply_state(store, persona, issued[tree].record, clock)
     app = jpki_ap.build(
         token=persona.card.token,
         serial=persona.card.serial,
-        auth_certificate=certificates[Tree.AUTH],
-        auth_ca=cas[Tree.AUTH].certificate,
+        auth_certificate=issued[Tree.AUTH].certificate,
+        auth_ca=issued[Tree.AUTH].authority.certificate,
         auth_key=KeyObject(jpki_ap.KEY_AUTH, "利用者証明用秘密鍵", keys[Tree.AUTH], KeyUse.SIGN),
-        sign_certificate=certificates[Tree.SIGN],
-        sign_ca=cas[Tree.SIGN].certificate,
+        sign_certificate=issued[Tree.SIGN].certificate,
+        sign_ca=issued[Tree.SIGN].authority.certificate,
         sign_key=KeyObject(jpki_ap.KEY_SIGN, "署名用秘密鍵", keys[Tree.SIGN], KeyUse.SIGN),
         auth_pin=persona.pins.jpki_auth,
         sign_password=persona.pins.jpki_sign,
     )
     meta = {
-        "auth_certificate_serial": f"{certificates[Tree.AUTH].serial_number:X}",
-        "sign_certificate_serial": f"{certificates[Tree.SIGN].serial_number:X}",
+        "auth_certificate_serial": f"{issued[Tree.AUTH].certificate.serial_number:X}",
+        "sign_certificate_serial": f"{issued[Tree.SIGN].certificate.serial_number:X}",
+        "auth_ca_generation": str(issued[Tree.AUTH].authority.generation),
+        "sign_ca_generation": str(issued[Tree.SIGN].authority.generation),
     }
     return app, meta
 
@@ -209,11 +278,15 @@ def _card_data_objects(persona: Persona) -> dict[int, bytes]:
     }
 
 
-def personalize(persona: Persona) -> CardContent:
-    """A new card for ``persona``: fresh keys and certificates, full (or preset) counters."""
+def personalize(persona: Persona, *, clock: Clock | None = None) -> CardContent:
+    """A new card for ``persona``: fresh keys and certificates, full (or preset) counters.
+
+    The certificates are recorded in the test PKI at ``clock``'s now (default: the default
+    clock); their validity and CA generation follow the persona's ``certificates.issued``.
+    """
     overlays = ["smartphone"] if persona.smartphone else []
     rules = load_rules(overlays, persona.access)
-    jpki_app, jpki_meta = _jpki_application(persona)
+    jpki_app, jpki_meta = _jpki_application(persona, clock)
     content = CardContent(
         atr=persona.card.atr,
         applications=[jpki_app, *_other_applications(persona)],

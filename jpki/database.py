@@ -15,7 +15,7 @@ import datetime as dt
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -90,7 +90,7 @@ class CertificateRecord:
     not_before: dt.datetime
     not_after: dt.datetime
     recorded_at: dt.datetime
-    der: bytes
+    der: bytes = field(repr=False)
     events: tuple[RevocationEvent, ...] = ()
 
     @property

@@ -164,7 +164,7 @@ class PkiStore:
         self.declaration = declaration
         self.database = CertificateDatabase(directory / DATABASE_FILE)
         self._cache: dict[tuple[str, ...], object] = {}
-        self._cache_lock = threading.Lock()
+        self._cache_lock = threading.RLock()
 
     # --- creation ---------------------------------------------------------------------------
 
@@ -425,6 +425,22 @@ class PkiStore:
 
     # --- issuance ---------------------------------------------------------------------------
 
+    def authority_for_issuance(
+        self, tree: Tree, style: NameStyle, not_before: dt.datetime, not_after: dt.datetime
+    ) -> CertificateAuthority:
+        """The generation that would issue a certificate valid from ``not_before`` to
+        ``not_after``: the one in force at ``not_before``, if it outlives the certificate."""
+        authority = self.authority_in_force(tree, style, not_before)
+        ca_end = authority.certificate.not_valid_after_utc
+        if not_after > ca_end:
+            raise PkiError(
+                f"a {tree.value} certificate issued {not_before.astimezone(JST).date()} would end "
+                f"{not_after.astimezone(JST).date()}, after its CA generation "
+                f"g{authority.generation} ({ca_end.astimezone(JST).date()}); declare a later "
+                f"generation in {self.directory / DECLARATION_FILE}"
+            )
+        return authority
+
     def issue_user_certificate(
         self,
         tree: Tree,
@@ -443,15 +459,7 @@ class PkiStore:
 
         A certificate may not outlive its CA (PkiError naming both dates).
         """
-        authority = self.authority_in_force(tree, style, not_before)
-        ca_end = authority.certificate.not_valid_after_utc
-        if not_after > ca_end:
-            raise PkiError(
-                f"a {tree.value} certificate issued {not_before.astimezone(JST).date()} would end "
-                f"{not_after.astimezone(JST).date()}, after its CA generation "
-                f"g{authority.generation} ({ca_end.astimezone(JST).date()}); declare a later "
-                f"generation in {self.directory / DECLARATION_FILE}"
-            )
+        authority = self.authority_for_issuance(tree, style, not_before, not_after)
         serial = serial_number if serial_number is not None else random_serial_number()
         certificate = authority.issue_user_certificate(
             public_key,

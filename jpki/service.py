@@ -55,6 +55,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: PkiServer
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT
+    # one segment per response (headers and body), sent at once: no Nagle / delayed-ACK stalls
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
     server_version = "mynacard-pki"
     sys_version = ""
 
@@ -63,8 +66,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- replies ----------------------------------------------------------------------------
 
-    def _reply(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+    def _reply(
+        self, status: HTTPStatus, body: bytes, content_type: str, *, allow: str | None = None
+    ) -> None:
         self.send_response(status)
+        if allow is not None:
+            self.send_header("Allow", allow)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
@@ -118,18 +125,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._ocsp(ocsp, _decode_get(ocsp.group(3)))
             return
         if ocsp:
-            self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
             self._method_not_allowed("POST")
             return
         self._fail(HTTPStatus.NOT_FOUND, "not found")
 
     def _method_not_allowed(self, allowed: str) -> None:
         body = b"405 method not allowed\n"
-        self.send_header("Allow", allowed)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self._reply(HTTPStatus.METHOD_NOT_ALLOWED, body, "text/plain; charset=utf-8", allow=allowed)
 
     def _post(self) -> None:
         path = self._path()
@@ -138,8 +140,6 @@ class _Handler(BaseHTTPRequestHandler):
             known = path == "/" or _LIST.fullmatch(path) is not None
             if known or ocsp is not None:
                 self.close_connection = True  # the body is not read
-                self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
-                self.send_header("Connection", "close")
                 self._method_not_allowed("GET, HEAD")
             else:
                 self._fail(HTTPStatus.NOT_FOUND, "not found", close=True)
