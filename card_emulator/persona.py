@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from card_emulator import mynumber
+from card_emulator import mynumber, render
 from card_emulator.atrs import DEFAULT_ATR, resolve_atr
 from card_emulator.credential_names import CREDENTIALS
 from card_emulator.objects import CredentialFormat
@@ -350,6 +350,10 @@ def _images(t: _Table, base: Path) -> dict[str, Path]:
             path = base / t.text(kind)
             if not path.is_file():
                 raise PersonaError(f"{t.path(kind)}: no image file at {path}")
+            try:
+                render.load_image_file(path, kind)
+            except ValueError as exc:
+                raise PersonaError(f"{t.path(kind)}: {exc}") from None
             out[kind] = path.resolve()
     t.done()
     return out

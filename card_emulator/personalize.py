@@ -208,19 +208,26 @@ def _jpki_application(
 def _images(persona: Persona) -> dict[str, bytes]:
     """The 券面 images: files the persona names, else rendered from its text."""
     h, card = persona.holder, persona.card
-    made: dict[str, Callable[[], bytes]] = {
-        "name": lambda: render.render_name_png(h.name),
-        "address": lambda: render.render_address_png(h.address),
-        "photo": lambda: render.placeholder_photo_jp2(h.my_number),
-        "my_number": lambda: render.render_my_number_png(h.my_number),
-        "security_code": lambda: render.render_security_code_png(card.security_code),
+    made: dict[str, tuple[str, Callable[[], bytes]]] = {
+        "name": ("holder.name", lambda: render.render_name_png(h.name)),
+        "address": ("holder.address", lambda: render.render_address_png(h.address)),
+        "photo": ("holder.my_number", lambda: render.placeholder_photo_jp2(h.my_number)),
+        "my_number": ("holder.my_number", lambda: render.render_my_number_png(h.my_number)),
+        "security_code": (
+            "card.security_code",
+            lambda: render.render_security_code_png(card.security_code),
+        ),
     }
-    return {
-        kind: render.load_image_file(persona.images[kind], kind)
-        if kind in persona.images
-        else make()
-        for kind, make in made.items()
-    }
+    images: dict[str, bytes] = {}
+    for kind, (field, make) in made.items():
+        if kind in persona.images:
+            images[kind] = render.load_image_file(persona.images[kind], kind)
+            continue
+        try:
+            images[kind] = make()
+        except ValueError as exc:
+            raise PersonaError(f"{field}: cannot be drawn on the card face ({exc})") from None
+    return images
 
 
 def _other_applications(persona: Persona) -> list[Application]:

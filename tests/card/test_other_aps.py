@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, utils
 from PIL import Image
 
 from apdu import builders, tlv
-from card_emulator import Card
+from card_emulator import Card, PersonaError
 from card_emulator.personalize import default_cv_signer
 from jpki.cv_certificate import decode_rsa_public_key
 from readers.client import MynaClient
@@ -351,5 +351,5 @@ def test_persona_named_image_files_are_used(tmp_path: Path) -> None:
     assert face.name_png == name_png
     bad = tmp_path / "bad.toml"
     bad.write_text(DEMO_PERSONA.read_text("utf-8") + '\n[images]\nphoto = "name.png"\n', "utf-8")
-    with pytest.raises(ValueError, match="photo"):
+    with pytest.raises(PersonaError, match=r"images\.photo: "):
         Card.from_persona(bad)
