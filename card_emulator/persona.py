@@ -23,6 +23,7 @@ from card_emulator.objects import CredentialFormat
 from card_emulator.policy import CardPolicy
 from jpki.clock import JST
 from jpki.revocation import RevocationError, RevocationReason, parse_reason
+from jpki.toml_fields import FieldTable
 
 MEIJI_START = dt.date(1868, 1, 25)
 TOKENS = ("JPKIAPICCTOKEN2", "JPKIAPICCTOKEN", "JPKIAPGPSETOKEN", "JPKIAPIOSTOKEN")
@@ -125,24 +126,10 @@ class Persona:
         return self.card.token == "JPKIAPGPSETOKEN"  # noqa: S105 - a token name, not a secret
 
 
-class _Table:
-    """A TOML table being consumed field by field, so leftovers can be reported."""
+class _Table(FieldTable):
+    """A persona table: field-named :class:`PersonaError` on anything wrong."""
 
-    def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, dict):
-            raise PersonaError(f"{where}: expected a table")
-        self.data: dict[str, Any] = dict(data)
-        self.where = where
-
-    def path(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def take(self, key: str, default: Any = ...) -> Any:
-        if key not in self.data:
-            if default is ...:
-                raise PersonaError(f"{self.path(key)}: required field is missing")
-            return default
-        return self.data.pop(key)
+    error = PersonaError
 
     def text(self, key: str, default: Any = ..., pattern: str | None = None, what: str = "") -> str:
         value = self.take(key, default)

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from jpki.clock import JST
 from jpki.names import NameStyle, Tree
+from jpki.toml_fields import FieldTable
 
 __all__ = [
     "DeclarationError",
@@ -138,27 +139,8 @@ def _hours(delta: dt.timedelta) -> int:
     return int(delta.total_seconds() // 3600)
 
 
-class _Table:
-    def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, dict):
-            raise DeclarationError(f"{where}: expected a table")
-        self.data: dict[str, Any] = dict(data)
-        self.where = where
-
-    def path(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def take(self, key: str, default: Any = ...) -> Any:
-        if key not in self.data:
-            if default is ...:
-                raise DeclarationError(f"{self.path(key)}: required field is missing")
-            return default
-        return self.data.pop(key)
-
-    def done(self) -> None:
-        if self.data:
-            names = ", ".join(self.path(key) for key in sorted(self.data))
-            raise DeclarationError(f"unknown field(s): {names}")
+class _Table(FieldTable):
+    error = DeclarationError
 
 
 def _check_base_url(value: object, where: str) -> str:
