@@ -18,14 +18,13 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Protocol
 
 from apdu import TraceRecord
-from card_emulator import Card
 from readers.pcscd import (
     DEFAULT_SOCKET,
     SOCKET_ENV,
@@ -33,9 +32,19 @@ from readers.pcscd import (
     find_running_vpcd,
     socket_is_live,
 )
+from readers.virtual_card import VirtualCard
 from readers.vpcd import VpcdClient
 
 MAX_READERS = 16
+
+
+class ServableCard(VirtualCard, Protocol):
+    """A card a server can hold: the transport surface plus :meth:`close` (an emulated
+    :class:`~card_emulator.Card`, or one wrapped with faults)."""
+
+    def close(self) -> None:
+        """Release what the card holds (e.g. its image file)."""
+        ...
 
 
 class ServeError(RuntimeError):
@@ -74,7 +83,7 @@ class ServedCard:
     """One card, where it is served, and its connection."""
 
     label: str
-    card: Card
+    card: ServableCard
     endpoint: Endpoint
     client: VpcdClient | None = None
 
@@ -100,7 +109,7 @@ class TraceWriter:
 class CardServer:
     """Puts cards into virtual readers and keeps them there until :meth:`stop`."""
 
-    cards: list[tuple[str, Card]]
+    cards: Sequence[tuple[str, ServableCard]]
     readers: int | None = None
     endpoints: list[Endpoint] = field(default_factory=list)
     trace: Path | None = None

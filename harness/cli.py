@@ -13,7 +13,13 @@ from apdu import TraceRecord
 from card_emulator import Card, ImageError, PersonaError
 from card_emulator import persona as persona_module
 from harness import audit_cli, pki_cli, trace_cli
-from harness.card_server import MAX_READERS, CardServer, ServeError, parse_endpoint
+from harness.card_server import (
+    MAX_READERS,
+    CardServer,
+    ServableCard,
+    ServeError,
+    parse_endpoint,
+)
 from harness.demo import run_demo
 from harness.summary import jpki_summary
 from readers.client import CardError, InterlockError, MynaClient
@@ -56,7 +62,9 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe(card: Card) -> str:
+def _describe(card: ServableCard) -> str:
+    if not isinstance(card, Card):
+        return type(card).__name__
     meta = card.content.meta
     name = card.content.application("text").files.get(0x0002)
     holder = ""

@@ -33,7 +33,7 @@ import pytest
 from card_emulator import Card
 from card_emulator import persona as persona_module
 from card_emulator.personalize import personalize_cached
-from harness.card_server import CardServer, Endpoint
+from harness.card_server import CardServer, Endpoint, ServableCard
 from readers.pcscd import (
     PcscdNotInstalledError,
     PrivatePcscd,
@@ -41,7 +41,6 @@ from readers.pcscd import (
     find_pcscd,
     find_vpcd_driver,
 )
-from readers.virtual_card import VirtualCard
 from readers.vpcd import VpcdClient
 
 READERS = 4
@@ -278,13 +277,13 @@ def myna_serve(myna_pcscd: PrivatePcscd) -> Iterator[ServeFactory]:
     """``myna_serve(card)`` puts any card object in the next free reader, until the test ends."""
     served: list[ServedReader] = []
 
-    def serve(card: VirtualCard) -> ServedReader:
+    def serve(card: ServableCard) -> ServedReader:
         if len(served) >= len(myna_pcscd.readers):
             raise RuntimeError(f"only {len(myna_pcscd.readers)} virtual readers")
         reader: VpcdReader = myna_pcscd.readers[len(served)]
         record = ServedReader(reader.name, card, cast(VpcdClient, None), {}, cast(Any, None))
         server = CardServer(
-            [(reader.name, cast(Card, card))],
+            [(reader.name, card)],
             endpoints=[Endpoint(reader.host, reader.port, reader.name)],
             on_apdu=lambda _name, rec: record.exchanges.append((rec.command, rec.response)),
         )
