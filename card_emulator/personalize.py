@@ -31,9 +31,8 @@ from card_emulator.content import CardContent
 from card_emulator.credential_names import CREDENTIALS
 from card_emulator.objects import Application, KeyObject, KeyUse
 from card_emulator.persona import Persona, PersonaError
-from jpki.ca import CertificateAuthority
 from jpki.card_data_signer import CardDataSigner
-from jpki.clock import Clock, default_clock
+from jpki.clock import Clock, default_clock, jst_day_end, jst_day_start
 from jpki.database import CertificateRecord
 from jpki.holder import HolderIdentity, Sex
 from jpki.keys import generate_rsa_key
@@ -41,8 +40,6 @@ from jpki.names import Municipality, NameStyle, Tree
 from jpki.pki_store import IssuedCertificate, PkiError, PkiStore, default_directory
 from jpki.profile import validity_end
 from jpki.revocation import EventKind, RevocationError, RevocationEvent, RevocationReason
-
-JST = dt.timezone(dt.timedelta(hours=9), "JST")
 
 _cache: dict[str, CardContent] = {}
 _cache_lock = threading.Lock()
@@ -58,11 +55,6 @@ def pki_store() -> PkiStore:
     return _store(str(default_directory()))
 
 
-def default_ca(tree: Tree, style: NameStyle) -> CertificateAuthority:
-    """The test CA generation of one tree and name style in force now (default clock)."""
-    return pki_store().certificate_authority(tree, style)
-
-
 def default_cv_signer(application: str) -> CardDataSigner:
     """The data signer (and its CV root) of ``"text"`` or ``"kenmen"``."""
     return _cv_signer(str(default_directory()), application)
@@ -71,14 +63,6 @@ def default_cv_signer(application: str) -> CardDataSigner:
 @functools.cache
 def _cv_signer(directory: str, application: str) -> CardDataSigner:
     return _store(directory).cv_signer(application)
-
-
-def _end_of_day_jst(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(23, 59, 59), JST).astimezone(dt.UTC)
-
-
-def _start_of_day_jst(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(0, 0), JST).astimezone(dt.UTC)
 
 
 def _holder_identity(persona: Persona) -> HolderIdentity:
@@ -110,7 +94,7 @@ def _issue(
             style,
             key.public_key(),
             persona=persona.label,
-            not_before=_start_of_day_jst(settings.issued),
+            not_before=jst_day_start(settings.issued),
             not_after=not_after,
             holder=_holder_identity(persona) if tree is Tree.SIGN else None,
             municipality=municipality,
@@ -146,7 +130,7 @@ def _apply_state(
 def _check_issuable(store: PkiStore, persona: Persona, ends: dict[Tree, dt.datetime]) -> None:
     settings = persona.certificates
     style = NameStyle.PRODUCTION if settings.style == "production" else NameStyle.TEST
-    not_before = _start_of_day_jst(settings.issued)
+    not_before = jst_day_start(settings.issued)
     for tree, not_after in ends.items():
         try:
             store.authority_for_issuance(tree, style, not_before, not_after)
@@ -169,12 +153,8 @@ def _jpki_application(
     settings = persona.certificates
     default_end = validity_end(settings.issued, persona.holder.birth_date)
     ends = {
-        Tree.AUTH: _end_of_day_jst(settings.auth_not_after)
-        if settings.auth_not_after
-        else default_end,
-        Tree.SIGN: _end_of_day_jst(settings.sign_not_after)
-        if settings.sign_not_after
-        else default_end,
+        Tree.AUTH: jst_day_end(settings.auth_not_after) if settings.auth_not_after else default_end,
+        Tree.SIGN: jst_day_end(settings.sign_not_after) if settings.sign_not_after else default_end,
     }
     _check_issuable(store, persona, ends)  # before anything is recorded
     keys = {tree: generate_rsa_key() for tree in Tree}

@@ -31,12 +31,26 @@ __all__ = [
     "OffsetClock",
     "SystemClock",
     "default_clock",
+    "jst_day_end",
+    "jst_day_start",
     "parse_moment",
     "set_default_clock",
     "using_clock",
 ]
 
 JST: Final = dt.timezone(dt.timedelta(hours=9), "JST")
+
+
+def jst_day_start(day: dt.date) -> dt.datetime:
+    """00:00:00 JST on ``day``, as an aware UTC datetime (a certificate's notBefore)."""
+    return dt.datetime.combine(day, dt.time(0, 0), JST).astimezone(dt.UTC)
+
+
+def jst_day_end(day: dt.date) -> dt.datetime:
+    """23:59:59 JST on ``day``, as an aware UTC datetime (JPKI's notAfter convention)."""
+    return dt.datetime.combine(day, dt.time(23, 59, 59), JST).astimezone(dt.UTC)
+
+
 ENVIRONMENT_VARIABLE: Final = "MYNACARD_AT"
 
 

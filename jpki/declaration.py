@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from jpki.clock import JST
+from jpki.clock import jst_day_end, jst_day_start
 from jpki.names import NameStyle, Tree
 from jpki.toml_fields import FieldTable
 
@@ -174,8 +174,7 @@ def _moment(table: _Table, key: str, *, end: bool) -> dt.datetime:
             )
         return value.astimezone(dt.UTC)
     if isinstance(value, dt.date):
-        clock = dt.time(23, 59, 59) if end else dt.time(0, 0)
-        return dt.datetime.combine(value, clock, JST).astimezone(dt.UTC)
+        return jst_day_end(value) if end else jst_day_start(value)
     raise DeclarationError(f"{table.path(key)}: expected a date (YYYY-MM-DD), got {value!r}")
 
 

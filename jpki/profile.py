@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import calendar
 import secrets
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import date, datetime
 from typing import Final
 
 from cryptography import x509
 
+from jpki.clock import JST, jst_day_end
 from jpki.names import NameStyle, Tree
 
 __all__ = [
@@ -21,7 +22,7 @@ __all__ = [
     "validity_end",
 ]
 
-JST: Final = timezone(timedelta(hours=9), "JST")
+# JST is re-exported here for callers of the profile (it is defined once, in jpki.clock).
 
 CPS_URI: Final = "http://www.jpki.go.jp/cps.html"
 
@@ -83,4 +84,4 @@ def validity_end(issued: date, birth_date: date) -> datetime:
     if _birthday_in(first_year, birth_date) <= issued:
         first_year += 1
     last = _birthday_in(first_year + VALIDITY_BIRTHDAYS - 1, birth_date)
-    return datetime.combine(last, time(23, 59, 59), tzinfo=JST).astimezone(UTC)
+    return jst_day_end(last)
