@@ -103,6 +103,40 @@ def write_pem(path: Path, *certificates: x509.Certificate) -> Path:
     return path
 
 
+def openssl_verify_with_crl(
+    directory: Path,
+    name: str,
+    cert: x509.Certificate,
+    crl: x509.CertificateRevocationList,
+    *,
+    trust_roots: list[x509.Certificate],
+    at: dt.datetime,
+) -> subprocess.CompletedProcess[str]:
+    """``openssl verify -crl_check`` of ``cert`` at ``at`` (files written under ``directory``)."""
+    crl_pem = directory / f"{name}.crl.pem"
+    crl_pem.write_bytes(crl.public_bytes(Encoding.PEM))
+    leaf = write_pem(directory / f"{name}.pem", cert)
+    roots = write_pem(directory / "roots.pem", *trust_roots)
+    return subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-attime",
+            str(int(at.timestamp())),
+            "-CAfile",
+            str(roots),
+            "-crl_check",
+            "-CRLfile",
+            str(crl_pem),
+            str(leaf),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PkiStore]:
     """A fresh test PKI (the default declaration, ``test`` style only) as $MYNACARD_PKI."""

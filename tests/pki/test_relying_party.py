@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from jpki.clock import FrozenClock
 from jpki.names import Tree
@@ -33,6 +32,7 @@ from tests.pki.conftest import (
     Served,
     cli,
     issue_card,
+    openssl_verify_with_crl,
     persona_file,
     write_pem,
 )
@@ -136,27 +136,8 @@ def _openssl_verify_with_crl(
     with urllib.request.urlopen(_rebased(crl_url_of(cert), world.server), timeout=10) as reply:
         assert reply.headers["Content-Type"] == "application/pkix-crl"
         crl = x509.load_der_x509_crl(reply.read())
-    crl_pem = world.directory / f"{name}.crl.pem"
-    crl_pem.write_bytes(crl.public_bytes(Encoding.PEM))
-    leaf = write_pem(world.directory / f"{name}.pem", cert)
-    roots = write_pem(world.directory / "roots.pem", *world.store.trust_roots())
-    return subprocess.run(
-        [
-            "openssl",
-            "verify",
-            "-attime",
-            str(int(AT.timestamp())),
-            "-CAfile",
-            str(roots),
-            "-crl_check",
-            "-CRLfile",
-            str(crl_pem),
-            str(leaf),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    return openssl_verify_with_crl(
+        world.directory, name, cert, crl, trust_roots=world.store.trust_roots(), at=AT
     )
 
 

@@ -7,7 +7,6 @@ the validation helper, OpenSSL (``-attime``) and the CLI (``--at``).
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,8 +32,8 @@ from tests.pki.conftest import (
     at_jst,
     cli,
     issue_card,
+    openssl_verify_with_crl,
     persona_file,
-    write_pem,
 )
 
 OLD_ISSUED = dt.date(2021, 4, 1)  # generation 2 (2019-09-14 ..) is in force; g3 starts 2023-07-16
@@ -79,27 +78,13 @@ def _openssl_verify(travel: Travel, cert: x509.Certificate, name: str) -> str:
     rebased = travel.server.url + url.removeprefix(travel.store.declaration.base_url)
     with urllib.request.urlopen(rebased, timeout=10) as reply:
         crl = x509.load_der_x509_crl(reply.read())
-    crl_pem = travel.directory / f"{name}.crl.pem"
-    crl_pem.write_bytes(crl.public_bytes(Encoding.PEM))
-    leaf = write_pem(travel.directory / f"{name}.pem", cert)
-    roots = write_pem(travel.directory / "roots.pem", *travel.store.trust_roots())
-    result = subprocess.run(
-        [
-            "openssl",
-            "verify",
-            "-attime",
-            str(int(travel.clock.now().timestamp())),
-            "-CAfile",
-            str(roots),
-            "-crl_check",
-            "-CRLfile",
-            str(crl_pem),
-            str(leaf),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    result = openssl_verify_with_crl(
+        travel.directory,
+        name,
+        cert,
+        crl,
+        trust_roots=travel.store.trust_roots(),
+        at=travel.clock.now(),
     )
     return result.stdout + result.stderr
 
