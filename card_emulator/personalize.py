@@ -146,10 +146,10 @@ def _check_issuable(store: PkiStore, persona: Persona, ends: dict[Tree, dt.datet
 
 
 def _jpki_application(
-    persona: Persona, clock: Clock | None = None
+    persona: Persona, clock: Clock | None = None, store: PkiStore | None = None
 ) -> tuple[Application, dict[str, str]]:
     clock = clock or default_clock()
-    store = pki_store()
+    store = store or pki_store()
     settings = persona.certificates
     default_end = validity_end(settings.issued, persona.holder.birth_date)
     ends = {
@@ -265,15 +265,18 @@ def _card_data_objects(persona: Persona) -> dict[int, bytes]:
     }
 
 
-def personalize(persona: Persona, *, clock: Clock | None = None) -> CardContent:
+def personalize(
+    persona: Persona, *, clock: Clock | None = None, store: PkiStore | None = None
+) -> CardContent:
     """A new card for ``persona``: fresh keys and certificates, full (or preset) counters.
 
-    The certificates are recorded in the test PKI at ``clock``'s now (default: the default
-    clock); their validity and CA generation follow the persona's ``certificates.issued``.
+    The certificates are issued by ``store`` (default :func:`pki_store`) and recorded there at
+    ``clock``'s now (default: the default clock); their validity and CA generation follow the
+    persona's ``certificates.issued``.
     """
     overlays = ["smartphone"] if persona.smartphone else []
     rules = load_rules(overlays, persona.access)
-    jpki_app, jpki_meta = _jpki_application(persona, clock)
+    jpki_app, jpki_meta = _jpki_application(persona, clock, store)
     content = CardContent(
         atr=persona.card.atr,
         applications=[jpki_app, *_other_applications(persona)],
