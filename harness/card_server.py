@@ -174,6 +174,9 @@ class CardServer:
                     card, endpoint.port, endpoint.host, on_apdu=self._hook(endpoint)
                 )
                 served.client.start()
+                attach = getattr(card, "attach", None)
+                if callable(attach):
+                    attach(served.client)  # a FaultyCard pulls itself out through its client
                 self.served.append(served)
             self.empty_readers = [e.reader or str(e) for e in places[len(self.cards) :]]
             if self.pcscd is not None:

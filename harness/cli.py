@@ -12,7 +12,7 @@ from pathlib import Path
 from apdu import TraceRecord
 from card_emulator import Card, ImageError, PersonaError
 from card_emulator import persona as persona_module
-from harness import audit_cli, pki_cli, trace_cli
+from harness import audit_cli, conformance_cli, pki_cli, trace_cli
 from harness.card_server import (
     MAX_READERS,
     CardServer,
@@ -181,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     trace_cli.register(sub)
     audit_cli.register(sub)
     pki_cli.register(sub)
+    conformance_cli.register(sub)
     return parser
 
 

@@ -56,6 +56,7 @@ from typing import Any
 from apdu import CodecError, CommandApdu
 from card_emulator.atrs import resolve_atr
 from card_emulator.credential_names import CREDENTIALS
+from harness.personas import card_from_persona
 from readers.virtual_card import VirtualCard
 from readers.vpcd import Removal, VpcdClient
 
@@ -221,8 +222,6 @@ class Scenario:
 
     def card(self, persona: str | Path, **kwargs: Any) -> FaultyCard:
         """A fresh card from ``persona`` with this scenario's counters, wrapped in the faults."""
-        from harness.plugin import card_from_persona  # noqa: PLC0415 - avoid a cycle
-
         card = card_from_persona(persona, counters=dict(self.counters))
         return FaultyCard(card, self, **kwargs)
 

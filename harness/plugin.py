@@ -21,9 +21,8 @@ own private pcscd elsewhere (libpcsclite allows one socket path per process) coe
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -31,9 +30,11 @@ from typing import Any, cast
 import pytest
 
 from card_emulator import Card
-from card_emulator import persona as persona_module
-from card_emulator.personalize import personalize_cached
 from harness.card_server import CardServer, Endpoint, ServableCard
+from harness.personas import (
+    card_from_persona,
+    write_persona,
+)
 from readers.pcscd import (
     PcscdNotInstalledError,
     PrivatePcscd,
@@ -45,106 +46,6 @@ from readers.vpcd import VpcdClient
 
 READERS = 4
 _PCSC_FIXTURES = frozenset({"myna_reader", "myna_serve", "myna_pcscd"})
-
-#: The demo persona (DESIGN.md "Demo persona"); used when vectors/ is not installed.
-DEMO: dict[str, Any] = {
-    "label": "demo",
-    "holder": {
-        "name": "番号　花子",
-        "address": "東京都千代田区霞が関二丁目１番２号",
-        "birth_date": dt.date(1980, 2, 17),
-        "sex": 2,
-        "my_number": "314159265352",
-        "resident_code": "12345678901",
-    },
-    "card": {
-        "issued": dt.date(2025, 3, 3),
-        "expiry": dt.date(2035, 2, 17),
-        "security_code": "2285",
-        "serial": "400000012719843",
-        "token": "JPKIAPICCTOKEN2",
-        "atr": "classic",
-        "municipality": {"code": "13101", "prefecture": "Tokyo-to", "city": "Chiyoda-ku"},
-    },
-    "pins": {"jpki_auth": "1234", "jpki_sign": "ABC123", "text": "1234", "juki": "1234"},
-    "certificates": {"style": "test", "issued": dt.date(2025, 3, 3)},
-}
-
-_VECTORS_DEMO = Path(__file__).resolve().parent.parent / "vectors" / "personas" / "demo.toml"
-
-
-def demo_persona_path() -> Path | None:
-    """The repository's demo persona, when the source tree is installed (editable)."""
-    return _VECTORS_DEMO if _VECTORS_DEMO.is_file() else None
-
-
-# -- persona TOML ---------------------------------------------------------------------------
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float | dt.date):
-        return str(value) if not isinstance(value, dt.datetime) else value.isoformat()
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} to TOML")
-
-
-def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:
-    """A small TOML writer for persona / scenario data (scalars, dates, nested tables)."""
-    scalars = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, Mapping)]
-    out = "\n".join(scalars) + ("\n" if scalars else "")
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            name = f"{prefix}{key}"
-            out += f"\n[{name}]\n" + to_toml(value, name + ".")
-    return out
-
-
-def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` merged in, table by table."""
-    out = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def persona_data(base: str | Path | None = None) -> dict[str, Any]:
-    """The tables of persona ``base`` (default: the demo persona)."""
-    import tomllib  # noqa: PLC0415
-
-    path = Path(base) if base is not None else demo_persona_path()
-    if path is None:
-        return merge(DEMO, {})
-    return tomllib.loads(path.read_text(encoding="utf-8"))
-
-
-def write_persona(path: str | Path, base: str | Path | None = None, **overrides: Any) -> Path:
-    """Write persona ``base`` with ``overrides`` to ``path`` (validated) and return the path."""
-    path = Path(path)
-    text = to_toml(merge(persona_data(base), overrides))
-    persona_module.parse(text.encode("utf-8"), str(path), path.parent)  # fail early, clearly
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def card_from_persona(persona: str | Path | None = None, **overrides: Any) -> Card:
-    """A fresh in-memory card from ``persona`` (default demo) with table ``overrides``."""
-    if not overrides:
-        path = Path(persona) if persona is not None else demo_persona_path()
-        if path is not None:
-            return Card.from_persona(path)
-    base = Path(persona).parent if persona is not None else Path.cwd()
-    text = to_toml(merge(persona_data(persona), overrides)).encode("utf-8")
-    return Card(personalize_cached(persona_module.parse(text, str(persona or "demo"), base)))
-
 
 # -- the shared pcscd -----------------------------------------------------------------------
 
@@ -290,9 +191,6 @@ def myna_serve(myna_pcscd: PrivatePcscd) -> Iterator[ServeFactory]:
         server.start()
         client = server.served[0].client
         assert client is not None
-        attach = getattr(card, "attach", None)
-        if callable(attach):
-            attach(client)  # a FaultyCard pulls itself out through the client
         record.client, record.server = client, server
         record.env = {**os.environ, **myna_pcscd.env}
         served.append(record)

@@ -134,7 +134,7 @@ class Decoder:
             suffix = " (retries query)" if cmd.ins == 0x20 and not cmd.data else ""
             return f"{name} {what}{suffix}"
         if cmd.ins in (0x2A, 0x88):
-            fid = cmd.p2 & 0x1F if cmd.p2 & 0x80 else self.current
+            fid = cmd.p2 & 0x1F if cmd.p2 & 0x80 and cmd.p2 & 0x1F else self.current
             if cmd.p2 == 0 and cmd.ins == 0x2A:
                 return f"{name} (AP default key)"
             return f"{name} {'?' if fid is None else self._ef(fid)}"

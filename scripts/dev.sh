@@ -19,6 +19,8 @@ shift || true
 # and vsmartcard's Python library (the vicc adapter; Debian installs it off sys.path).
 APT_PACKAGES=(pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev gcc openssl fonts-noto-cjk
     python3-virtualsmartcard)
+# The test suite also renders the kiosk conformance report in headless Chromium.
+TEST_APT_PACKAGES=(chromium)
 VICC_PATH=/usr/lib/python3/site-packages/virtualsmartcard
 
 log() { printf '\033[1m[dev]\033[0m %s\n' "$*" >&2; }
@@ -110,6 +112,7 @@ case "$JOB" in
         ;;
     test)
         setup
+        ensure_apt "${TEST_APT_PACKAGES[@]}"
         run_tests "$@"
         ;;
     *)

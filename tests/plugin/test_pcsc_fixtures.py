@@ -11,7 +11,8 @@ import pytest
 
 from apdu import builders
 from harness.faults import FaultyCard, Scenario
-from harness.plugin import ServedReader, card_from_persona
+from harness.personas import card_from_persona
+from harness.plugin import ServedReader
 from readers.pcsc import PcscTransport, PcscTransportError, Share
 
 SCARD_E_NOT_TRANSACTED = 0x80100016

@@ -14,7 +14,7 @@ import pytest
 from smartcard.System import readers
 
 from harness.faults import FaultyCard, Scenario
-from harness.plugin import card_from_persona
+from harness.personas import card_from_persona
 
 SELECT_JPKI = bytes.fromhex("00A4040C0AD392F000260100000001")
 VERIFY_AUTH_PIN = bytes.fromhex("00200098")  # retries of 利用者証明用暗証番号 (JPKI 0018)

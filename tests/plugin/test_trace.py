@@ -13,7 +13,7 @@ from apdu import builders
 from card_emulator import Card
 from harness import trace_cli
 from harness.faults import FaultyCard, Scenario, traced
-from harness.plugin import demo_persona_path
+from harness.personas import demo_persona_path
 from harness.trace_decode import Decoder, TraceRecorder, read_trace, replay
 
 JPKI = bytes.fromhex("D392F000260100000001")

@@ -1,0 +1,300 @@
+"""The kiosk conformance run: an external kiosk program against every catalogue scenario.
+
+For each scenario the runner personalizes a fresh card (the scenario's persona overrides,
+counters and certificate states), wraps it in the scenario's faults, records every APDU to a
+masked trace, puts it into a virtual reader of a private pcscd, and runs the kiosk command once.
+A test PKI of its own (CRLs and OCSP over HTTP on 127.0.0.1) runs for the whole run; the
+certificates it issues name it in their AIA and CRL distribution points.
+
+The kiosk protocol — what the kiosk program gets and must give back:
+
+* environment: ``MYNACARD_READER`` (the PC/SC reader holding the card),
+  ``PCSCLITE_CSOCK_NAME`` (the private pcscd), ``MYNACARD_TRUST_PEM`` (a PEM file with the
+  trusted JPKI user-authentication CA certificates), ``MYNACARD_PKI_URL`` (the PKI's base URL);
+* stdin: the PINs the customer types, one line per PIN prompt; end of input = the customer
+  walks away;
+* stdout: its last JSON line ``{"outcome": "accepted"}`` or
+  ``{"outcome": "refused", "reason": "<reason>"}`` (the reasons are
+  :data:`~harness.kiosk_catalogue.REASONS`).
+  No such line (a crash) or no exit within the timeout is an outcome too, and fails
+  ``finish-cleanly``.
+
+The trace and the outcome are then judged by :mod:`harness.kiosk_rules`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from card_emulator import Card
+from card_emulator import persona as persona_module
+from card_emulator.personalize import personalize
+from harness.card_server import CardServer, Endpoint
+from harness.faults import FaultyCard, traced
+from harness.kiosk_catalogue import KioskScenario
+from harness.kiosk_rules import Outcome, Verdict, judge
+from harness.personas import write_persona
+from harness.trace_decode import Trace, TraceRecorder, read_trace
+from jpki.names import Tree
+from jpki.pki_store import PkiStore
+from jpki.service import PkiServer
+from readers.pcscd import PcscError, PrivatePcscd, VpcdReader
+
+DEFAULT_TIMEOUT = 60.0
+OUTPUT_LIMIT = 64 * 1024  # bytes of kiosk stdout / stderr kept in the report
+INSERT_ATTEMPTS = 3
+INSERT_WAIT = 4.0  # seconds; pcscd polls a vpcd reader every 400 ms
+
+
+@dataclass
+class ScenarioResult:
+    """One scenario's run: what the kiosk reported, the verdicts, where the evidence is."""
+
+    scenario: KioskScenario
+    outcome: Outcome
+    verdicts: list[Verdict]
+    trace: Trace
+    trace_path: Path
+    stdout: str
+    stderr: str
+    seconds: float
+    command: Sequence[str] = ()
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.verdicts)
+
+    @property
+    def failed_rules(self) -> list[str]:
+        return [v.rule.id for v in self.verdicts if not v.passed]
+
+
+@dataclass
+class ConformanceReport:
+    """A whole run."""
+
+    kiosk_command: str
+    started: dt.datetime
+    results: list[ScenarioResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    def failures(self) -> set[tuple[str, str]]:
+        """(scenario, rule) of every failed verdict."""
+        return {(r.scenario.name, rule) for r in self.results for rule in r.failed_rules}
+
+
+def parse_outcome(stdout: str, returncode: int | None, stderr: str = "") -> Outcome:
+    """The kiosk's last JSON outcome line; a crash or a missing line is an outcome too."""
+    if returncode is None:
+        return Outcome("timeout", detail="the kiosk did not exit in time")
+    for raw in reversed(stdout.splitlines()):
+        line = raw.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict) and data.get("outcome") in ("accepted", "refused"):
+            return Outcome(str(data["outcome"]), str(data.get("reason", "")))
+    last = next((ln for ln in reversed(stderr.splitlines()) if ln.strip()), "")
+    detail = f"exit status {returncode}" + (f": {last.strip()[:200]}" if last else "")
+    return Outcome("crashed", detail=detail)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_pki(directory: Path) -> Iterator[tuple[PkiStore, PkiServer]]:
+    """A new test PKI in ``directory`` served on 127.0.0.1; its certificates name that URL."""
+    for attempt in range(5):
+        port = _free_port()
+        store_dir = directory / f"pki-{port}"
+        store = PkiStore.open(store_dir, base_url=f"http://127.0.0.1:{port}")
+        try:
+            server = PkiServer(store, port=port)
+        except OSError:
+            shutil.rmtree(store_dir, ignore_errors=True)
+            if attempt == 4:
+                raise
+            continue
+        with server:
+            yield store, server
+        return
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    if isinstance(data, str):
+        return data[-OUTPUT_LIMIT:]
+    return data[-OUTPUT_LIMIT:].decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def _inserted(
+    card: FaultyCard, pcscd: PrivatePcscd, reader: VpcdReader, label: str
+) -> Iterator[CardServer]:
+    """``card`` in ``reader`` until the block ends; re-inserted when pcscd misses it."""
+    for attempt in range(1, INSERT_ATTEMPTS + 1):
+        server = CardServer(
+            [(label, card)], endpoints=[Endpoint(reader.host, reader.port, reader.name)]
+        )
+        server.start()
+        try:
+            pcscd.wait_for_card(reader.name, timeout=INSERT_WAIT)
+        except TimeoutError:
+            server.stop()
+            if attempt == INSERT_ATTEMPTS:
+                raise PcscError(
+                    f"pcscd did not see the card in {reader.name!r} after {attempt} insertions"
+                ) from None
+            continue
+        try:
+            yield server
+        finally:
+            server.stop()
+        return
+
+
+class ConformanceRunner:
+    """Runs ``kiosk_command`` once per scenario; see the module docstring for the protocol."""
+
+    def __init__(
+        self,
+        kiosk_command: str,
+        out_dir: Path,
+        *,
+        base_persona: Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.kiosk_command = kiosk_command
+        self.argv = shlex.split(kiosk_command)
+        if not self.argv:
+            raise ValueError("the kiosk command is empty")
+        self.out_dir = out_dir
+        self.base_persona = base_persona
+        self.timeout = timeout
+        self.progress = progress or (lambda _text: None)
+
+    def run(self, scenarios: Sequence[KioskScenario]) -> ConformanceReport:
+        report = ConformanceReport(self.kiosk_command, dt.datetime.now(dt.UTC))
+        started = time.monotonic()
+        for sub in ("traces", "kiosk-output", "personas"):
+            (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="mynacard-conformance-") as work:
+            workdir = Path(work)
+            self.progress("starting the test PKI and a private pcscd …")
+            with running_pki(workdir) as (store, server):
+                trust = self.out_dir / "trusted-auth-ca.pem"
+                trust.write_bytes(
+                    b"".join(c.public_bytes(Encoding.PEM) for c in store.trust_roots(Tree.AUTH))
+                )
+                pcscd = PrivatePcscd(
+                    1, socket_path=str(workdir / "pcscd.comm"), name="mynacard kiosk"
+                )
+                with pcscd:
+                    env = {
+                        **os.environ,
+                        **pcscd.env,
+                        "MYNACARD_READER": pcscd.readers[0].name,
+                        "MYNACARD_TRUST_PEM": str(trust),
+                        "MYNACARD_PKI_URL": server.url,
+                        "PYTHONUNBUFFERED": "1",
+                    }
+                    for number, scenario in enumerate(scenarios, 1):
+                        self.progress(f"[{number}/{len(scenarios)}] {scenario.name} …")
+                        result = self._run_one(scenario, store, pcscd, pcscd.readers[0], env)
+                        report.results.append(result)
+                        verdict = (
+                            "pass" if result.passed else "FAIL " + ", ".join(result.failed_rules)
+                        )
+                        self.progress(
+                            f"[{number}/{len(scenarios)}] {scenario.name}: {result.outcome} — "
+                            f"{verdict} ({result.seconds:.1f} s)"
+                        )
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _card(self, scenario: KioskScenario, store: PkiStore) -> tuple[Card, Path]:
+        overrides = dict(scenario.persona)
+        overrides["label"] = f"kiosk-{scenario.name}"
+        if scenario.card.counters:
+            overrides["counters"] = {**overrides.get("counters", {}), **scenario.card.counters}
+        path = write_persona(
+            self.out_dir / "personas" / f"{scenario.name}.toml", self.base_persona, **overrides
+        )
+        persona = persona_module.load(path)
+        return Card(personalize(persona, store=store)), path
+
+    def _run_one(
+        self,
+        scenario: KioskScenario,
+        store: PkiStore,
+        pcscd: PrivatePcscd,
+        reader: VpcdReader,
+        env: dict[str, str],
+    ) -> ScenarioResult:
+        card, persona_path = self._card(scenario, store)
+        trace_path = self.out_dir / "traces" / f"{scenario.name}.jsonl"
+        started = time.monotonic()
+        with TraceRecorder(trace_path, persona=persona_path) as recorder:
+            faulty = traced(card, recorder, scenario.card)
+            with _inserted(faulty, pcscd, reader, scenario.name):
+                returncode, stdout, stderr = self._kiosk(scenario, env)
+            pcscd.wait_for_card(reader.name, present=False, timeout=10.0)
+        seconds = time.monotonic() - started
+        (self.out_dir / "kiosk-output" / f"{scenario.name}.stdout").write_text(stdout, "utf-8")
+        (self.out_dir / "kiosk-output" / f"{scenario.name}.stderr").write_text(stderr, "utf-8")
+        outcome = parse_outcome(stdout, returncode, stderr)
+        trace = read_trace(trace_path)
+        verdicts = judge(trace, outcome, scenario.expect, [scenario.outcome_rule])
+        return ScenarioResult(
+            scenario, outcome, verdicts, trace, trace_path, stdout, stderr, seconds, self.argv
+        )
+
+    def _kiosk(self, scenario: KioskScenario, env: dict[str, str]) -> tuple[int | None, str, str]:
+        pins = "".join(pin + "\n" for pin in scenario.pins)
+        try:
+            process = subprocess.Popen(  # noqa: S603 - the user's own kiosk command
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                start_new_session=True,  # so a timeout can stop the kiosk and its children
+            )
+        except OSError as exc:
+            return 127, "", f"cannot start {self.argv[0]!r}: {exc.strerror}"
+        try:
+            stdout, stderr = process.communicate(pins.encode(), timeout=self.timeout)
+            return process.returncode, _text(stdout), _text(stderr)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # the group we started, by its PID
+            stdout, stderr = process.communicate()
+            return None, _text(stdout), _text(stderr)
