@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from apdu import TraceRecord
 from card_emulator import Card, ImageError, PersonaError
@@ -21,6 +22,9 @@ from harness.card_server import (
     parse_endpoint,
 )
 from harness.demo import run_demo
+from harness.faults import FaultyCard, Scenario, ScenarioError
+from harness.kiosk_catalogue import load_catalogue
+from harness.personas import card_from_persona
 from harness.summary import jpki_summary
 from readers.client import CardError, InterlockError, MynaClient
 from readers.pcscd import PcscError
@@ -63,6 +67,9 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
 
 
 def _describe(card: ServableCard) -> str:
+    if isinstance(card, FaultyCard):
+        inner = _describe(card.card)  # type: ignore[arg-type]
+        return f"{inner}, faults of {card.scenario.name}, ATR {card.atr.hex(' ').upper()}"
     if not isinstance(card, Card):
         return type(card).__name__
     meta = card.content.meta
@@ -76,6 +83,19 @@ def _describe(card: ServableCard) -> str:
     )
 
 
+def _serve_scenario(text: str) -> tuple[dict[str, Any], Scenario]:
+    """A catalogue scenario by name (persona overrides + faults), or a fault scenario file."""
+    by_name = {s.name: s for s in load_catalogue()}
+    if text in by_name:
+        entry = by_name[text]
+        return dict(entry.persona), entry.card
+    if not Path(text).is_file():
+        raise UsageError(
+            f"--scenario {text!r} is neither a file nor a kiosk scenario ({', '.join(by_name)})"
+        )
+    return {}, Scenario.load(text)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     if args.image and len(args.persona) > 1:
         raise UsageError("--image goes with exactly one --persona")
@@ -86,13 +106,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.readers is not None and not 1 <= args.readers <= MAX_READERS:
         raise UsageError(f"--readers must be 1-{MAX_READERS}, not {args.readers}")
     personas = args.persona or [DEMO_PERSONA]
-    cards = [
-        (
-            str(path),
-            Card.from_persona(path, image=args.image) if args.image else Card.from_persona(path),
-        )
-        for path in personas
-    ]
+    scenario = _serve_scenario(args.scenario) if args.scenario else None
+    cards: list[tuple[str, ServableCard]] = []
+    for path in personas:
+        if scenario is None:
+            card = Card.from_persona(path, image=args.image) if args.image else None
+            cards.append((str(path), card or Card.from_persona(path)))
+            continue
+        persona_overrides, faults = scenario
+        if args.image:
+            if persona_overrides or faults.counters:
+                raise UsageError(
+                    "--image with a --scenario that changes the persona or its counters: "
+                    "a durable image keeps its own state; use a scenario with faults only"
+                )
+            base: Card = Card.from_persona(path, image=args.image)
+        else:
+            base = card_from_persona(path, **persona_overrides, counters=dict(faults.counters))
+        cards.append((str(path), FaultyCard(base, faults)))
 
     def log_apdu(reader: str, record: TraceRecord) -> None:
         print(f"[{reader}] {record.text()}", flush=True)
@@ -164,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="connect to this vpcd endpoint instead of starting readers (repeatable)",
     )
+    serve.add_argument(
+        "--scenario",
+        metavar="NAME|FILE",
+        help="inject faults: a kiosk scenario by name (mynacard conformance list) or a fault "
+        "scenario TOML file (harness/faults.py)",
+    )
     serve.add_argument("--trace", type=Path, help="append masked APDUs to this JSON Lines file")
     serve.add_argument(
         "--private-socket",
@@ -201,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ServeError,
         PcscError,
         VpcdConnectError,
+        ScenarioError,
     ) as exc:
         print(f"mynacard: {exc}", file=sys.stderr)
         return 2

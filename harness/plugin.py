@@ -10,6 +10,8 @@ Fixtures:
   started once and shared; yields :class:`ServedReader` (``name``, ``card``, ``env``,
   ``client``). ``myna_serve(card)`` puts any card object (e.g. a ``FaultyCard``) in a reader.
 * ``myna_pcscd`` — the shared private pcscd itself.
+* ``myna_pki`` — the test PKI the cards are issued by, served on 127.0.0.1 for the session
+  (``url``, ``ocsp_url()``, ``crl_url()``, ``ocsp(certificate, issuer)``).
 
 Marker ``pcsc``: the test needs PC/SC; it is skipped, with the reason, only when pcscd or the
 vpcd driver is not installed. Tests using ``myna_reader`` / ``myna_serve`` get the marker.
@@ -22,19 +24,28 @@ own private pcscd elsewhere (libpcsclite allows one socket path per process) coe
 from __future__ import annotations
 
 import os
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
 
 from card_emulator import Card
+from card_emulator.personalize import pki_store
 from harness.card_server import CardServer, Endpoint, ServableCard
 from harness.personas import (
     card_from_persona,
     write_persona,
 )
+from jpki.names import NameStyle, Tree
+from jpki.pki_store import PkiStore
+from jpki.service import PkiServer
 from readers.pcscd import (
     PcscdNotInstalledError,
     PrivatePcscd,
@@ -201,6 +212,52 @@ def myna_serve(myna_pcscd: PrivatePcscd) -> Iterator[ServeFactory]:
     for record in served:
         record.server.stop()
         myna_pcscd.wait_for_card(record.name, present=False, timeout=10.0)
+
+
+@dataclass
+class RunningPki:
+    """The test PKI the fixtures' cards are issued by, served over HTTP on 127.0.0.1.
+
+    Certificates name the *declared* base URL in their AIA / CRL DP; ask this server through
+    :attr:`url`, :meth:`ocsp_url`, :meth:`crl_url` or :meth:`ocsp`.
+    """
+
+    store: PkiStore
+    server: PkiServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def ocsp_url(self, tree: str = "auth", style: str = "test") -> str:
+        return self.url + self.store.ocsp_path(Tree(tree), NameStyle(style))
+
+    def crl_url(self, generation: int, tree: str = "auth", style: str = "test") -> str:
+        return f"{self.url}/crl/{style}-{tree}-g{generation}.crl"
+
+    def ocsp(
+        self, certificate: x509.Certificate, issuer: x509.Certificate, tree: str = "auth"
+    ) -> ocsp.OCSPResponse:
+        """Ask the responder about ``certificate`` (an RFC 6960 POST)."""
+        request = (
+            ocsp.OCSPRequestBuilder()
+            .add_certificate(certificate, issuer, hashes.SHA1())  # noqa: S303 - RFC 6960 CertID
+            .build()
+            .public_bytes(Encoding.DER)
+        )
+        post = urllib.request.Request(  # noqa: S310 - our own http://127.0.0.1 server
+            self.ocsp_url(tree), request, {"Content-Type": "application/ocsp-request"}
+        )
+        with urllib.request.urlopen(post, timeout=10) as reply:  # noqa: S310
+            return ocsp.load_der_ocsp_response(reply.read())
+
+
+@pytest.fixture(scope="session")
+def myna_pki() -> Iterator[RunningPki]:
+    """The test PKI of the fixtures' cards (``$MYNACARD_PKI``), served for the session:
+    certificate states set in a persona (revoked, on hold) show in its CRLs and OCSP."""
+    with PkiServer(pki_store()) as server:
+        yield RunningPki(server.store, server)
 
 
 @pytest.fixture

@@ -65,3 +65,74 @@ def test_serve_until_sigterm(tmp_path: Path) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(pcscd_pid, 0)  # and the pcscd it started was stopped
     assert "00 A4 04 0C 0A D3 92 F0 00 26 01 00 00 00 01" in trace.read_text("utf-8")
+
+
+PROBE = """
+from smartcard.System import readers
+connection = readers()[0].createConnection()
+connection.connect()
+print(bytes(connection.getATR()).hex())
+for apdu in ("00A4040C0AD392F000260100000001", "00A4020C020018", "00200080"):
+    data, sw1, sw2 = connection.transmit(list(bytes.fromhex(apdu)))
+print(f"{sw1:02X}{sw2:02X}")
+"""
+
+
+@pytest.mark.pcsc
+@pytest.mark.parametrize(
+    ("scenario", "atr", "sw"),
+    [
+        ("pin-locked", "3be000ff8131fe4514", "63C0"),  # a kiosk scenario: counters preset
+        ("faults.toml", "3bda13ff8131fb468012392f31c173c601c03b", "6581"),  # a fault file
+    ],
+)
+def test_serve_with_a_scenario(tmp_path: Path, scenario: str, atr: str, sw: str) -> None:
+    (tmp_path / "faults.toml").write_text(
+        'atr = "jpki2"\n[[fault]]\nkind = "status"\nmatch = "00 20"\nsw = "6581"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PCSCLITE_CSOCK_NAME"}
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "serve", "--private-socket", "--scenario", scenario],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert serve.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in serve.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl-C"):
+                break
+        assert "faults of" in "".join(lines), lines
+        export = next(line for line in lines if line.startswith("PC/SC clients must run with"))
+        socket_path = export.rsplit("=", 1)[1].strip()
+        probe = subprocess.run(
+            [sys.executable, "-c", PROBE],
+            env={**env, "PCSCLITE_CSOCK_NAME": socket_path},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        assert probe.stdout.split() == [atr, sw]
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.communicate(timeout=20)
+    assert serve.returncode == 0
+
+
+def test_serve_refuses_an_unknown_scenario(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "serve", "--scenario", "no-such"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--scenario 'no-such' is neither a file nor a kiosk scenario" in done.stderr
+    assert "Traceback" not in done.stderr

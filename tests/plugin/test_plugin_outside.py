@@ -33,6 +33,28 @@ def test_one_try_left(myna_persona):
     assert card.transmit(VERIFY_AUTH_PIN) == b"\\x63\\xc1"
 
 
+def test_revoked_certificate_seen_through_ocsp(myna_persona, myna_pki):
+    from card_emulator import Card
+    from cryptography.x509 import ReasonFlags, ocsp
+    from readers.client import MynaClient
+    from readers.transport import InProcessTransport
+
+    revoked = myna_persona(
+        label="revoked", certificates={"auth_state": "revoked", "auth_reason": "keyCompromise"}
+    )
+    client = MynaClient(InProcessTransport(Card.from_persona(revoked)))
+    client.select_jpki()
+    certificate, issuer = client.certificate(0x000A), client.certificate(0x000B)
+    answer = myna_pki.ocsp(certificate, issuer)
+    assert answer.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert answer.revocation_reason == ReasonFlags.key_compromise
+    good = MynaClient(InProcessTransport(Card.from_persona(myna_persona(label="good"))))
+    good.select_jpki()
+    status = myna_pki.ocsp(good.certificate(0x000A), good.certificate(0x000B)).certificate_status
+    assert status == ocsp.OCSPCertStatus.GOOD
+    assert myna_pki.url.startswith("http://127.0.0.1:")
+
+
 @pytest.mark.pcsc
 def test_kiosk_sees_the_card(myna_reader):
     reader = next(r for r in readers() if str(r) == myna_reader.name)
@@ -59,9 +81,9 @@ def test_fixtures_in_a_throwaway_directory(tmp_path: Path) -> None:
     (tmp_path / "test_example.py").write_text(EXAMPLE, encoding="utf-8")
     output = _run(tmp_path)
     if pcsc_missing() is None:
-        assert "4 passed" in output, output
+        assert "5 passed" in output, output
     else:
-        assert "2 passed, 2 skipped" in output and "PC/SC test skipped: " in output, output
+        assert "3 passed, 2 skipped" in output and "PC/SC test skipped: " in output, output
 
 
 def test_pcsc_marker_skips_with_the_reason(tmp_path: Path) -> None:
