@@ -196,6 +196,8 @@ class ConformanceRunner:
         self.argv = shlex.split(kiosk_command)
         if not self.argv:
             raise ValueError("the kiosk command is empty")
+        if shutil.which(self.argv[0]) is None:
+            raise ValueError(f"the kiosk command {self.argv[0]!r} is not an executable program")
         self.out_dir = out_dir
         self.base_persona = base_persona
         self.timeout = timeout

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +90,20 @@ def test_no_outcome_line_is_a_crash_and_no_exit_is_a_timeout() -> None:
     assert (crashed.outcome, crashed.reported) == ("crashed", False)
     assert "exit status 1: ValueError: boom" in crashed.detail
     assert parse_outcome('{"outcome": "accepted"}', None).outcome == "timeout"
+
+
+def test_conformance_run_refuses_bad_arguments_clearly(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "harness.cli", "conformance", "run", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    for args, message in (
+        (["--kiosk-cmd", "/no/such/kiosk"], "'/no/such/kiosk' is not an executable program"),
+        (["--kiosk-cmd", ""], "the kiosk command is empty"),
+        (["--kiosk-cmd", "true", "--scenario", "nope"], "unknown scenario(s) nope"),
+        (["--kiosk-cmd", "true", "--timeout", "0"], "--timeout must be > 0"),
+    ):
+        done = run(*args, "--out", str(tmp_path / "out"))
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()  # nothing written on a usage error
