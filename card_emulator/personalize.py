@@ -8,6 +8,10 @@ the persona's ``certificates.issued`` date, and is recorded in the PKI's databas
 persona's label (with the revocation state the persona asks for), so ``mynacard pki revoke
 --persona LABEL`` and the OCSP / CRL services know it. Each card also carries its issuing CA
 certificates (``000B`` / ``0002``) and CV certificates (``0004``).
+
+Every card key comes from a :data:`KeySource` (default: a fresh RSA-2048 key each). Bulk issuance
+(``mynacard issue``) passes one that shares the non-JPKI keys between the cards of a batch; the
+keys a source is asked for are named by :data:`KEY_PURPOSES`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -40,6 +44,25 @@ from jpki.names import Municipality, NameStyle, Tree
 from jpki.pki_store import IssuedCertificate, PkiError, PkiStore, default_directory
 from jpki.profile import validity_end
 from jpki.revocation import EventKind, RevocationError, RevocationEvent, RevocationReason
+
+KeySource = Callable[[str], rsa.RSAPrivateKey]
+"""Gives the private key for one card key, named by its purpose (one of :data:`KEY_PURPOSES`)."""
+
+KEY_PURPOSES: tuple[str, ...] = (
+    "jpki_auth",  # JPKI-AP 0017 利用者証明用秘密鍵 (certified)
+    "jpki_sign",  # JPKI-AP 001A 署名用秘密鍵 (certified)
+    "text_ap",  # 券面事項入力補助AP key 0013
+    "text_sm",  # 券面事項入力補助AP secure-messaging public key (only its public half is kept)
+    "kenmen_card",  # 券面AP key 001A
+    "common",  # common AP INTERNAL AUTHENTICATE key 0019
+)
+"""The card keys personalization asks a :data:`KeySource` for, in the order it asks."""
+
+
+def fresh_keys(_purpose: str) -> rsa.RSAPrivateKey:
+    """The default :data:`KeySource`: a new RSA-2048 key for every purpose."""
+    return generate_rsa_key()
+
 
 _cache: dict[str, CardContent] = {}
 _cache_lock = threading.Lock()
@@ -146,7 +169,10 @@ def _check_issuable(store: PkiStore, persona: Persona, ends: dict[Tree, dt.datet
 
 
 def _jpki_application(
-    persona: Persona, clock: Clock | None = None, store: PkiStore | None = None
+    persona: Persona,
+    clock: Clock | None = None,
+    store: PkiStore | None = None,
+    keys: KeySource = fresh_keys,
 ) -> tuple[Application, dict[str, str]]:
     clock = clock or default_clock()
     store = store or pki_store()
@@ -157,9 +183,9 @@ def _jpki_application(
         Tree.SIGN: jst_day_end(settings.sign_not_after) if settings.sign_not_after else default_end,
     }
     _check_issuable(store, persona, ends)  # before anything is recorded
-    keys = {tree: generate_rsa_key() for tree in Tree}
+    tree_keys = {Tree.AUTH: keys("jpki_auth"), Tree.SIGN: keys("jpki_sign")}
     issued = {
-        tree: _issue(store, persona, tree, keys[tree], not_after=ends[tree], clock=clock)
+        tree: _issue(store, persona, tree, tree_keys[tree], not_after=ends[tree], clock=clock)
         for tree in Tree
     }
     for tree in Tree:
@@ -169,10 +195,12 @@ def _jpki_application(
         serial=persona.card.serial,
         auth_certificate=issued[Tree.AUTH].certificate,
         auth_ca=issued[Tree.AUTH].authority.certificate,
-        auth_key=KeyObject(jpki_ap.KEY_AUTH, "利用者証明用秘密鍵", keys[Tree.AUTH], KeyUse.SIGN),
+        auth_key=KeyObject(
+            jpki_ap.KEY_AUTH, "利用者証明用秘密鍵", tree_keys[Tree.AUTH], KeyUse.SIGN
+        ),
         sign_certificate=issued[Tree.SIGN].certificate,
         sign_ca=issued[Tree.SIGN].authority.certificate,
-        sign_key=KeyObject(jpki_ap.KEY_SIGN, "署名用秘密鍵", keys[Tree.SIGN], KeyUse.SIGN),
+        sign_key=KeyObject(jpki_ap.KEY_SIGN, "署名用秘密鍵", tree_keys[Tree.SIGN], KeyUse.SIGN),
         auth_pin=persona.pins.jpki_auth,
         sign_password=persona.pins.jpki_sign,
     )
@@ -185,8 +213,8 @@ def _jpki_application(
     return app, meta
 
 
-def _images(persona: Persona) -> dict[str, bytes]:
-    """The 券面 images: files the persona names, else rendered from its text."""
+def _images(persona: Persona, given: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
+    """The 券面 images: ``given`` ones as they are, files the persona names, else rendered."""
     h, card = persona.holder, persona.card
     made: dict[str, tuple[str, Callable[[], bytes]]] = {
         "name": ("holder.name", lambda: render.render_name_png(h.name)),
@@ -200,6 +228,9 @@ def _images(persona: Persona) -> dict[str, bytes]:
     }
     images: dict[str, bytes] = {}
     for kind, (field, make) in made.items():
+        if given is not None and kind in given:
+            images[kind] = given[kind]
+            continue
         if kind in persona.images:
             images[kind] = render.load_image_file(persona.images[kind], kind)
             continue
@@ -210,7 +241,11 @@ def _images(persona: Persona) -> dict[str, bytes]:
     return images
 
 
-def _other_applications(persona: Persona) -> list[Application]:
+def _other_applications(
+    persona: Persona,
+    keys: KeySource = fresh_keys,
+    images: Mapping[str, bytes] | None = None,
+) -> list[Application]:
     h, card = persona.holder, persona.card
     code_b = check_code_b(h.birth_date, card.expiry, card.security_code)
     text = text_ap.build(
@@ -223,8 +258,8 @@ def _other_applications(persona: Persona) -> list[Application]:
         check_code_b=code_b,
         serial=card.serial,
         signer=default_cv_signer("text"),
-        ap_key=generate_rsa_key(),
-        sm_key=generate_rsa_key().public_key(),
+        ap_key=keys("text_ap"),
+        sm_key=keys("text_sm").public_key(),
         blocked_value=b"\x00\x00\x00\x00",
     )
     kenmen = kenmen_ap.build(
@@ -236,16 +271,16 @@ def _other_applications(persona: Persona) -> list[Application]:
         my_number=h.my_number,
         birth_date_key=birth_date_key(h.birth_date),
         check_code_b=code_b,
-        images=_images(persona),
+        images=_images(persona, images),
         signer=default_cv_signer("kenmen"),
-        card_key=generate_rsa_key(),
+        card_key=keys("kenmen_card"),
     )
     common = common_ap.build(
         serial=card.serial,
         municipality_code=card.municipality.code,
         expiry=card.expiry,
         pin=persona.pins.juki,
-        key=generate_rsa_key(),
+        key=keys("common"),
     )
     juki = juki_ap.build(
         resident_code=h.resident_code,
@@ -266,20 +301,31 @@ def _card_data_objects(persona: Persona) -> dict[int, bytes]:
 
 
 def personalize(
-    persona: Persona, *, clock: Clock | None = None, store: PkiStore | None = None
+    persona: Persona,
+    *,
+    clock: Clock | None = None,
+    store: PkiStore | None = None,
+    keys: KeySource | None = None,
+    images: Mapping[str, bytes] | None = None,
 ) -> CardContent:
     """A new card for ``persona``: fresh keys and certificates, full (or preset) counters.
 
     The certificates are issued by ``store`` (default :func:`pki_store`) and recorded there at
     ``clock``'s now (default: the default clock); their validity and CA generation follow the
-    persona's ``certificates.issued``.
+    persona's ``certificates.issued``. ``keys`` supplies every card key by purpose (default
+    :func:`fresh_keys`: a new key each); a source that hands the same JPKI key to two cards makes
+    cards that are not distinct holders, so give each card its own ``jpki_*`` keys. ``images``
+    gives 券面 images by kind (``name``, ``address``, ``photo``, ``my_number``,
+    ``security_code``) to use as they are, e.g. one rendering of an address many cards share;
+    the others come from the persona's files or are rendered from its data.
     """
+    keys = keys or fresh_keys
     overlays = ["smartphone"] if persona.smartphone else []
     rules = load_rules(overlays, persona.access)
-    jpki_app, jpki_meta = _jpki_application(persona, clock, store)
+    jpki_app, jpki_meta = _jpki_application(persona, clock, store, keys)
     content = CardContent(
         atr=persona.card.atr,
-        applications=[jpki_app, *_other_applications(persona)],
+        applications=[jpki_app, *_other_applications(persona, keys, images)],
         rules=rules,
         policy=persona.policy,
         meta={

@@ -13,7 +13,7 @@ from typing import Any
 from apdu import TraceRecord
 from card_emulator import Card, ImageError, PersonaError
 from card_emulator import persona as persona_module
-from harness import audit_cli, conformance_cli, pki_cli, trace_cli
+from harness import audit_cli, conformance_cli, issue_cli, pki_cli, trace_cli
 from harness.card_server import (
     MAX_READERS,
     CardServer,
@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cli.register(sub)
     pki_cli.register(sub)
     conformance_cli.register(sub)
+    issue_cli.register(sub)
     return parser
 
 

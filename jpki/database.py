@@ -31,7 +31,7 @@ from jpki.revocation import (
     check_new_event,
 )
 
-__all__ = ["CertificateDatabase", "CertificateRecord", "authority_id"]
+__all__ = ["CertificateDatabase", "CertificateRecord", "DuplicateSerialError", "authority_id"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS certificates (
@@ -61,6 +61,10 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_certificate ON events (authority, serial);
 """
+
+
+class DuplicateSerialError(ValueError):
+    """A certificate whose serial is already recorded for its CA generation."""
 
 
 def authority_id(style: NameStyle, tree: Tree, generation: int) -> str:
@@ -174,7 +178,7 @@ class CertificateDatabase:
             try:
                 connection.execute(_INSERT, row)
             except sqlite3.IntegrityError:
-                raise ValueError(
+                raise DuplicateSerialError(
                     f"serial {certificate.serial_number:X} is already recorded for {authority}"
                 ) from None
         found = self.get(authority, certificate.serial_number)

@@ -53,7 +53,12 @@ from jpki.cv_certificate import (
     CvIssuer,
     KeyId,
 )
-from jpki.database import CertificateDatabase, CertificateRecord, authority_id
+from jpki.database import (
+    CertificateDatabase,
+    CertificateRecord,
+    DuplicateSerialError,
+    authority_id,
+)
 from jpki.declaration import (
     DeclarationError,
     PkiDeclaration,
@@ -90,6 +95,9 @@ CV_IDS: dict[str, tuple[KeyId, KeyId]] = {
     "kenmen": (EMULATOR_VISUAL_AP_CA_KEY_ID, EMULATOR_VISUAL_AP_KEY_ID),
 }
 
+
+_SERIAL_ATTEMPTS = 8
+"""Random serials drawn before giving up (a second collision in 64 bits means a broken RNG)."""
 
 _T = TypeVar("_T")
 
@@ -457,30 +465,43 @@ class PkiStore:
     ) -> IssuedCertificate:
         """Issue from the generation in force at ``not_before`` and record it under ``persona``.
 
-        A certificate may not outlive its CA (PkiError naming both dates).
+        A certificate may not outlive its CA (PkiError naming both dates). Serials are unique
+        per CA generation even with many processes issuing at once: the database's (authority,
+        serial) key decides under its write lock, and a random serial already taken (a 2⁻⁶⁴
+        chance) is drawn again; a given ``serial_number`` already taken is a PkiError.
         """
         authority = self.authority_for_issuance(tree, style, not_before, not_after)
-        serial = serial_number if serial_number is not None else random_serial_number()
-        certificate = authority.issue_user_certificate(
-            public_key,
-            subject_id=make_subject_id(serial, not_before.astimezone(JST).date()),
-            not_before=not_before,
-            not_after=not_after,
-            holder=holder,
-            municipality=municipality,
-            serial_number=serial,
-            ocsp_url=self.ocsp_url(tree, style),
-            crl_url=self.crl_url(tree, style, authority.generation),
+        recorded_at = (clock or default_clock()).now()
+        for _ in range(_SERIAL_ATTEMPTS):
+            serial = serial_number if serial_number is not None else random_serial_number()
+            certificate = authority.issue_user_certificate(
+                public_key,
+                subject_id=make_subject_id(serial, not_before.astimezone(JST).date()),
+                not_before=not_before,
+                not_after=not_after,
+                holder=holder,
+                municipality=municipality,
+                serial_number=serial,
+                ocsp_url=self.ocsp_url(tree, style),
+                crl_url=self.crl_url(tree, style, authority.generation),
+            )
+            try:
+                record = self.database.record(
+                    certificate,
+                    persona=persona,
+                    style=style,
+                    tree=tree,
+                    generation=authority.generation,
+                    recorded_at=recorded_at,
+                )
+            except DuplicateSerialError as exc:
+                if serial_number is not None:
+                    raise PkiError(str(exc)) from None
+                continue
+            return IssuedCertificate(certificate, authority, record)
+        raise PkiError(
+            f"no free serial number for {authority_id(style, tree, authority.generation)}"
         )
-        record = self.database.record(
-            certificate,
-            persona=persona,
-            style=style,
-            tree=tree,
-            generation=authority.generation,
-            recorded_at=(clock or default_clock()).now(),
-        )
-        return IssuedCertificate(certificate, authority, record)
 
     # --- revocation -------------------------------------------------------------------------
 
