@@ -83,7 +83,7 @@ def _describe(card: ServableCard) -> str:
     )
 
 
-def _serve_scenario(text: str) -> tuple[dict[str, Any], Scenario]:
+def _serve_scenario(text: str) -> tuple[dict[str, Any], Scenario | None]:
     """A catalogue scenario by name (persona overrides + faults), or a fault scenario file."""
     by_name = {s.name: s for s in load_catalogue()}
     if text in by_name:
@@ -106,24 +106,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.readers is not None and not 1 <= args.readers <= MAX_READERS:
         raise UsageError(f"--readers must be 1-{MAX_READERS}, not {args.readers}")
     personas = args.persona or [DEMO_PERSONA]
-    scenario = _serve_scenario(args.scenario) if args.scenario else None
+    overrides, faults = _serve_scenario(args.scenario) if args.scenario else ({}, None)
     cards: list[tuple[str, ServableCard]] = []
     for path in personas:
-        if scenario is None:
-            card = Card.from_persona(path, image=args.image) if args.image else None
-            cards.append((str(path), card or Card.from_persona(path)))
-            continue
-        persona_overrides, faults = scenario
         if args.image:
-            if persona_overrides or faults.counters:
+            if faults is not None and (overrides or faults.counters):
                 raise UsageError(
                     "--image with a --scenario that changes the persona or its counters: "
                     "a durable image keeps its own state; use a scenario with faults only"
                 )
-            base: Card = Card.from_persona(path, image=args.image)
+            card = Card.from_persona(path, image=args.image)
+        elif faults is None:
+            card = Card.from_persona(path)
         else:
-            base = card_from_persona(path, **persona_overrides, counters=dict(faults.counters))
-        cards.append((str(path), FaultyCard(base, faults)))
+            card = card_from_persona(path, **overrides, counters=dict(faults.counters))
+        cards.append((str(path), card if faults is None else FaultyCard(card, faults)))
 
     def log_apdu(reader: str, record: TraceRecord) -> None:
         print(f"[{reader}] {record.text()}", flush=True)

@@ -146,12 +146,8 @@ def running_pki(directory: Path) -> Iterator[tuple[PkiStore, PkiServer]]:
         return
 
 
-def _text(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    if isinstance(data, str):
-        return data[-OUTPUT_LIMIT:]
-    return data[-OUTPUT_LIMIT:].decode("utf-8", "replace")
+def _text(data: bytes | None) -> str:
+    return (data or b"")[-OUTPUT_LIMIT:].decode("utf-8", "replace")
 
 
 @contextlib.contextmanager

@@ -166,7 +166,6 @@ class Rule:
     id: str
     title: str
     check: Callable[[Sequence[Step], Outcome, Expectation], list[Violation]]
-    over_trace: bool = True
 
 
 def _jpki(step: Step) -> bool:
@@ -271,12 +270,11 @@ GENERAL_RULES: tuple[Rule, ...] = (
         "finish-cleanly",
         "always finish with an outcome (no crash, no hang)",
         _finish_cleanly,
-        over_trace=False,
     ),
 )
 
 OUTCOME_RULES: tuple[Rule, ...] = tuple(
-    Rule(rule_id, title, _expected_outcome, over_trace=False)
+    Rule(rule_id, title, _expected_outcome)
     for rule_id, title in (
         ("complete-valid-transaction", "complete the transaction with a good card and PIN"),
         ("report-locked-pin", "tell the customer the PIN is locked"),

@@ -13,14 +13,14 @@ import pytest
 from tests.conftest import ROOT
 
 
-@pytest.mark.pcsc
-def test_serve_until_sigterm(tmp_path: Path) -> None:
-    trace = tmp_path / "apdus.jsonl"
+def start_serve(*args: str, cwd: Path) -> tuple[subprocess.Popen[str], str, str, dict[str, str]]:
+    """``mynacard serve --private-socket ARGS``, once ready: the process, what it printed, the
+    pcscd socket its clients need, and the environment without that socket."""
     env = {k: v for k, v in os.environ.items() if k != "PCSCLITE_CSOCK_NAME"}
     serve = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "serve", "--private-socket", "--trace", str(trace)],
-        cwd=ROOT,
-        env=env,
+        [sys.executable, "-m", "harness.cli", "serve", "--private-socket", *args],
+        cwd=cwd,
+        env={**env, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -32,11 +32,21 @@ def test_serve_until_sigterm(tmp_path: Path) -> None:
             lines.append(line)
             if line.startswith("Ctrl-C"):
                 break
-        text = "".join(lines)
-        assert "← demo: 番号\u3000花子, JPKIAPICCTOKEN2" in text, text
         export = next(line for line in lines if line.startswith("PC/SC clients must run with"))
-        socket_path = export.rsplit("=", 1)[1].strip()
-        pcscd_line = next(line for line in lines if line.startswith("pcscd (pid "))
+    except BaseException:
+        serve.kill()  # the process this test started, by its PID
+        serve.communicate(timeout=20)
+        raise
+    return serve, "".join(lines), export.rsplit("=", 1)[1].strip(), env
+
+
+@pytest.mark.pcsc
+def test_serve_until_sigterm(tmp_path: Path) -> None:
+    trace = tmp_path / "apdus.jsonl"
+    serve, text, socket_path, env = start_serve("--trace", str(trace), cwd=ROOT)
+    try:
+        assert "← demo: 番号\u3000花子, JPKIAPICCTOKEN2" in text, text
+        pcscd_line = next(line for line in text.splitlines() if line.startswith("pcscd (pid "))
         pcscd_pid = int(pcscd_line.split("(pid ", 1)[1].split(")", 1)[0])
         listed = subprocess.run(
             ["opensc-tool", "-l"],
@@ -90,25 +100,9 @@ def test_serve_with_a_scenario(tmp_path: Path, scenario: str, atr: str, sw: str)
     (tmp_path / "faults.toml").write_text(
         'atr = "jpki2"\n[[fault]]\nkind = "status"\nmatch = "00 20"\nsw = "6581"\n'
     )
-    env = {k: v for k, v in os.environ.items() if k != "PCSCLITE_CSOCK_NAME"}
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "serve", "--private-socket", "--scenario", scenario],
-        cwd=tmp_path,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert serve.stdout is not None
-    lines: list[str] = []
+    serve, text, socket_path, env = start_serve("--scenario", scenario, cwd=tmp_path)
     try:
-        for line in serve.stdout:
-            lines.append(line)
-            if line.startswith("Ctrl-C"):
-                break
-        assert "faults of" in "".join(lines), lines
-        export = next(line for line in lines if line.startswith("PC/SC clients must run with"))
-        socket_path = export.rsplit("=", 1)[1].strip()
+        assert "faults of" in text, text
         probe = subprocess.run(
             [sys.executable, "-c", PROBE],
             env={**env, "PCSCLITE_CSOCK_NAME": socket_path},
