@@ -26,10 +26,11 @@ class Case(IntEnum):
     DATA_AND_LE = 4
 
 
-# Instructions whose data field is a PIN or password: VERIFY, CHANGE REFERENCE DATA,
-# RESET RETRY COUNTER (class 00), and the JICSAP CHANGE KEY (class 80, INS 32).
+# Instructions whose data field is a PIN, a password or key material: VERIFY, CHANGE REFERENCE
+# DATA, RESET RETRY COUNTER (class 00, also under secure messaging), the JICSAP CHANGE KEY (class
+# 80, INS 32) and SET SESSION KEY (class 80, INS AE: the delivered session key).
 _SECRET_INS_ISO = frozenset({0x20, 0x24, 0x2C})
-_SECRET_INS_PROPRIETARY = frozenset({0x32})
+_SECRET_INS_PROPRIETARY = frozenset({0x32, 0xAE})
 
 
 def carries_secret(cla: int, ins: int) -> bool:

@@ -61,6 +61,8 @@ class AccessRules:
 
     read: Mapping[int, Condition] = field(default_factory=dict)
     use: Mapping[int, Condition] = field(default_factory=dict)
+    session_key: Condition | None = None
+    """What SET SESSION KEY needs (``None``: the AP has no key delivery)."""
 
     def read_condition(self, fid: int) -> Condition:
         """Condition for reading EF ``fid``; unknown files are closed."""
@@ -70,28 +72,44 @@ class AccessRules:
         """Condition for using key ``fid``; unknown keys are closed."""
         return self.use.get(fid, CLOSED)
 
-    def to_data(self) -> dict[str, dict[str, str | list[str]]]:
+    def to_data(self) -> dict[str, Any]:
         """JSON/TOML-ready form (as stored in a card image)."""
-        return {
+        data: dict[str, Any] = {
             "read": {f"{fid:04X}": c.to_data() for fid, c in sorted(self.read.items())},
             "use": {f"{fid:04X}": c.to_data() for fid, c in sorted(self.use.items())},
         }
+        if self.session_key is not None:
+            data["session_key"] = self.session_key.to_data()
+        return data
+
+    def conditions(self) -> list[Condition]:
+        """Every condition of this AP (read, use and key delivery)."""
+        extra = [] if self.session_key is None else [self.session_key]
+        return [*self.read.values(), *self.use.values(), *extra]
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any], where: str = "rules") -> AccessRules:
         """Parse the form produced by :meth:`to_data`."""
-        unknown = set(data) - {"read", "use"}
+        unknown = set(data) - {"read", "use", "session_key"}
         if unknown:
             raise RulesError(f"{where}: unknown section(s) {sorted(unknown)}")
+        session = data.get("session_key")
         return cls(
             read=_parse_table(data.get("read", {}), f"{where}.read"),
             use=_parse_table(data.get("use", {}), f"{where}.use"),
+            session_key=(
+                None if session is None else _parse_condition(session, f"{where}.session_key")
+            ),
         )
 
     def overridden(self, data: Mapping[str, Any], where: str) -> AccessRules:
         """A copy with the entries in ``data`` (same form as :meth:`to_data`) replaced."""
         patch = AccessRules.from_data(data, where)
-        return AccessRules(read={**self.read, **patch.read}, use={**self.use, **patch.use})
+        return AccessRules(
+            read={**self.read, **patch.read},
+            use={**self.use, **patch.use},
+            session_key=self.session_key if patch.session_key is None else patch.session_key,
+        )
 
     def to_json(self) -> str:
         """Compact JSON, for the card image."""

@@ -1,9 +1,10 @@
 """The chip: volatile selection and security state, class checks and command dispatch.
 
-Security state model (card-facts §4, DESIGN.md): verified credentials belong to the selected
-application and are forgotten on any SELECT by AID (also of the same AP, by default), on reset
-and on power-off. Selecting EFs inside the AP keeps them. Because only the selected AP's state
-can ever matter, one set of verified IEFs is kept.
+Security state model (card-facts §4, DESIGN.md): verified credentials and the secure-messaging
+session belong to the selected application and are forgotten on any SELECT by AID (also of the
+same AP, by default: ``docs/fidelity.md`` gives the evidence), on reset and on power-off.
+Selecting EFs inside the AP keeps them. Because only the selected AP's state can ever matter, one
+set of verified IEFs is kept.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from typing import TypeVar
 
 from apdu import CodecError, CommandApdu
 from card_emulator.access import AccessRules
@@ -21,8 +23,10 @@ from card_emulator.commands import (
     data_objects,
     read,
     records,
+    secure_messaging,
     select,
     sign,
+    terminal,
 )
 from card_emulator.commands import replies as r
 from card_emulator.content import CardContent
@@ -32,6 +36,7 @@ from card_emulator.objects import Application, Credential
 log = logging.getLogger(__name__)
 
 Handler = Callable[["Chip", CommandApdu], bytes]
+_T = TypeVar("_T")
 
 # (class, INS) -> handler. Class 00 = interindustry, 80 = JICSAP / proprietary.
 HANDLERS: dict[tuple[int, int], Handler] = {
@@ -45,6 +50,9 @@ HANDLERS: dict[tuple[int, int], Handler] = {
     (0x00, 0xCA): data_objects.get_data,
     (0x80, 0x2A): sign.compute_digital_signature,
     (0x80, 0x32): credentials.change_key,
+    (0x80, 0xAE): secure_messaging.set_session_key,
+    (0x80, 0xFC): terminal.last_command_indicator,
+    (0x80, 0xA2): terminal.set_public_ic_key,
 }
 _KNOWN_INS = {ins for _, ins in HANDLERS}
 
@@ -70,6 +78,7 @@ class Chip:
         self.rules: AccessRules = AccessRules()
         self.ef: int | None = None
         self.verified: set[int] = set()
+        self.sm: secure_messaging.SmSession | None = None
         self.ap_was_selected = False
 
     # --- power and selection -------------------------------------------------------------
@@ -80,12 +89,14 @@ class Chip:
         self.rules = AccessRules()
         self.ef = None
         self.verified.clear()
+        self.sm = None
         self.ap_was_selected = False
 
     def select_application(self, app: Application) -> None:
-        """Make ``app`` current and clear the security state."""
+        """Make ``app`` current and clear the security state (and any SM session)."""
         if app is not self.app or self.policy.reselect_clears_state:
             self.verified.clear()
+            self.sm = None
         self.app = app
         self.rules = self.content.rules[app.name]
         self.ef = None
@@ -106,6 +117,10 @@ class Chip:
         refusal = _check_class(cla)
         if refusal is not None:
             return refusal
+        if cla & 0x0C:
+            return self._guarded(secure_messaging.process, raw)
+        if cla & 0x10:
+            return r.CHAINING_NOT_SUPPORTED
         handler = HANDLERS.get((cla & 0x80, ins))
         if handler is None:
             return r.CLA_NOT_SUPPORTED if ins in _KNOWN_INS else r.INS_NOT_SUPPORTED
@@ -113,25 +128,35 @@ class Chip:
             cmd = CommandApdu.parse(raw)
         except CodecError:
             return r.WRONG_LENGTH
+        return self._guarded(handler, cmd)
+
+    def run(self, cmd: CommandApdu) -> bytes:
+        """Dispatch one parsed plain command (also the inner command of an SM one)."""
+        handler = HANDLERS.get((cmd.cla & 0x80, cmd.ins))
+        if handler is None:
+            return r.CLA_NOT_SUPPORTED if cmd.ins in _KNOWN_INS else r.INS_NOT_SUPPORTED
+        return handler(self, cmd)
+
+    def _guarded(self, step: Callable[[Chip, _T], bytes], arg: _T) -> bytes:
         try:
-            return handler(self, cmd)
+            return step(self, arg)
         except Exception:
             if self.strict:
                 raise
-            log.exception("internal error on %s", cmd)  # CommandApdu's repr masks PINs
+            # CommandApdu's repr masks PINs; raw SM bytes are never logged
+            log.exception("internal error on %s", arg if isinstance(arg, CommandApdu) else "SM")
             return r.NO_DIAGNOSIS
 
 
 def _check_class(cla: int) -> bytes | None:
-    """Refusal for a class byte this card does not accept, else ``None``."""
+    """Refusal for a class byte this card does not accept, else ``None``.
+
+    Secure-messaging classes pass: :mod:`~card_emulator.commands.secure_messaging` answers them.
+    """
     if 0x40 <= cla <= 0x7F:  # further interindustry classes: logical channels 4-19
         return r.CHANNEL_NOT_SUPPORTED
     if cla & 0xE0 not in (0x00, 0x80) or cla == 0xFF:
         return r.CLA_NOT_SUPPORTED
     if cla & 0x03:
         return r.CHANNEL_NOT_SUPPORTED
-    if cla & 0x0C:
-        return r.SM_NOT_SUPPORTED
-    if cla & 0x10:
-        return r.CHAINING_NOT_SUPPORTED
     return None

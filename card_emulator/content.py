@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from card_emulator.access import AccessRules
+from card_emulator.access import AccessRules, Condition
 from card_emulator.objects import Application
 from card_emulator.policy import CardPolicy
 
@@ -24,6 +24,8 @@ class CardContent:
     meta: dict[str, str] = field(default_factory=dict)
     data_objects: dict[int, bytes] = field(default_factory=dict)
     """Card-level GET DATA objects (tag → value), answered at the issuer security domain."""
+    mf_files: frozenset[int] = frozenset({0x001E})
+    """Internal EFs under the MF: selectable with no AP selected, never readable (``6981``)."""
 
     def application(self, name: str) -> Application:
         """The application called ``name`` (``jpki``, ``text``, ``kenmen``, ``common``...)."""
@@ -44,14 +46,18 @@ class CardContent:
             for fid in app.keys:
                 if fid not in rules.use:
                     raise ContentError(f"{app.name} key {fid:04X} has no use rule")
-            for table in (rules.read, rules.use):
-                for fid, cond in table.items():
-                    missing = [c for c in cond.credentials if c not in app.credentials]
-                    if missing:
-                        names = ", ".join(f"{c:04X}" for c in missing)
-                        raise ContentError(
-                            f"{app.name} rule for {fid:04X} names missing IEF {names}"
-                        )
+            if app.session_key is not None and rules.session_key is None:
+                raise ContentError(f"{app.name} has a key-delivery key but no session_key rule")
+            named: list[tuple[str, Condition]] = [
+                (f"{fid:04X}", cond) for fid, cond in [*rules.read.items(), *rules.use.items()]
+            ]
+            if rules.session_key is not None:
+                named.append(("SET SESSION KEY", rules.session_key))
+            for what, cond in named:
+                missing = [c for c in cond.credentials if c not in app.credentials]
+                if missing:
+                    names = ", ".join(f"{c:04X}" for c in missing)
+                    raise ContentError(f"{app.name} rule for {what} names missing IEF {names}")
 
     def fresh_copy(self) -> CardContent:
         """A copy whose credentials (values and counters) are independent of this one."""
@@ -64,5 +70,11 @@ class CardContent:
             for app in self.applications
         ]
         return CardContent(
-            self.atr, apps, dict(self.rules), self.policy, dict(self.meta), dict(self.data_objects)
+            self.atr,
+            apps,
+            dict(self.rules),
+            self.policy,
+            dict(self.meta),
+            dict(self.data_objects),
+            self.mf_files,
         )

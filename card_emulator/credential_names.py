@@ -25,6 +25,11 @@ CREDENTIALS: dict[str, CredentialName] = {
     "kenmen_check_a": CredentialName("kenmen", 0x0013, 10, "照合番号A (券面AP)"),
     "common_pin": CredentialName("common", 0x001C, 3, "住民基本台帳用暗証番号 (共通AP)"),
     "juki_pin": CredentialName("juki", 0x001C, 3, "住民基本台帳用暗証番号 (住基AP)"),
+    # Key references a real-card probe selects (myna-card fuzz_card); purpose and tries unknown.
+    "jpki_0010": CredentialName("jpki", 0x0010, 3, "key reference 0010 (JPKI-AP, unknown)"),
+    "kenmen_0014": CredentialName("kenmen", 0x0014, 3, "key reference 0014 (券面AP, unknown)"),
+    "kenmen_0015": CredentialName("kenmen", 0x0015, 3, "key reference 0015 (券面AP, unknown)"),
+    "common_001E": CredentialName("common", 0x001E, 3, "key reference 001E (共通AP, unknown)"),
 }
 
 

@@ -109,6 +109,7 @@ class SqliteImage:
                 "format": IMAGE_FORMAT,
                 "atr": content.atr.hex().upper(),
                 "policy": content.policy.to_json(),
+                "mf_internal_efs": ",".join(f"{fid:04X}" for fid in sorted(content.mf_files)),
             }
             db.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
             db.executemany(
@@ -183,9 +184,10 @@ def _insert_application(
             for number, data in enumerate(records, start=1)
         ],
     )
+    keys = [*app.keys.values(), *([app.session_key] if app.session_key else [])]
     db.executemany(
         "INSERT INTO keys VALUES (?, ?, ?, ?, ?)",
-        [(app.name, k.fid, k.label, k.use.value, k.private_der()) for k in app.keys.values()],
+        [(app.name, k.fid, k.label, k.use.value, k.private_der()) for k in keys],
     )
     db.executemany(
         "INSERT INTO credentials VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -232,7 +234,11 @@ def _load(db: sqlite3.Connection) -> CardContent:
             )
             if not isinstance(key, rsa.RSAPrivateKey):
                 raise ValueError(f"{name} key {fid:04X} is not an RSA key")
-            app.keys[fid] = KeyObject(fid, key_label, key, KeyUse(use))
+            loaded = KeyObject(fid, key_label, key, KeyUse(use))
+            if loaded.use is KeyUse.KEY_DELIVERY:
+                app.session_key = loaded
+            else:
+                app.keys[fid] = loaded
         for fid, c_label, fmt, max_tries, change, value, remaining in db.execute(
             "SELECT fid, label, format, max_tries, change, value, remaining FROM credentials"
             " WHERE app = ?",
@@ -251,7 +257,10 @@ def _load(db: sqlite3.Connection) -> CardContent:
     policy = CardPolicy.from_mapping(json.loads(meta.pop("policy")), "image policy")
     atr = bytes.fromhex(meta.pop("atr"))
     meta.pop("format")
+    mf_files = frozenset(
+        int(fid, 16) for fid in meta.pop("mf_internal_efs", "001E").split(",") if fid
+    )
     data_objects = {
         tag: bytes(value) for tag, value in db.execute("SELECT tag, value FROM data_objects")
     }
-    return CardContent(atr, apps, rules, policy, meta, data_objects)
+    return CardContent(atr, apps, rules, policy, meta, data_objects, mf_files)

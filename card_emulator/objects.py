@@ -7,6 +7,7 @@ counter); everything else is fixed at personalization.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -31,6 +32,7 @@ class CredentialFormat(Enum):
         r"[0-9]{14}",
     )
     BIRTH_DATE_KEY = ("6 digits YYMMDD in the Japanese era year", r"[0-9]{6}")
+    UNKNOWN = ("unpublished (a key reference whose purpose is unknown)", r"(?!)")
 
     def __init__(self, description: str, pattern: str) -> None:
         self.description = description
@@ -75,12 +77,32 @@ class Credential:
         return f"Credential({self.fid:04X} {self.label!r}, {self.remaining}/{self.max_tries} tries)"
 
 
+UNKNOWN_KEY_TRIES = 3
+"""Tries of a key reference whose purpose is unknown (our choice; a persona may preset them)."""
+
+
+def unknown_key_reference(fid: int, tries: int = UNKNOWN_KEY_TRIES) -> Credential:
+    """An IEF a real card has but no public source explains: selectable, counts tries.
+
+    Its value is random and never published, so no VERIFY with data can succeed.
+    """
+    return Credential(
+        fid,
+        "key reference of unknown purpose",
+        CredentialFormat.UNKNOWN,
+        tries,
+        secrets.token_bytes(16),
+        tries,
+    )
+
+
 class KeyUse(Enum):
     """How a key object may be used."""
 
     SIGN = "sign"  # 80 2A with P2 80 / 80|SFI (JPKI keys)
     SIGN_DEFAULT = "sign-default"  # 80 2A 00 00: the AP's own key, named by P2 00 (券面 APs)
     INTERNAL_AUTHENTICATE = "internal-authenticate"  # 00 88 (common AP key 0019)
+    KEY_DELIVERY = "key-delivery"  # 80 AE: decrypts a secure-messaging session key (text AP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +139,8 @@ class Application:
     records: dict[int, list[bytes]] = field(default_factory=dict)
     keys: dict[int, KeyObject] = field(default_factory=dict)
     credentials: dict[int, Credential] = field(default_factory=dict)
+    session_key: KeyObject | None = None
+    """The private half of the key-delivery key (SET SESSION KEY); not addressable by FID."""
 
     def has(self, fid: int) -> bool:
         """True when any object (EF, key or IEF) has this FID."""

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from apdu import tlv
 from card_emulator import render
 from card_emulator.access import load_rules
 from card_emulator.apps import common as common_ap
@@ -37,6 +38,7 @@ from card_emulator.objects import Application, KeyObject, KeyUse
 from card_emulator.persona import Persona, PersonaError
 from jpki.card_data_signer import CardDataSigner
 from jpki.clock import Clock, default_clock, jst_day_end, jst_day_start
+from jpki.cv_certificate import CvIssuer, KeyId
 from jpki.database import CertificateRecord
 from jpki.holder import HolderIdentity, Sex
 from jpki.keys import generate_rsa_key
@@ -45,6 +47,9 @@ from jpki.pki_store import IssuedCertificate, PkiError, PkiStore, default_direct
 from jpki.profile import validity_end
 from jpki.revocation import EventKind, RevocationError, RevocationEvent, RevocationReason
 
+MF_ISSUER_KEY_REFERENCE = KeyId.from_parts("6900042")
+"""GET DATA ``0042``: a 16-byte key reference (the real value is not published)."""
+
 KeySource = Callable[[str], rsa.RSAPrivateKey]
 """Gives the private key for one card key, named by its purpose (one of :data:`KEY_PURPOSES`)."""
 
@@ -52,7 +57,7 @@ KEY_PURPOSES: tuple[str, ...] = (
     "jpki_auth",  # JPKI-AP 0017 利用者証明用秘密鍵 (certified)
     "jpki_sign",  # JPKI-AP 001A 署名用秘密鍵 (certified)
     "text_ap",  # 券面事項入力補助AP key 0013
-    "text_sm",  # 券面事項入力補助AP secure-messaging public key (only its public half is kept)
+    "text_sm",  # 券面事項入力補助AP key-delivery key (SET SESSION KEY; EF 0006 has its public half)
     "kenmen_card",  # 券面AP key 001A
     "common",  # common AP INTERNAL AUTHENTICATE key 0019
 )
@@ -259,7 +264,7 @@ def _other_applications(
         serial=card.serial,
         signer=default_cv_signer("text"),
         ap_key=keys("text_ap"),
-        sm_key=keys("text_sm").public_key(),
+        sm_key=keys("text_sm"),
         blocked_value=b"\x00\x00\x00\x00",
     )
     kenmen = kenmen_ap.build(
@@ -284,19 +289,46 @@ def _other_applications(
     )
     juki = juki_ap.build(
         resident_code=h.resident_code,
-        serial=card.serial,
         pin=persona.pins.juki,
         layout=card.juki_layout,
     )
     return [text, kenmen, common, juki]
 
 
-def _card_data_objects(persona: Persona) -> dict[int, bytes]:
-    """GET DATA objects at the issuer security domain (card-facts §1.3)."""
+GP_CARD_RECOGNITION_DATA = tlv.encode(
+    0x73,
+    tlv.encode(0x06, bytes.fromhex("2A864886FC6B01"))  # card recognition data
+    + tlv.encode(0x60, tlv.encode(0x06, bytes.fromhex("2A864886FC6B02020101")))  # GP 2.1.1
+    + tlv.encode(0x63, tlv.encode(0x06, bytes.fromhex("2A864886FC6B03")))  # card id scheme
+    + tlv.encode(0x64, tlv.encode(0x06, bytes.fromhex("2A864886FC6B040215"))),  # SCP02 i=15
+)
+"""GET DATA ``0066``: a GlobalPlatform card recognition template (its content on the real card
+is not published; this is the common GP 2.1.1 / SCP02 example)."""
+
+
+def _card_data_objects(
+    persona: Persona, mf_chain: CardDataSigner, card_key: rsa.RSAPublicKey
+) -> dict[int, bytes]:
+    """GET DATA objects at the issuer security domain (card-facts §1.3, myna-card ``mf.rs``).
+
+    ``00F8`` and ``7F21`` are a CV chain without their ``7F21`` headers, as GET DATA returns
+    them: the MF root certifies an intermediate (named in ``00F7``), which certifies a card key
+    (which one is not published: ours is the 券面AP card key).
+    """
+    card = persona.card
+    lower = CvIssuer(mf_chain.certificate.subject_key_id, mf_chain.private_key).issue(
+        card_key, KeyId.from_parts(f"{card.municipality.code}20", "000")
+    )
     return {
-        0x00F0: persona.card.municipality.code.encode("ascii"),
-        0x00F2: persona.card.expiry.strftime("%Y%m%d").encode("ascii"),
-        0x5F51: persona.card.atr[1:],  # the contact ATR without TS
+        0x0042: bytes(MF_ISSUER_KEY_REFERENCE),
+        0x0045: card.serial.encode("ascii"),
+        0x0066: GP_CARD_RECOGNITION_DATA,
+        0x00F0: card.municipality.code.encode("ascii"),
+        0x00F2: card.expiry.strftime("%Y%m%d").encode("ascii"),
+        0x00F7: bytes(mf_chain.certificate.subject_key_id),
+        0x00F8: tlv.decode_one(mf_chain.certificate.to_bytes()).value,
+        0x7F21: tlv.decode_one(lower.to_bytes()).value,
+        0x5F51: card.atr[1:],  # the contact ATR without TS
     }
 
 
@@ -323,9 +355,13 @@ def personalize(
     overlays = ["smartphone"] if persona.smartphone else []
     rules = load_rules(overlays, persona.access)
     jpki_app, jpki_meta = _jpki_application(persona, clock, store, keys)
+    others = _other_applications(persona, keys, images)
+    card_key = next(app for app in others if app.name == "kenmen").default_key()
+    assert card_key is not None
+    mf_chain = _cv_signer(str((store or pki_store()).directory), "mf")
     content = CardContent(
         atr=persona.card.atr,
-        applications=[jpki_app, *_other_applications(persona, keys, images)],
+        applications=[jpki_app, *others],
         rules=rules,
         policy=persona.policy,
         meta={
@@ -335,7 +371,7 @@ def personalize(
             "rule_overlays": ",".join(overlays),
             **jpki_meta,
         },
-        data_objects=_card_data_objects(persona),
+        data_objects=_card_data_objects(persona, mf_chain, card_key.public_key),
     )
     for name, tries in persona.counters.items():
         where = CREDENTIALS[name]

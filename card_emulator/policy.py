@@ -1,21 +1,34 @@
-"""Behaviour defaults where public sources are silent (card-facts §15), each overridable.
+"""Behaviour choices where public sources are thin or silent, each overridable.
 
-The defaults follow DESIGN.md "Card behaviour". A persona's ``[policy]`` table may change any
-field; the chosen policy is stored in the card image.
+Every field is listed with its evidence grade and source in ``fidelity.toml`` (rendered as
+``docs/fidelity.md``). A persona's ``[policy]`` table may change any field; the chosen policy is
+stored in the card image.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from apdu import StatusWord
 
+SESSION_KEY_SCOPES = ("jpki", "text", "kenmen", "common", "juki", "mf")
+"""Where SET SESSION KEY can be sent: each AP, and ``mf`` (no AP selected)."""
+
+_DEFAULT_SESSION_KEY_SW = (
+    ("common", 0x66F1),
+    ("jpki", 0x6982),
+    ("juki", 0x6982),
+    ("kenmen", 0x66F1),
+    ("mf", 0x66F1),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class CardPolicy:
-    """Status words and state-machine choices for questions the spec leaves open."""
+    """Status words and state-machine choices; ``fidelity.toml`` grades each one."""
 
     unknown_aid_sw: int = StatusWord.FILE_NOT_FOUND
     """SELECT of an AID the card does not have (GUESS; never 9000)."""
@@ -26,35 +39,79 @@ class CardPolicy:
     failed_verify_clears_state: bool = True
     """A failed VERIFY forgets an earlier successful VERIFY of the same IEF (ISO practice)."""
     reselect_clears_state: bool = True
-    """SELECT of the already-selected AP clears its security state."""
+    """SELECT of the already-selected AP clears its security state and SM session."""
     aid_prefix_selection: bool = False
     """Select a DF by a prefix of its name (legal per JICSAP; real readers send whole AIDs)."""
+    set_session_key_sw: tuple[tuple[str, int], ...] = _DEFAULT_SESSION_KEY_SW
+    """SET SESSION KEY where no key delivery exists, per AP (``mf``: no AP selected)."""
+    sm_select_refused_sw: int = 0x6882
+    """SELECT FILE with a secure-messaging class outside a session."""
+    sm_refused_sw: int = 0x69FC
+    """Any other command with a secure-messaging class outside a session (or after an SM error)."""
+    last_command_indicator_sw: int = StatusWord.WRONG_LENGTH
+    """``80 FC`` (the iPhone token's last-command indicator) on a physical card."""
+    atr_object_in_applications: bool = True
+    """GET DATA ``5F51`` (the contact ATR) also answers with an AP selected."""
+
+    def session_key_refusal(self, scope: str) -> int:
+        """The SET SESSION KEY answer of an AP (or ``mf``) without key delivery."""
+        return dict(self.set_session_key_sw).get(scope, StatusWord.SECURITY_STATUS_NOT_SATISFIED)
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain data: the TOML / JSON form :meth:`from_mapping` reads."""
+        data: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = {k: f"{v:04X}" for k, v in value} if isinstance(value, tuple) else value
+        return data
 
     def to_json(self) -> str:
         """JSON for the card image."""
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(self.to_data(), sort_keys=True)
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any], where: str = "policy") -> CardPolicy:
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "policy") -> CardPolicy:
         """Defaults with the fields in ``data`` replaced; status words may be given as hex text."""
-        known = {f.name: f for f in fields(cls)}
+        known = {f.name for f in fields(cls)}
+        defaults = cls()
         changes: dict[str, Any] = {}
         for key, given in data.items():
-            value = given
             if key not in known:
                 raise ValueError(f"{where}.{key}: unknown policy field (known: {sorted(known)})")
-            default = getattr(cls(), key)
+            default = getattr(defaults, key)
             if isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise ValueError(f"{where}.{key}: expected true or false, got {value!r}")
-            elif isinstance(value, str):
-                try:
-                    value = int(given, 16)
-                except ValueError:
-                    raise ValueError(f"{where}.{key}: {given!r} is not a hex status word") from None
-            if key.endswith("_sw") and not (isinstance(value, int) and 0x6100 <= value <= 0x6FFF):
-                raise ValueError(
-                    f"{where}.{key}: {value!r} is not an error status word (61xx-6Fxx)"
-                )
-            changes[key] = value
-        return replace(cls(), **changes)
+                if not isinstance(given, bool):
+                    raise ValueError(f"{where}.{key}: expected true or false, got {given!r}")
+                changes[key] = given
+            elif isinstance(default, tuple):
+                changes[key] = _per_scope(default, given, f"{where}.{key}")
+            else:
+                changes[key] = _status_word(given, f"{where}.{key}")
+        return replace(defaults, **changes)
+
+
+def _status_word(given: Any, where: str) -> int:
+    value = given
+    if isinstance(given, str):
+        try:
+            value = int(given, 16)
+        except ValueError:
+            raise ValueError(f"{where}: {given!r} is not a hex status word") from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0x6100 <= value <= 0x6FFF:
+        raise ValueError(f"{where}: {given!r} is not an error status word (61xx-6Fxx)")
+    return value
+
+
+def _per_scope(
+    default: tuple[tuple[str, int], ...], given: Any, where: str
+) -> tuple[tuple[str, int], ...]:
+    if not isinstance(given, Mapping):
+        raise ValueError(f"{where}: expected a table of AP name → status word, got {given!r}")
+    merged = dict(default)
+    for scope, sw in given.items():
+        if scope not in SESSION_KEY_SCOPES:
+            raise ValueError(
+                f"{where}.{scope}: unknown AP (known: {', '.join(SESSION_KEY_SCOPES)})"
+            )
+        merged[scope] = _status_word(sw, f"{where}.{scope}")
+    return tuple(sorted(merged.items()))

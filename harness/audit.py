@@ -449,7 +449,7 @@ def layouts_from_rules(
         r = rules.get(name, AccessRules())
         creds = {w.fid for w in CREDENTIALS.values() if w.application == name}
         creds |= set(EXTRA_IEFS.get(name, ()))
-        for cond in [*r.read.values(), *r.use.values()]:
+        for cond in r.conditions():
             creds |= cond.credentials
         out.append(
             CardLayout(name, aid, tuple(sorted(r.read)), tuple(sorted(r.use)), tuple(sorted(creds)))

@@ -19,6 +19,7 @@ from apdu import TraceRecord
 from card_emulator import Card, ImageError, PersonaError
 from card_emulator.access import AccessRules, RulesError, load_rules
 from card_emulator.credential_names import name_of
+from card_emulator.objects import CredentialFormat
 from harness.audit import (
     AuditError,
     AuditReport,
@@ -110,7 +111,7 @@ def _audit(args: argparse.Namespace) -> AuditReport:
             (app.name, fid): c.value
             for app in card.content.applications
             for fid, c in app.credentials.items()
-            if name_of(app.name, fid) is not None
+            if name_of(app.name, fid) is not None and c.format is not CredentialFormat.UNKNOWN
         }
         credentials.update(supplied)
         layouts = [

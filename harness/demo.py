@@ -18,7 +18,7 @@ from harness.summary import jpki_summary
 from readers.client import MynaClient
 from readers.kenmen_ap import KenmenReader
 from readers.pcsc import PcscTransport
-from readers.text_ap import TextApReader
+from readers.secure_messaging import TextApSession
 
 OPENSC_LABEL = re.compile(r"^X\.509 Certificate \[(.+)\]$", re.MULTILINE)
 
@@ -60,11 +60,12 @@ def run_demo(persona_path: Path, emit: Callable[[str], None] = print) -> bool:
                 client, auth_pin=persona.pins.jpki_auth, sign_password=persona.pins.jpki_sign
             )
             store = pki_store()
-            text = TextApReader(client)
-            text.unlock_with_pin(persona.pins.text)
-            number, attributes = text.verify(store.cv_root_public_key("text"))
+            session = TextApSession.open(client, persona.pins.text)
+            session.verify_check_code_a(persona.holder.my_number)
+            number, attributes = session.verified_contents(store.cv_root_public_key("text"))
             emit(
-                "券面事項入力補助AP, after the PIN (integrity record verified up to the CV root ✓):"
+                "券面事項入力補助AP under secure messaging (PIN, then 照合番号A and both files "
+                "encrypted; integrity record verified up to the CV root ✓):"
             )
             emit(f"  個人番号         {number}")
             emit(f"  基本4情報        {attributes.name} / {attributes.address}")
@@ -76,7 +77,7 @@ def run_demo(persona_path: Path, emit: Callable[[str], None] = print) -> bool:
             face_reader.unlock_with_check_code_b(code_b)
             face = face_reader.face(store.cv_root_public_key("kenmen"))
             images = face.images()
-            emit(f"券面AP, after 照合番号B {code_b} (card-face signature verified ✓):")
+            emit("券面AP, after 照合番号B (card-face signature verified ✓):")
             emit(
                 f"  images           name {images['name'].size}, address {images['address'].size},"
                 f" photo {images['photo'].format} {images['photo'].size}"

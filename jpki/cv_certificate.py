@@ -20,8 +20,9 @@ Key IDs are 16 bytes: 7 ASCII digits, ``08 05``, 3 ASCII digits and 4 padding by
 start with ``5`` (production: ``5000033`` text AP, ``5000023`` 券面AP) and ``6`` (J-LIS test
 hierarchy). This emulator is neither, so it issues from its own IDs starting with ``69``
 (:data:`EMULATOR_TEXT_AP_CA_KEY_ID`, :data:`EMULATOR_VISUAL_AP_CA_KEY_ID`); a reader holding the
-real J-LIS keys fails to verify them, as it must. The subject IDs follow the ``x000034`` /
-``x000024`` pattern seen in the APs' basic-info files (EF ``0005`` DF42, EF ``0003`` DF32).
+real J-LIS keys fails to verify them, as it must. The APs' basic-info files name ``x000034`` /
+``x000024`` keys (EF ``0005`` DF42, EF ``0003`` DF32), which are *not* the subjects of EF
+``0004``: those name the municipality's own data-signing key.
 """
 
 from __future__ import annotations
@@ -38,10 +39,15 @@ from jpki.keys import KEY_SIZE, generate_rsa_key
 __all__ = [
     "BODY_LENGTH",
     "CERTIFICATE_LENGTH",
+    "EMULATOR_MF_CA_KEY_ID",
+    "EMULATOR_MF_INTERMEDIATE_KEY_ID",
     "EMULATOR_TEXT_AP_CA_KEY_ID",
     "EMULATOR_TEXT_AP_KEY_ID",
+    "EMULATOR_TEXT_AP_SIGNER_KEY_ID",
     "EMULATOR_VISUAL_AP_CA_KEY_ID",
     "EMULATOR_VISUAL_AP_KEY_ID",
+    "EMULATOR_VISUAL_AP_REFERENCE_KEY_ID",
+    "EMULATOR_VISUAL_AP_SIGNER_KEY_ID",
     "KEY_ID_LENGTH",
     "RSA_PUBLIC_KEY_LENGTH",
     "SIGNATURE_LENGTH",
@@ -156,9 +162,23 @@ EMULATOR_TEXT_AP_CA_KEY_ID = KeyId.from_parts("6900033")
 EMULATOR_VISUAL_AP_CA_KEY_ID = KeyId.from_parts("6900023")
 """Our CA key for the 券面AP (stands where J-LIS's ``5000023`` / ``6000023`` would)."""
 EMULATOR_TEXT_AP_KEY_ID = KeyId.from_parts("6900034")
-"""Default 被証明者鍵ID of the 券面事項入力補助AP key (real cards show ``x000034`` in DF42)."""
+"""The key ID in the 券面事項入力補助AP's basic information (EF ``0005`` DF42; a test card shows
+``6000034-001``). Not the subject of EF ``0004`` (myna-card ``tests/text_records.rs``)."""
 EMULATOR_VISUAL_AP_KEY_ID = KeyId.from_parts("6900024")
-"""Default 被証明者鍵ID of the 券面AP key (real cards show ``x000024`` in DF32)."""
+"""The key ID in the 券面AP's basic information (EF ``0003`` DF32; a test card shows
+``6000024-001``). Not the subject of EF ``0004``."""
+EMULATOR_TEXT_AP_SIGNER_KEY_ID = KeyId.from_parts("9999931", "000")
+"""被証明者鍵ID of our 券面事項入力補助AP data signer. Real cards name the municipality's own key
+(a test card's 券面AP: ``1322121-000``, municipality 13221); ours signs for every municipality,
+so it takes the unassigned code ``99999``."""
+EMULATOR_VISUAL_AP_SIGNER_KEY_ID = KeyId.from_parts("9999921", "000")
+"""被証明者鍵ID of our 券面AP data signer (see :data:`EMULATOR_TEXT_AP_SIGNER_KEY_ID`)."""
+EMULATOR_VISUAL_AP_REFERENCE_KEY_ID = KeyId.from_parts("6900025")
+"""The key-shaped reference opening the 券面AP's ``DF35`` (a test card shows ``5900025-001``)."""
+EMULATOR_MF_CA_KEY_ID = KeyId.from_parts("6900020", padding=bytes.fromhex("000000A8"))
+"""Root of the MF-level CV chain (GET DATA ``00F8``; real: ``5000020`` / ``6000020``, pad A8)."""
+EMULATOR_MF_INTERMEDIATE_KEY_ID = KeyId.from_parts("6900021")
+"""The intermediate the MF root certifies (GET DATA ``00F7``) and that signs ``7F21``."""
 
 
 def encode_rsa_public_key(key: rsa.RSAPublicKey) -> bytes:

@@ -45,10 +45,12 @@ from jpki.card_data_signer import CardDataSigner
 from jpki.clock import JST, Clock, default_clock
 from jpki.crl import CrlEntry, build_arl, build_crl
 from jpki.cv_certificate import (
+    EMULATOR_MF_CA_KEY_ID,
+    EMULATOR_MF_INTERMEDIATE_KEY_ID,
     EMULATOR_TEXT_AP_CA_KEY_ID,
-    EMULATOR_TEXT_AP_KEY_ID,
+    EMULATOR_TEXT_AP_SIGNER_KEY_ID,
     EMULATOR_VISUAL_AP_CA_KEY_ID,
-    EMULATOR_VISUAL_AP_KEY_ID,
+    EMULATOR_VISUAL_AP_SIGNER_KEY_ID,
     CvCertificate,
     CvIssuer,
     KeyId,
@@ -91,9 +93,12 @@ ENVIRONMENT_VARIABLE = "MYNACARD_PKI"
 DECLARATION_FILE = "pki.toml"
 DATABASE_FILE = "certificates.sqlite"
 CV_IDS: dict[str, tuple[KeyId, KeyId]] = {
-    "text": (EMULATOR_TEXT_AP_CA_KEY_ID, EMULATOR_TEXT_AP_KEY_ID),
-    "kenmen": (EMULATOR_VISUAL_AP_CA_KEY_ID, EMULATOR_VISUAL_AP_KEY_ID),
+    "text": (EMULATOR_TEXT_AP_CA_KEY_ID, EMULATOR_TEXT_AP_SIGNER_KEY_ID),
+    "kenmen": (EMULATOR_VISUAL_AP_CA_KEY_ID, EMULATOR_VISUAL_AP_SIGNER_KEY_ID),
+    "mf": (EMULATOR_MF_CA_KEY_ID, EMULATOR_MF_INTERMEDIATE_KEY_ID),
 }
+"""CV hierarchies: root key ID and the ID of the key it certifies (a data signer, or for ``mf``
+the intermediate of the MF-level chain)."""
 
 
 _SERIAL_ATTEMPTS = 8
@@ -691,13 +696,15 @@ class PkiStore:
         """The data signer of ``"text"`` or ``"kenmen"``, with its CV root."""
         if application not in CV_IDS:
             raise KeyError(f"no CV hierarchy for {application!r} (known: {', '.join(CV_IDS)})")
-        root_id, _ = CV_IDS[application]
+        root_id, signer_id = CV_IDS[application]
         root_file, signer_file, cvc_file = self._cv_files(application)
-        return CardDataSigner(
-            CvIssuer(root_id, _read_key(root_file)),
-            _read_key(signer_file),
-            CvCertificate.parse(cvc_file.read_bytes()),
-        )
+        root = CvIssuer(root_id, _read_key(root_file))
+        signer_key = _read_key(signer_file)
+        certificate = CvCertificate.parse(cvc_file.read_bytes())
+        if certificate.subject_key_id != signer_id:
+            # a store written before the signer IDs changed: certify the same key anew
+            certificate = root.issue(signer_key.public_key(), signer_id)
+        return CardDataSigner(root, signer_key, certificate)
 
     def cv_root_public_key(self, application: str) -> rsa.RSAPublicKey:
         """What a reader trusts to verify the 券面 data of ``application``."""

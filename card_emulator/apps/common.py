@@ -3,13 +3,15 @@
 Record EF ``0001`` (SFI 1) holds one simple-TLV record ``01 1C`` + serial[15] ‖ municipality
 code[5] ‖ expiry ``YYYYMMDD``, readable with no credential; key ``0019`` answers INTERNAL
 AUTHENTICATE with no credential (its public half is not on the card); PIN ``001C`` is changed with
-CHANGE KEY ``80 32 00 80``. EF ``0002`` is a 16-byte key reference of unknown use (never read).
+CHANGE KEY ``80 32 00 80``. EF ``0002`` is record-structured and its record 1 is one 16-byte key
+reference, the same in the 住基AP, readable with no credential (myna-card ``ap/common.rs``); its
+value is not published, so ours has the key-ID form with an emulator number. IEF ``001E`` exists
+(a real-card probe selects it); what it guards is unknown.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -21,14 +23,19 @@ from card_emulator.objects import (
     CredentialFormat,
     KeyObject,
     KeyUse,
+    unknown_key_reference,
 )
+from jpki.cv_certificate import KeyId
 
 AID = bytes.fromhex("D3921000310001010100")
 EF_CARD_RECORD = 0x0001
 EF_KEY_REFERENCE = 0x0002
 KEY_INTERNAL_AUTH = 0x0019
 PIN = 0x001C
+UNKNOWN_KEY_REFERENCE = 0x001E
 PIN_TRIES = 3
+KEY_REFERENCE = KeyId.from_parts("6900010")
+"""Record 1 of EF ``0002`` in the common AP and the 住基AP (the real value is not published)."""
 
 
 def card_record(serial: str, municipality_code: str, expiry: dt.date) -> bytes:
@@ -37,9 +44,9 @@ def card_record(serial: str, municipality_code: str, expiry: dt.date) -> bytes:
     return SimpleTlv(0x01, text.encode("ascii")).to_bytes()
 
 
-def key_reference(serial: str) -> bytes:
-    """A 16-byte key reference shared with the 住基AP (content unknown: derived from the serial)."""
-    return hashlib.sha256(b"mynacard key reference " + serial.encode()).digest()[:16]
+def key_reference_records() -> list[bytes]:
+    """EF ``0002``: one record, the 16-byte key reference shared with the 住基AP."""
+    return [bytes(KEY_REFERENCE)]
 
 
 def pin_credential(pin: str) -> Credential:
@@ -63,12 +70,17 @@ def build(
         name="common",
         aid=AID,
         label="共通カードAP (D392…0100)",
-        files={EF_KEY_REFERENCE: key_reference(serial)},
-        records={EF_CARD_RECORD: [card_record(serial, municipality_code, expiry)]},
+        records={
+            EF_CARD_RECORD: [card_record(serial, municipality_code, expiry)],
+            EF_KEY_REFERENCE: key_reference_records(),
+        },
         keys={
             KEY_INTERNAL_AUTH: KeyObject(
                 KEY_INTERNAL_AUTH, "内部認証鍵", key, KeyUse.INTERNAL_AUTHENTICATE
             )
         },
-        credentials={PIN: pin_credential(pin)},
+        credentials={
+            PIN: pin_credential(pin),
+            UNKNOWN_KEY_REFERENCE: unknown_key_reference(UNKNOWN_KEY_REFERENCE),
+        },
     )

@@ -13,6 +13,7 @@ from card_emulator.objects import (
     Credential,
     CredentialFormat,
     KeyObject,
+    unknown_key_reference,
 )
 
 AID = bytes.fromhex("D392F000260100000001")
@@ -24,6 +25,7 @@ EF_CERT_FLAGS = 0x0008
 EF_UNKNOWN_PROTECTED = 0x0009
 EF_AUTH_CERT = 0x000A
 EF_AUTH_CA = 0x000B
+UNKNOWN_KEY_REFERENCE = 0x0010  # selected by a real-card probe (myna-card fuzz_card baseline)
 KEY_AUTH = 0x0017
 PIN_AUTH = 0x0018
 KEY_SIGN = 0x001A
@@ -120,5 +122,6 @@ def build(
                 sign_tries,
                 ChangeCommand.CHANGE_REFERENCE_DATA,
             ),
+            UNKNOWN_KEY_REFERENCE: unknown_key_reference(UNKNOWN_KEY_REFERENCE),
         },
     )

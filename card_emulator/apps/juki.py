@@ -1,8 +1,8 @@
 """住基AP, ``D3 92 10 00 31 00 01 01 04 01`` — card-facts §8.2.
 
 What is public: the official purpose of the 住民基本台帳用 PIN is "to use the 住民票コード as text
-data"; one source saw a record-structured EF of unidentified content, a 16-byte key reference in
-EF ``0002`` (the same as the common AP's), PIN IEF ``001C`` (4 digits, 3 tries) and CHANGE KEY
+data"; one source saw a record-structured EF ``0002`` holding a 16-byte key reference (the same as
+the common AP's, readable with no credential), PIN IEF ``001C`` (4 digits, 3 tries) and CHANGE KEY
 ``80 32 00 80``. No public reader reads the 住民票コード.
 
 OUR CHOICE (not from any source), overridable per persona with ``card.juki_layout``:
@@ -18,7 +18,7 @@ overridable per persona).
 from __future__ import annotations
 
 from apdu.simple_tlv import SimpleTlv
-from card_emulator.apps.common import key_reference, pin_credential
+from card_emulator.apps.common import key_reference_records, pin_credential
 from card_emulator.objects import Application
 
 AID = bytes.fromhex("D3921000310001010401")
@@ -28,7 +28,7 @@ PIN = 0x001C
 LAYOUTS = ("record", "binary")
 
 
-def build(*, resident_code: str, serial: str, pin: str, layout: str = "record") -> Application:
+def build(*, resident_code: str, pin: str, layout: str = "record") -> Application:
     """The 住基AP of one card."""
     if layout not in LAYOUTS:
         raise ValueError(f"juki layout must be one of {LAYOUTS}, not {layout!r}")
@@ -36,7 +36,7 @@ def build(*, resident_code: str, serial: str, pin: str, layout: str = "record") 
         name="juki",
         aid=AID,
         label="住基AP",
-        files={EF_KEY_REFERENCE: key_reference(serial)},
+        records={EF_KEY_REFERENCE: key_reference_records()},
         credentials={PIN: pin_credential(pin)},
     )
     code = resident_code.encode("ascii")

@@ -2,8 +2,11 @@
 
 Byte layouts are those of §7.1-§7.2. Our choices where the sources stop: the birth-date key
 allows 10 tries (unknown; same as 照合番号B whose first six digits it is); EF ``0003``'s version
-byte is ``01`` and ``DF35`` holds the card-key id followed by 256 bytes derived from the serial;
-EF ``0005``'s signature covers the ``DF41`` and ``DF42`` TLVs, like EF ``0001``'s.
+byte is ``01``; EF ``0005``'s signature covers the ``DF41`` and ``DF42`` TLVs, like EF ``0001``'s.
+As observed on a test card (myna-card): EF ``0003`` DF32 names the ``x000024`` key, not the subject
+of EF ``0004``, and ``DF35`` is a key-shaped reference (``x900025``) and 256 opaque bytes (ours are
+derived from the serial). IEFs ``0014`` and ``0015`` exist (a real-card probe selects them); what
+they guard is unknown.
 """
 
 from __future__ import annotations
@@ -15,10 +18,22 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apdu import tlv
 from card_emulator.apps.offset_table import with_offset_table
-from card_emulator.objects import Application, Credential, CredentialFormat, KeyObject, KeyUse
+from card_emulator.objects import (
+    Application,
+    Credential,
+    CredentialFormat,
+    KeyObject,
+    KeyUse,
+    unknown_key_reference,
+)
 from card_emulator.rsa_raw import sign_pkcs1_v15_raw
 from jpki.card_data_signer import CardDataSigner
-from jpki.cv_certificate import KeyId, encode_rsa_public_key
+from jpki.cv_certificate import (
+    EMULATOR_VISUAL_AP_KEY_ID,
+    EMULATOR_VISUAL_AP_REFERENCE_KEY_ID,
+    KeyId,
+    encode_rsa_public_key,
+)
 
 AID = bytes.fromhex("D3921000310001010402")
 
@@ -31,6 +46,7 @@ EF_UNKNOWN = 0x0006
 BIRTH_DATE_KEY = 0x0011
 CHECK_CODE_B = 0x0012
 CHECK_CODE_A = 0x0013
+UNKNOWN_KEY_REFERENCES = (0x0014, 0x0015)
 KEY = 0x001A
 
 TRIES = 10
@@ -89,7 +105,12 @@ def face_file(
     return with_offset_table(0xFF20, [tlv.encode(tag, fields[tag]) for tag in FACE_TAGS])
 
 
-def ap_info_file(key_id: KeyId, municipality_code: str, serial: str) -> bytes:
+def ap_info_file(
+    municipality_code: str,
+    serial: str,
+    key_id: KeyId = EMULATOR_VISUAL_AP_KEY_ID,
+    reference_id: KeyId = EMULATOR_VISUAL_AP_REFERENCE_KEY_ID,
+) -> bytes:
     """EF ``0003``: ``FF30 { DF31 version, DF32 key id, DF33 version, DF34 city, DF35 … }``."""
     opaque = b"".join(
         hashlib.sha256(f"mynacard DF35 {i} {serial}".encode()).digest() for i in range(8)
@@ -100,7 +121,7 @@ def ap_info_file(key_id: KeyId, municipality_code: str, serial: str) -> bytes:
         + tlv.encode(0xDF32, bytes(key_id))
         + tlv.encode(0xDF33, b"\x01")
         + tlv.encode(0xDF34, municipality_code.encode("ascii"))
-        + tlv.encode(0xDF35, bytes(key_id) + opaque),
+        + tlv.encode(0xDF35, bytes(reference_id) + opaque),
     )
 
 
@@ -145,7 +166,7 @@ def build(
                 security_code_png=images["security_code"],
                 signer=signer,
             ),
-            EF_AP_INFO: ap_info_file(signer.certificate.subject_key_id, municipality_code, serial),
+            EF_AP_INFO: ap_info_file(municipality_code, serial),
             EF_CV_CERTIFICATE: signer.certificate.to_bytes(),
             EF_MY_NUMBER_IMAGE: my_number_image_file(images["my_number"], public, signer),
             EF_UNKNOWN: b"\xff" * 16,
@@ -176,5 +197,6 @@ def build(
                 my_number.encode("ascii"),
                 TRIES,
             ),
+            **{fid: unknown_key_reference(fid) for fid in UNKNOWN_KEY_REFERENCES},
         },
     )

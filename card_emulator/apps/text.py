@@ -4,6 +4,9 @@ Byte layouts are those of §6.1-§6.5. Where the sources stop, our choices (docu
 EF ``0002`` has no filler after the ``FF20`` object (its physical size is unknown); EF ``0005``
 is padded with ``FF`` to 256 bytes; EF ``0007``'s signature (``DF52``) covers the ``DF51`` TLV and
 is made by the same issuer key as the integrity record; the 照合番号 tries default to 10.
+The key-delivery key (SET SESSION KEY, secure messaging) is generated at personalization like the
+AP's other key; EF ``0006`` publishes its public half and the private half never leaves the image.
+EF ``0005`` DF42 names the ``x000034`` key, not the subject of EF ``0004`` (myna-card).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from card_emulator.objects import (
     KeyUse,
 )
 from jpki.card_data_signer import CardDataSigner
-from jpki.cv_certificate import KeyId, encode_rsa_public_key
+from jpki.cv_certificate import EMULATOR_TEXT_AP_KEY_ID, KeyId, encode_rsa_public_key
 
 AID = bytes.fromhex("D3921000310001010408")
 
@@ -115,8 +118,9 @@ def build(
     serial: str,
     signer: CardDataSigner,
     ap_key: rsa.RSAPrivateKey,
-    sm_key: rsa.RSAPublicKey,
+    sm_key: rsa.RSAPrivateKey,
     blocked_value: bytes,
+    ap_info_key_id: KeyId = EMULATOR_TEXT_AP_KEY_ID,
 ) -> Application:
     """The text AP of one card."""
     number_ef = my_number_file(my_number)
@@ -160,11 +164,12 @@ def build(
             EF_ATTRIBUTES: attributes,
             EF_INTEGRITY: integrity_file(number_ef, attributes, signer),
             EF_CV_CERTIFICATE: signer.certificate.to_bytes(),
-            EF_AP_INFO: ap_info_file(signer.certificate.subject_key_id, serial),
-            EF_SM_KEY: tlv.encode(0xA1, encode_rsa_public_key(sm_key)),
+            EF_AP_INFO: ap_info_file(ap_info_key_id, serial),
+            EF_SM_KEY: tlv.encode(0xA1, encode_rsa_public_key(sm_key.public_key())),
             EF_SIGNED_KEY: signed_key_file(ap_key.public_key(), signer),
             EF_UNKNOWN: b"\xff" * 16,
         },
         keys={KEY: KeyObject(KEY, "券面事項入力補助AP 署名鍵", ap_key, KeyUse.SIGN_DEFAULT)},
         credentials=credentials,
+        session_key=KeyObject(EF_SM_KEY, "SM鍵配送用秘密鍵", sm_key, KeyUse.KEY_DELIVERY),
     )

@@ -1,7 +1,12 @@
 """GET DATA (``00 CA``): card-level data objects, answered only at the issuer security domain.
 
-card-facts §1.3: ``00F0`` municipality code, ``00F2`` expiry, ``5F51`` the contact ATR without TS;
-absent objects (and any GET DATA while an AP is selected) answer ``6A88``.
+card-facts §1.3 and myna-card ``mf.rs``: ``0042`` issuer key reference, ``0045`` card
+identification number, ``0066`` card recognition data, ``00F0`` municipality code, ``00F2`` expiry,
+``00F7`` key ID of the intermediate, ``00F8`` and ``7F21`` the CV certificate chain (template
+contents, no ``7F21`` header), ``5F51`` the contact ATR without TS. A short Le too small for an
+object answers ``6700`` (the card does not report the length: ask again with an extended Le).
+Absent objects answer ``6A88``, and so does any GET DATA while an AP is selected, except ``5F51``
+(:attr:`CardPolicy.atr_object_in_applications`).
 """
 
 from __future__ import annotations
@@ -14,14 +19,17 @@ from card_emulator.commands import replies as r
 if TYPE_CHECKING:
     from card_emulator.chip import Chip
 
+ATR_TAG = 0x5F51
+
 
 def get_data(chip: Chip, cmd: CommandApdu) -> bytes:
     """The object named by P1-P2, if the card holds it."""
     if cmd.data or cmd.le is None:
         return r.WRONG_LENGTH
-    if chip.app is not None:
+    tag = (cmd.p1 << 8) | cmd.p2
+    if chip.app is not None and not (tag == ATR_TAG and chip.policy.atr_object_in_applications):
         return r.REFERENCED_DATA_NOT_FOUND
-    value = chip.content.data_objects.get((cmd.p1 << 8) | cmd.p2)
+    value = chip.content.data_objects.get(tag)
     if value is None:
         return r.REFERENCED_DATA_NOT_FOUND
     if len(value) > cmd.le:

@@ -20,12 +20,16 @@ def read_binary(chip: Chip, cmd: CommandApdu) -> bytes:
         if cmd.p1 & 0x60 or not cmd.p1 & 0x1F:
             return r.INCORRECT_P1P2
         fid, offset = cmd.p1 & 0x1F, cmd.p2
-        if app is None or not app.has(fid):
+        if app is None:
+            return r.INCOMPATIBLE_FILE if fid in chip.content.mf_files else r.FILE_NOT_FOUND
+        if not app.has(fid):
             return r.FILE_NOT_FOUND
         chip.ef = fid  # READ BINARY by SFI makes the EF current (ISO 7816-4)
     else:
-        if app is None or chip.ef is None:
+        if chip.ef is None:
             return r.NO_CURRENT_EF
+        if app is None:  # an internal EF of the MF
+            return r.INCOMPATIBLE_FILE
         fid, offset = chip.ef, (cmd.p1 << 8) | cmd.p2
     content = app.files.get(fid)
     if content is None:  # a record EF, key or IEF

@@ -20,6 +20,8 @@ def read_record(chip: Chip, cmd: CommandApdu) -> bytes:
         return r.WRONG_LENGTH
     app = chip.app
     sfi, mode = cmd.p2 >> 3, cmd.p2 & 0x07
+    if app is None and (sfi or chip.ef) in chip.content.mf_files:
+        return r.INCOMPATIBLE_FILE  # MF 001E: an internal EF (card-facts §1.3)
     if mode == RECORDS_FROM_P1:
         return r.FUNCTION_NOT_SUPPORTED  # "records P1 to last" (card-facts §3.3)
     if mode != RECORD_NUMBER_IN_P1 or sfi == 0x1F or cmd.p1 == 0:

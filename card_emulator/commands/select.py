@@ -59,7 +59,11 @@ def _select_ef(chip: Chip, cmd: CommandApdu) -> bytes:
         return r.WRONG_LENGTH
     app = chip.app
     fid = int.from_bytes(cmd.data, "big")
-    if app is None or not app.has(fid):
+    if app is None:
+        # Under the MF only internal EFs exist (001E; card-facts §1.3): selectable, unreadable.
+        if fid not in chip.content.mf_files:
+            return r.FILE_NOT_FOUND
+    elif not app.has(fid):
         return r.FILE_NOT_FOUND
     chip.ef = fid  # protected EFs, keys and IEFs are selectable without a credential
     return r.OK

@@ -30,7 +30,7 @@ READ: dict[str, dict[int, Rule]] = {
         0x0005: FREE,
         0x0006: frozenset({0x11, 0x14, 0x15}),
         0x0007: frozenset({0x11, 0x14, 0x15}),
-        0x0008: NEVER,
+        0x0008: frozenset({0x11}),  # myna-card: sixteen FF after the PIN
     },
     "kenmen": {  # §7.1, §4
         0x0001: frozenset({0x11}),
@@ -38,10 +38,10 @@ READ: dict[str, dict[int, Rule]] = {
         0x0003: FREE,
         0x0004: FREE,
         0x0005: frozenset({0x13}),
-        0x0006: NEVER,
+        0x0006: frozenset({0x12, 0x13}),  # myna-card surface.rs: A and B reach 0006
     },
-    "common": {0x0001: FREE, 0x0002: NEVER},  # §8.1
-    "juki": {0x0001: frozenset({0x1C}), 0x0002: NEVER},  # §8.2 (our documented choice)
+    "common": {0x0001: FREE, 0x0002: FREE},  # §8.1; 0002 a record EF (myna-card common.rs)
+    "juki": {0x0001: frozenset({0x1C}), 0x0002: FREE},  # §8.2 (0001 our documented choice)
 }
 
 USE: dict[str, dict[int, Rule]] = {
@@ -60,17 +60,25 @@ AIDS: dict[str, bytes] = {
     "juki": bytes.fromhex("D3921000310001010401"),
 }
 
-# The demo persona's credentials (DESIGN.md): (value, tries); text 0012 is blocked at issue.
+# The demo persona's credentials (DESIGN.md): (value, tries); text 0012 is blocked at issue;
+# jpki 0010, kenmen 0014/0015 and common 001E are key references of unknown purpose (a real-card
+# probe selects them): no value opens them.
 DEMO_CREDENTIALS: dict[str, dict[int, tuple[bytes, int]]] = {
-    "jpki": {0x18: (b"1234", 3), 0x1B: (b"ABC123", 5)},
+    "jpki": {0x10: (b"", 3), 0x18: (b"1234", 3), 0x1B: (b"ABC123", 5)},
     "text": {
         0x11: (b"1234", 3),
         0x12: (b"", 0),
         0x14: (b"314159265352", 10),
         0x15: (b"55021720352285", 10),
     },
-    "kenmen": {0x11: (b"550217", 10), 0x12: (b"55021720352285", 10), 0x13: (b"314159265352", 10)},
-    "common": {0x1C: (b"1234", 3)},
+    "kenmen": {
+        0x11: (b"550217", 10),
+        0x12: (b"55021720352285", 10),
+        0x13: (b"314159265352", 10),
+        0x14: (b"", 3),
+        0x15: (b"", 3),
+    },
+    "common": {0x1C: (b"1234", 3), 0x1E: (b"", 3)},
     "juki": {0x1C: (b"1234", 3)},
 }
 

@@ -44,7 +44,8 @@ def _key_windows() -> frozenset[bytes]:
     card = Card.from_persona(DEMO_PERSONA)
     out: set[bytes] = set()
     for app in card.content.applications:
-        for key in app.keys.values():
+        keys = [*app.keys.values(), *([app.session_key] if app.session_key else [])]
+        for key in keys:
             n = key.private_key.private_numbers()
             for value in (n.d, n.p, n.q, n.dmp1, n.dmq1, n.iqmp):
                 raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
