@@ -55,6 +55,7 @@ HANDLERS: dict[tuple[int, int], Handler] = {
     (0x80, 0xA2): terminal.set_public_ic_key,
 }
 _KNOWN_INS = {ins for _, ins in HANDLERS}
+_BAD_CLASS = r.CLA_NOT_SUPPORTED
 
 
 class Chip:
@@ -113,17 +114,22 @@ class Chip:
         """One command APDU in, one response APDU out. Never raises for bad input."""
         if len(raw) < 4:
             return r.WRONG_LENGTH
+        if self.policy.remap:
+            return self.policy.remapped(raw[1], self._process(raw))
+        return self._process(raw)
+
+    def _process(self, raw: bytes) -> bytes:
         cla, ins = raw[0], raw[1]
         refusal = _check_class(cla)
         if refusal is not None:
-            return refusal
+            return r.status(self.policy.unknown_cla_sw) if refusal is _BAD_CLASS else refusal
         if cla & 0x0C:
             return self._guarded(secure_messaging.process, raw)
         if cla & 0x10:
             return r.CHAINING_NOT_SUPPORTED
         handler = HANDLERS.get((cla & 0x80, ins))
         if handler is None:
-            return r.CLA_NOT_SUPPORTED if ins in _KNOWN_INS else r.INS_NOT_SUPPORTED
+            return self._unknown(ins)
         try:
             cmd = CommandApdu.parse(raw)
         except CodecError:
@@ -134,8 +140,12 @@ class Chip:
         """Dispatch one parsed plain command (also the inner command of an SM one)."""
         handler = HANDLERS.get((cmd.cla & 0x80, cmd.ins))
         if handler is None:
-            return r.CLA_NOT_SUPPORTED if cmd.ins in _KNOWN_INS else r.INS_NOT_SUPPORTED
+            return self._unknown(cmd.ins)
         return handler(self, cmd)
+
+    def _unknown(self, ins: int) -> bytes:
+        policy = self.policy
+        return r.status(policy.unknown_cla_sw if ins in _KNOWN_INS else policy.unknown_ins_sw)
 
     def _guarded(self, step: Callable[[Chip, _T], bytes], arg: _T) -> bytes:
         try:
@@ -156,7 +166,7 @@ def _check_class(cla: int) -> bytes | None:
     if 0x40 <= cla <= 0x7F:  # further interindustry classes: logical channels 4-19
         return r.CHANNEL_NOT_SUPPORTED
     if cla & 0xE0 not in (0x00, 0x80) or cla == 0xFF:
-        return r.CLA_NOT_SUPPORTED
+        return _BAD_CLASS
     if cla & 0x03:
         return r.CHANNEL_NOT_SUPPORTED
     return None

@@ -52,6 +52,23 @@ class CardPolicy:
     """``80 FC`` (the iPhone token's last-command indicator) on a physical card."""
     atr_object_in_applications: bool = True
     """GET DATA ``5F51`` (the contact ATR) also answers with an AP selected."""
+    select_returns_fci: bool = True
+    """SELECT by AID with P2 ``00`` answers a minimal FCI ``6F { 84 <AID> }`` (else no data)."""
+    unknown_ins_sw: int = StatusWord.INS_NOT_SUPPORTED
+    """An instruction the card does not know."""
+    unknown_cla_sw: int = StatusWord.CLA_NOT_SUPPORTED
+    """A class byte the card does not accept (or a known INS under the wrong class)."""
+    remap: tuple[tuple[int, int, int], ...] = ()
+    """``(INS, status word, replacement)``: any answer of INS (``-1``: every INS) with that
+    status word is replaced; how a persona overrides any status-word choice of ours."""
+
+    def remapped(self, ins: int, response: bytes) -> bytes:
+        """``response`` with its status word replaced when :attr:`remap` says so."""
+        sw = int.from_bytes(response[-2:], "big")
+        for rule_ins, rule_sw, replacement in self.remap:
+            if rule_sw == sw and rule_ins in (ins, -1):
+                return response[:-2] + replacement.to_bytes(2, "big")
+        return response
 
     def session_key_refusal(self, scope: str) -> int:
         """The SET SESSION KEY answer of an AP (or ``mf``) without key delivery."""
@@ -62,7 +79,14 @@ class CardPolicy:
         data: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            data[f.name] = {k: f"{v:04X}" for k, v in value} if isinstance(value, tuple) else value
+            if f.name == "remap":
+                value = {
+                    f"{'*' if ins < 0 else f'{ins:02X}'} {sw:04X}": f"{to:04X}"
+                    for ins, sw, to in value
+                }
+            elif isinstance(value, tuple):
+                value = {k: f"{v:04X}" for k, v in value}
+            data[f.name] = value
         return data
 
     def to_json(self) -> str:
@@ -83,6 +107,8 @@ class CardPolicy:
                 if not isinstance(given, bool):
                     raise ValueError(f"{where}.{key}: expected true or false, got {given!r}")
                 changes[key] = given
+            elif key == "remap":
+                changes[key] = _remap(given, f"{where}.{key}")
             elif isinstance(default, tuple):
                 changes[key] = _per_scope(default, given, f"{where}.{key}")
             else:
@@ -115,3 +141,29 @@ def _per_scope(
             )
         merged[scope] = _status_word(sw, f"{where}.{scope}")
     return tuple(sorted(merged.items()))
+
+
+def _remap(given: Any, where: str) -> tuple[tuple[int, int, int], ...]:
+    """``{"B0 6986" = "6A82", "* 6D00" = "6E00"}`` → ``((0xB0, 0x6986, 0x6A82), (-1, ...))``."""
+    if not isinstance(given, Mapping):
+        raise ValueError(f'{where}: expected a table like {{"B0 6986" = "6A82"}}, got {given!r}')
+    out = []
+    for key, to in given.items():
+        parts = str(key).split()
+        if len(parts) != 2:
+            raise ValueError(f'{where}."{key}": expected "<INS hex or *> <status word>"')
+        ins_text, sw_text = parts
+        try:
+            ins = -1 if ins_text == "*" else int(ins_text, 16)
+        except ValueError:
+            raise ValueError(f'{where}."{key}": {ins_text!r} is not an INS byte or *') from None
+        if not -1 <= ins <= 0xFF:
+            raise ValueError(f'{where}."{key}": {ins_text!r} is not an INS byte or *')
+        try:
+            sw = int(sw_text, 16)
+        except ValueError:
+            raise ValueError(f'{where}."{key}": {sw_text!r} is not a status word') from None
+        if not 0x6100 <= sw <= 0x6FFF and sw != 0x9000:
+            raise ValueError(f'{where}."{key}": {sw_text!r} is not a status word (61xx-6Fxx, 9000)')
+        out.append((ins, sw, _status_word(to, f'{where}."{key}"')))
+    return tuple(sorted(out))

@@ -13,7 +13,7 @@ from typing import Any
 from apdu import TraceRecord
 from card_emulator import Card, ImageError, PersonaError
 from card_emulator import persona as persona_module
-from harness import audit_cli, conformance_cli, issue_cli, pki_cli, trace_cli
+from harness import audit_cli, conformance_cli, fidelity, issue_cli, pki_cli, trace_cli
 from harness.card_server import (
     MAX_READERS,
     CardServer,
@@ -217,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     pki_cli.register(sub)
     conformance_cli.register(sub)
     issue_cli.register(sub)
+    fidelity.register(sub)
     return parser
 
 
@@ -237,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         PcscError,
         VpcdConnectError,
         ScenarioError,
+        fidelity.FidelityError,
     ) as exc:
         print(f"mynacard: {exc}", file=sys.stderr)
         return 2

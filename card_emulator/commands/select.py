@@ -45,7 +45,7 @@ def _select_by_name(chip: Chip, cmd: CommandApdu) -> bytes:
     if app is None:
         return r.status(chip.policy.unknown_aid_sw)
     chip.select_application(app)
-    if cmd.p2 == 0x00:
+    if cmd.p2 == 0x00 and chip.policy.select_returns_fci:
         # FCI content is not published (card-facts §15.5): answer a minimal template with the
         # DF name, which is what ISO clients look for.
         return tlv.encode(0x6F, tlv.encode(0x84, app.aid)) + r.OK
