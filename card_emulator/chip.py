@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import TypeVar
 
 from apdu import CodecError, CommandApdu
 from card_emulator.access import AccessRules
@@ -36,7 +35,7 @@ from card_emulator.objects import Application, Credential
 log = logging.getLogger(__name__)
 
 Handler = Callable[["Chip", CommandApdu], bytes]
-_T = TypeVar("_T")
+
 
 # (class, INS) -> handler. Class 00 = interindustry, 80 = JICSAP / proprietary.
 HANDLERS: dict[tuple[int, int], Handler] = {
@@ -81,6 +80,8 @@ class Chip:
         self.verified: set[int] = set()
         self.sm: secure_messaging.SmSession | None = None
         self.ap_was_selected = False
+        if self.policy.remap:  # only such cards pay for it
+            self.process = self._process_remapped  # type: ignore[method-assign]
 
     # --- power and selection -------------------------------------------------------------
 
@@ -114,17 +115,12 @@ class Chip:
         """One command APDU in, one response APDU out. Never raises for bad input."""
         if len(raw) < 4:
             return r.WRONG_LENGTH
-        if self.policy.remap:
-            return self.policy.remapped(raw[1], self._process(raw))
-        return self._process(raw)
-
-    def _process(self, raw: bytes) -> bytes:
         cla, ins = raw[0], raw[1]
         refusal = _check_class(cla)
         if refusal is not None:
             return r.status(self.policy.unknown_cla_sw) if refusal is _BAD_CLASS else refusal
         if cla & 0x0C:
-            return self._guarded(secure_messaging.process, raw)
+            return self._secure_messaging(raw)
         if cla & 0x10:
             return r.CHAINING_NOT_SUPPORTED
         handler = HANDLERS.get((cla & 0x80, ins))
@@ -134,7 +130,18 @@ class Chip:
             cmd = CommandApdu.parse(raw)
         except CodecError:
             return r.WRONG_LENGTH
-        return self._guarded(handler, cmd)
+        try:
+            return handler(self, cmd)
+        except Exception:
+            if self.strict:
+                raise
+            log.exception("internal error on %s", cmd)  # CommandApdu's repr masks PINs
+            return r.NO_DIAGNOSIS
+
+    def _process_remapped(self, raw: bytes) -> bytes:
+        """:meth:`process` with the persona's status-word remapping applied."""
+        response = Chip.process(self, raw)
+        return self.policy.remapped(raw[1], response) if len(raw) >= 2 else response
 
     def run(self, cmd: CommandApdu) -> bytes:
         """Dispatch one parsed plain command (also the inner command of an SM one)."""
@@ -147,14 +154,13 @@ class Chip:
         policy = self.policy
         return r.status(policy.unknown_cla_sw if ins in _KNOWN_INS else policy.unknown_ins_sw)
 
-    def _guarded(self, step: Callable[[Chip, _T], bytes], arg: _T) -> bytes:
+    def _secure_messaging(self, raw: bytes) -> bytes:
         try:
-            return step(self, arg)
+            return secure_messaging.process(self, raw)
         except Exception:
             if self.strict:
                 raise
-            # CommandApdu's repr masks PINs; raw SM bytes are never logged
-            log.exception("internal error on %s", arg if isinstance(arg, CommandApdu) else "SM")
+            log.exception("internal error on a secure-messaging command")  # no bytes logged
             return r.NO_DIAGNOSIS
 
 

@@ -143,10 +143,7 @@ def render(behaviours: list[Behaviour], sources: Mapping[str, str]) -> str:
         "",
         "| Grade | Meaning | Behaviours |",
         "|---|---|---|",
-        *(
-            f"| {grade} | {meaning} | {counts[grade]} |"
-            for grade, meaning in GRADES.items()
-        ),
+        *(f"| {grade} | {meaning} | {counts[grade]} |" for grade, meaning in GRADES.items()),
         "",
         "Every choice can be overridden in a persona: `[policy]` fields, `[access]` rules,",
         "`[counters]` presets and `[card]` fields. `[policy.remap]` replaces any status word",
