@@ -12,6 +12,7 @@ class StatusWord(IntEnum):
     END_OF_FILE = 0x6282
     NO_RETRY_LIMIT = 0x6300
     VERIFY_FAILED = 0x63C0
+    MEMORY_FAILURE = 0x6581
     SE_NOT_CONFIGURED = 0x66F1
     WRONG_LENGTH = 0x6700
     LOGICAL_CHANNEL_NOT_SUPPORTED = 0x6881
@@ -47,6 +48,7 @@ _MEANINGS: dict[int, str] = {
     StatusWord.SUCCESS: "success",
     StatusWord.END_OF_FILE: "end of file reached before Le bytes",
     StatusWord.NO_RETRY_LIMIT: "verification failed (no retry limit)",
+    StatusWord.MEMORY_FAILURE: "memory failure (the card could not store a change)",
     StatusWord.SE_NOT_CONFIGURED: "security environment not configured",
     StatusWord.WRONG_LENGTH: "wrong length",
     StatusWord.LOGICAL_CHANNEL_NOT_SUPPORTED: "logical channel not supported",

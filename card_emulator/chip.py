@@ -29,7 +29,7 @@ from card_emulator.commands import (
 )
 from card_emulator.commands import replies as r
 from card_emulator.content import CardContent
-from card_emulator.image import CardStore
+from card_emulator.image import CardStore, StorageError
 from card_emulator.objects import Application, Credential
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,8 @@ class Chip:
         self.verified: set[int] = set()
         self.sm: secure_messaging.SmSession | None = None
         self.ap_was_selected = False
+        self.storage_failed = False
+        """Set by a failed credential write; survives resets, cleared only by reopening."""
         if self.policy.remap:  # only such cards pay for it
             self.process = self._process_remapped  # type: ignore[method-assign]
 
@@ -104,10 +106,20 @@ class Chip:
         self.ef = None
         self.ap_was_selected = True
 
-    def persist(self, credential: Credential) -> None:
-        """Make a credential change durable (before the response leaves the card)."""
+    def persist(self, credential: Credential) -> bool:
+        """Make a credential change durable before the response leaves the card.
+
+        ``False`` when the store failed: the card then refuses credential commands until it is
+        reopened (:attr:`storage_failed`).
+        """
         assert self.app is not None
-        self.store.save_credential(self.app.name, credential)
+        try:
+            self.store.save_credential(self.app.name, credential)
+        except StorageError as exc:
+            log.error("card storage failed, credential commands refused until reopened: %s", exc)
+            self.storage_failed = True
+            return False
+        return True
 
     # --- the one entry point --------------------------------------------------------------
 

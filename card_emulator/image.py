@@ -2,13 +2,27 @@
 
 Durability rule: a changed credential (a failed VERIFY above all) is committed before the
 card's response is returned, so killing the process at any instant never gives back a try.
-Only a change of a credential writes; reads never touch the file.
+Only a change of a credential writes; reads never touch the file. A write that fails raises
+:class:`StorageError`; the chip then answers without revealing anything and refuses further
+credential commands (``card_emulator/commands/credentials.py``).
+
+What an image holds, in clear: the holder's data, every PIN, password and 照合番号, every card
+private key, the access rules and the policy. It is a **test artefact**: created ``0600``,
+never to hold a real person's data. Each image carries a random key of its own (``meta``) and an
+HMAC-SHA-256 integrity code over every credential row and over the rest of its content, so an
+image edited behind the card's back (a counter reset with the sqlite3 tool, a rule relaxed) is
+refused at open; it is not a defence against someone who reads this paragraph.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import os
+import secrets
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -27,7 +41,9 @@ from card_emulator.objects import (
 )
 from card_emulator.policy import CardPolicy
 
-IMAGE_FORMAT = "mynacard-image/1"
+IMAGE_FORMAT = "mynacard-image/2"
+_OLD_FORMATS = ("mynacard-image/1",)
+IMAGE_MODE = 0o600
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,12 +64,16 @@ CREATE TABLE credentials (
     app TEXT NOT NULL REFERENCES applications(name), fid INTEGER NOT NULL, label TEXT NOT NULL,
     format TEXT NOT NULL, max_tries INTEGER NOT NULL, change TEXT NOT NULL,
     value BLOB NOT NULL, remaining INTEGER NOT NULL CHECK (remaining BETWEEN 0 AND max_tries),
-    PRIMARY KEY (app, fid));
+    mac BLOB NOT NULL, PRIMARY KEY (app, fid));
 """
 
 
 class ImageError(RuntimeError):
     """A card image that cannot be created or opened."""
+
+
+class StorageError(RuntimeError):
+    """A credential change that could not be made durable (the image is not writable)."""
 
 
 class CardStore(Protocol):
@@ -79,9 +99,10 @@ class MemoryStore:
 class SqliteImage:
     """A card image file. One process at a time may hold it (like one physical card)."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, connection: sqlite3.Connection, key: bytes) -> None:
         self.path = path
         self._db = connection
+        self._key = key
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -94,13 +115,22 @@ class SqliteImage:
 
     @classmethod
     def create(cls, path: str | Path, content: CardContent) -> SqliteImage:
-        """Write a new image; refuses to overwrite an existing file."""
+        """Write a new image (mode ``0600``); refuses to overwrite an existing file."""
         path = Path(path)
         if path.exists():
             raise ImageError(f"{path} already exists; open it instead of creating it")
+        if not path.parent.is_dir():
+            raise ImageError(f"{path}: directory {path.parent} does not exist")
         tmp = path.with_name(path.name + ".creating")
         tmp.unlink(missing_ok=True)
-        db = cls._connect(tmp)
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, IMAGE_MODE))
+            os.chmod(tmp, IMAGE_MODE)  # whatever the umask
+            db = cls._connect(tmp)
+        except (OSError, sqlite3.Error) as exc:
+            tmp.unlink(missing_ok=True)
+            raise ImageError(f"{path}: cannot create the card image ({_reason(exc)})") from None
+        key = secrets.token_bytes(32)
         try:
             db.executescript(_SCHEMA)
             db.execute("BEGIN")
@@ -110,17 +140,22 @@ class SqliteImage:
                 "atr": content.atr.hex().upper(),
                 "policy": content.policy.to_json(),
                 "mf_internal_efs": ",".join(f"{fid:04X}" for fid in sorted(content.mf_files)),
+                _KEY: key.hex(),
             }
             db.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
             db.executemany(
                 "INSERT INTO data_objects VALUES (?, ?)", sorted(content.data_objects.items())
             )
             for position, app in enumerate(content.applications):
-                _insert_application(db, position, app, content.rules[app.name])
+                _insert_application(db, position, app, content.rules[app.name], key)
+            db.execute("INSERT INTO meta VALUES (?, ?)", (_CONTENT_MAC, _content_mac(db, key)))
             db.execute("COMMIT")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
+        except (OSError, sqlite3.Error) as exc:
             db.close()
+            tmp.unlink(missing_ok=True)
+            raise ImageError(f"{path}: cannot write the card image ({_reason(exc)})") from None
+        db.close()
         tmp.rename(path)
         for suffix in ("-wal", "-shm"):
             Path(str(tmp) + suffix).unlink(missing_ok=True)
@@ -129,31 +164,53 @@ class SqliteImage:
 
     @classmethod
     def open(cls, path: str | Path) -> tuple[SqliteImage, CardContent]:
-        """Open an image and load its content; the file stays locked until :meth:`close`."""
+        """Open an image, check that it is writable and unedited, and load its content.
+
+        The file stays locked until :meth:`close`. Refuses (:class:`ImageError`) an image it
+        cannot write: a card whose counters cannot be stored would give back tries.
+        """
         path = Path(path)
         if not path.is_file():
             raise ImageError(f"no card image at {path}")
+        _check_writable(path)
         try:
             db = cls._connect(path)
-            db.execute("BEGIN IMMEDIATE")  # take the exclusive lock now, not at the first write
-            db.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            raise ImageError(f"{path}: {exc} (is another process serving this card?)") from exc
-        except sqlite3.DatabaseError as exc:
-            raise ImageError(f"{path} is not a card image: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise _locked_or_unwritable(path, exc) from None
         try:
+            _lock_and_probe_write(db, path)
+            key = _upgrade(db, path)
+            _verify_integrity(db, key, path)
             content = _load(db)
+        except ImageError:
+            db.close()
+            raise
         except (sqlite3.DatabaseError, KeyError, ValueError) as exc:
             db.close()
             raise ImageError(f"{path} is not a valid card image: {exc}") from exc
-        return cls(path, db), content
+        if path.stat().st_mode & 0o077 and path.stat().st_uid == os.getuid():
+            path.chmod(IMAGE_MODE)  # images made before they were created 0600
+        return cls(path, db, key), content
 
     def save_credential(self, app: str, credential: Credential) -> None:
-        """One autocommitted UPDATE: durable (WAL, synchronous=FULL) when this returns."""
-        self._db.execute(
-            "UPDATE credentials SET value = ?, remaining = ? WHERE app = ? AND fid = ?",
-            (credential.value, credential.remaining, app, credential.fid),
-        )
+        """One autocommitted UPDATE: durable (WAL, synchronous=FULL) when this returns.
+
+        Raises :class:`StorageError` when the change could not be stored.
+        """
+        try:
+            self._db.execute(
+                "UPDATE credentials SET value = ?, remaining = ?, mac = ?"
+                " WHERE app = ? AND fid = ?",
+                (
+                    credential.value,
+                    credential.remaining,
+                    _credential_mac(self._key, app, credential),
+                    app,
+                    credential.fid,
+                ),
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: {_reason(exc)}") from None
 
     def integrity_check(self) -> str:
         """SQLite's own integrity check (``'ok'`` when sound)."""
@@ -166,7 +223,7 @@ class SqliteImage:
 
 
 def _insert_application(
-    db: sqlite3.Connection, position: int, app: Application, rules: AccessRules
+    db: sqlite3.Connection, position: int, app: Application, rules: AccessRules, key: bytes
 ) -> None:
     db.execute(
         "INSERT INTO applications VALUES (?, ?, ?, ?, ?)",
@@ -190,7 +247,7 @@ def _insert_application(
         [(app.name, k.fid, k.label, k.use.value, k.private_der()) for k in keys],
     )
     db.executemany(
-        "INSERT INTO credentials VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO credentials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 app.name,
@@ -201,16 +258,158 @@ def _insert_application(
                 c.change.name,
                 c.value,
                 c.remaining,
+                _credential_mac(key, app.name, c),
             )
             for c in app.credentials.values()
         ],
     )
 
 
+_KEY = "integrity_key"
+_CONTENT_MAC = "content_mac"
+_CONTENT_TABLES = (
+    "SELECT key, value FROM meta WHERE key NOT IN ('integrity_key', 'content_mac') ORDER BY key",
+    "SELECT tag, value FROM data_objects ORDER BY tag",
+    "SELECT name, position, aid, label, rules FROM applications ORDER BY name",
+    "SELECT app, fid, content FROM files ORDER BY app, fid",
+    "SELECT app, fid, number, content FROM records ORDER BY app, fid, number",
+    "SELECT app, fid, label, use, private_key FROM keys ORDER BY app, fid",
+    "SELECT app, fid, label, format, max_tries, change FROM credentials ORDER BY app, fid",
+)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
+def _fields_mac(key: bytes, values: Iterable[object]) -> bytes:
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for value in values:
+        raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
+        mac.update(len(raw).to_bytes(4, "big") + raw)
+    return mac.digest()
+
+
+def _credential_mac(key: bytes, app: str, c: Credential) -> bytes:
+    fields = (app, c.fid, c.label, c.format.name, c.max_tries, c.change.name, c.value, c.remaining)
+    return _fields_mac(key, fields)
+
+
+def _content_mac(db: sqlite3.Connection, key: bytes) -> str:
+    """HMAC over everything but the credentials' mutable part (they carry their own)."""
+    rows: list[object] = []
+    for query in _CONTENT_TABLES:
+        for row in db.execute(query):
+            rows.extend([*row, b"\x1e"])  # row separator
+        rows.append(b"\x1d")  # table separator
+    return _fields_mac(key, rows).hex()
+
+
+def _credential_from_row(row: tuple[object, ...]) -> tuple[str, Credential]:
+    """``(app, credential)`` from a row of :data:`_SELECT_CREDENTIALS`."""
+    app, fid, label, fmt, max_tries, change, value, remaining = row
+    assert isinstance(fid, int) and isinstance(max_tries, int) and isinstance(remaining, int)
+    credential = Credential(
+        fid,
+        str(label),
+        CredentialFormat[str(fmt)],
+        max_tries,
+        bytes(value),  # type: ignore[call-overload]
+        remaining,
+        ChangeCommand[str(change)],
+    )
+    return str(app), credential
+
+
+_SELECT_CREDENTIALS = (
+    "SELECT app, fid, label, format, max_tries, change, value, remaining FROM credentials"
+)
+_SELECT_CREDENTIALS_AND_MACS = (
+    "SELECT app, fid, label, format, max_tries, change, value, remaining, mac FROM credentials"
+)
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an image whose file or directory cannot be written, before SQLite sees it."""
+    for what, target in (("file", path), ("directory", path.parent)):
+        if not os.access(target, os.W_OK):
+            raise ImageError(
+                f"{path}: the card image cannot be written (its {what} is read-only); a card "
+                "that cannot store its retry counters would give back tries, so it is not opened"
+            )
+
+
+def _lock_and_probe_write(db: sqlite3.Connection, path: Path) -> None:
+    """Take the exclusive lock and prove a write gets through (read-only media, full disks)."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("UPDATE meta SET value = value WHERE key = 'format'")
+        db.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        raise _locked_or_unwritable(path, exc) from None
+
+
+def _locked_or_unwritable(path: Path, exc: sqlite3.Error) -> ImageError:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return ImageError(
+            f"{path}: the card image is locked (is another process serving this card?)"
+        )
+    if "not a database" in text or "malformed" in text:
+        return ImageError(f"{path} is not a card image ({text})")
+    return ImageError(
+        f"{path}: the card image cannot be written ({text}); a card that cannot store its "
+        "retry counters would give back tries, so it is not opened"
+    )
+
+
+def _upgrade(db: sqlite3.Connection, path: Path) -> bytes:
+    """The image's integrity key; an image of an older format gets its integrity codes now."""
+    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    found = meta.get("format")
+    if found == IMAGE_FORMAT:
+        return bytes.fromhex(meta[_KEY])
+    if found not in _OLD_FORMATS:
+        raise ImageError(f"{path}: unsupported card image format {found!r}")
+    key = secrets.token_bytes(32)
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("ALTER TABLE credentials ADD COLUMN mac BLOB NOT NULL DEFAULT x''")
+    for row in db.execute(_SELECT_CREDENTIALS).fetchall():
+        app, credential = _credential_from_row(row)
+        db.execute(
+            "UPDATE credentials SET mac = ? WHERE app = ? AND fid = ?",
+            (_credential_mac(key, app, credential), app, credential.fid),
+        )
+    db.execute("UPDATE meta SET value = ? WHERE key = 'format'", (IMAGE_FORMAT,))
+    db.execute("INSERT INTO meta VALUES (?, ?)", (_KEY, key.hex()))
+    db.execute("INSERT INTO meta VALUES (?, ?)", (_CONTENT_MAC, _content_mac(db, key)))
+    db.execute("COMMIT")
+    return key
+
+
+def _verify_integrity(db: sqlite3.Connection, key: bytes, path: Path) -> None:
+    stored = dict(db.execute("SELECT key, value FROM meta").fetchall()).get(_CONTENT_MAC, "")
+    if not hmac.compare_digest(stored, _content_mac(db, key)):
+        raise ImageError(
+            f"{path}: the card image was modified outside the card (its content does not match "
+            "its integrity code); it cannot be trusted — personalize a new one"
+        )
+    for *row, mac in db.execute(_SELECT_CREDENTIALS_AND_MACS):
+        app, credential = _credential_from_row(tuple(row))
+        if not hmac.compare_digest(bytes(mac), _credential_mac(key, app, credential)):
+            raise ImageError(
+                f"{path}: credential {credential.fid:04X} of {app} was modified outside the card "
+                "(its counter or value does not match its integrity code); it cannot be trusted "
+                "— personalize a new one"
+            )
+
+
 def _load(db: sqlite3.Connection) -> CardContent:
     meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-    if meta.get("format") != IMAGE_FORMAT:
-        raise ValueError(f"unsupported image format {meta.get('format')!r}")
+    meta.pop(_KEY, None)
+    meta.pop(_CONTENT_MAC, None)
     apps: list[Application] = []
     rules: dict[str, AccessRules] = {}
     for name, aid, label, rules_json in db.execute(
@@ -239,20 +438,9 @@ def _load(db: sqlite3.Connection) -> CardContent:
                 app.session_key = loaded
             else:
                 app.keys[fid] = loaded
-        for fid, c_label, fmt, max_tries, change, value, remaining in db.execute(
-            "SELECT fid, label, format, max_tries, change, value, remaining FROM credentials"
-            " WHERE app = ?",
-            (name,),
-        ):
-            app.credentials[fid] = Credential(
-                fid,
-                c_label,
-                CredentialFormat[fmt],
-                max_tries,
-                bytes(value),
-                remaining,
-                ChangeCommand[change],
-            )
+        for row in db.execute(_SELECT_CREDENTIALS + " WHERE app = ?", (name,)):
+            _, credential = _credential_from_row(row)
+            app.credentials[credential.fid] = credential
         apps.append(app)
     policy = CardPolicy.from_mapping(json.loads(meta.pop("policy")), "image policy")
     atr = bytes.fromhex(meta.pop("atr"))

@@ -1,14 +1,22 @@
 """VERIFY (``00 20``), CHANGE REFERENCE DATA (``00 24``) and JICSAP CHANGE KEY (``80 32``).
 
 PIN semantics (card-facts §3.4, DESIGN.md): an empty VERIFY always answers ``63Cx`` (also when
-verified; ``63C0`` when blocked); a wrong value answers ``63C(x-1)`` and is committed to the
-image before the answer leaves; the exhausting try answers ``63C0``; afterwards ``6984``;
-success resets the counter. Values are compared byte for byte (no case folding).
+verified; ``63C0`` when blocked); a wrong value answers ``63C(x-1)``; the exhausting try answers
+``63C0``; afterwards ``6984``; success resets the counter. Values are compared byte for byte (no
+case folding), in constant time.
+
+Fail-safe, as a card operating system does it: the counter is lowered **durably before** the
+comparison and restored only after a success, so neither a kill at any instant nor a storage
+failure ever gives back a try. When the store cannot write, the answer is ``6581`` (memory
+failure) whether the value was right or wrong, memory keeps what the store holds, and every
+credential command answers ``6581`` until the card is reopened. A CHANGE is live only once
+stored.
 """
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from apdu import CommandApdu
@@ -40,20 +48,26 @@ def verify(chip: Chip, cmd: CommandApdu) -> bytes:
     credential = resolve_credential(chip, cmd.p2)
     if isinstance(credential, bytes):
         return credential
+    if chip.storage_failed:
+        return r.MEMORY_FAILURE
     if not cmd.data:
         return r.retries(credential.remaining)
     if credential.blocked:
         return r.BLOCKED
     if len(cmd.data) != len(credential.value) and not chip.policy.wrong_length_pin_counts:
         return r.WRONG_LENGTH
+    before = credential.remaining
+    credential.remaining = before - 1
+    if not chip.persist(credential):  # the try is spent on disk before anything is compared
+        credential.remaining = before
+        return r.MEMORY_FAILURE
     if hmac.compare_digest(cmd.data, credential.value):
-        if credential.remaining != credential.max_tries:
-            credential.remaining = credential.max_tries
-            chip.persist(credential)
+        credential.remaining = credential.max_tries
+        if not chip.persist(credential):
+            credential.remaining = before - 1  # what the store holds
+            return r.MEMORY_FAILURE
         chip.verified.add(credential.fid)
         return r.OK
-    credential.remaining -= 1
-    chip.persist(credential)  # durable before the answer can be seen
     if chip.policy.failed_verify_clears_state:
         chip.verified.discard(credential.fid)
     return r.retries(credential.remaining)
@@ -65,6 +79,8 @@ def _change(chip: Chip, cmd: CommandApdu, p1: int, command: ChangeCommand) -> by
     credential = resolve_credential(chip, cmd.p2)
     if isinstance(credential, bytes):
         return credential
+    if chip.storage_failed:
+        return r.MEMORY_FAILURE
     if credential.change is not command:
         return r.CONDITIONS_NOT_SATISFIED
     if credential.blocked:
@@ -73,8 +89,9 @@ def _change(chip: Chip, cmd: CommandApdu, p1: int, command: ChangeCommand) -> by
         return r.SECURITY_NOT_SATISFIED
     if not credential.format.accepts(cmd.data):
         return r.WRONG_DATA
+    if not chip.persist(replace(credential, value=bytes(cmd.data))):
+        return r.MEMORY_FAILURE  # not stored, so not live
     credential.value = bytes(cmd.data)
-    chip.persist(credential)
     return r.OK
 
 

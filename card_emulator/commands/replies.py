@@ -24,6 +24,8 @@ CHANNEL_NOT_SUPPORTED = StatusWord.LOGICAL_CHANNEL_NOT_SUPPORTED.bytes
 SM_NOT_SUPPORTED = StatusWord.SECURE_MESSAGING_NOT_SUPPORTED.bytes
 CHAINING_NOT_SUPPORTED = StatusWord.CHAINING_NOT_SUPPORTED.bytes
 NO_DIAGNOSIS = StatusWord.NO_PRECISE_DIAGNOSIS.bytes
+MEMORY_FAILURE = StatusWord.MEMORY_FAILURE.bytes
+"""A credential change could not be stored (the same answer for right and wrong values)."""
 
 _RETRIES = tuple((0x63C0 | n).to_bytes(2, "big") for n in range(16))
 

@@ -7,7 +7,8 @@ Everything is imported once here; each child is an ``os.fork()`` of this process
 itself with ``Card.open`` (so it holds the SQLite lock, like ``mynacard serve --image``), and
 writes each response's status word to a pipe right after the card returned it: a line in the
 pipe is a response that "could have been seen". After a kill the image must hold exactly the
-counters after the last seen exchange, or after the one in flight (committed but not seen).
+counters after the last seen exchange, or after the one in flight (committed but not seen), or
+— for a right VERIFY in flight — one try fewer (spent before the comparison, not yet restored).
 RSA keys are parsed once (memoised) so that a child's open costs about a millisecond.
 """
 
@@ -64,11 +65,15 @@ class Plan:
     commands: list[bytes]
     expected_sw: list[int]
     states: list[Counters]  # states[k] = counters after k exchanges
+    # between[k] = what the image may hold while exchange k is in flight: a right VERIFY lowers
+    # the counter durably before comparing and restores it after, so a kill in between leaves
+    # one try spent (never one regained)
+    between: list[Counters]
 
 
 def make_plan(rng: random.Random, start: Counters) -> Plan:
     state = dict(start)
-    plan = Plan([], [], [dict(state)])
+    plan = Plan([], [], [dict(state)], [])
     app: str | None = None
     while len(plan.commands) < PLAN_LENGTH:
         key = rng.choice(list(CREDS))
@@ -77,6 +82,7 @@ def make_plan(rng: random.Random, start: Counters) -> Plan:
             app = key[0]
             plan.commands.append(builders.select_aid(AIDS[app]).to_bytes())
             plan.expected_sw.append(0x9000)
+            plan.between.append(dict(state))
             plan.states.append(dict(state))
         left = state[key]
         wrong = may_block or (left >= 2 and rng.random() < 0.7)
@@ -86,10 +92,13 @@ def make_plan(rng: random.Random, start: Counters) -> Plan:
             wrong = True
         if left == 0:
             sw = 0x6984
+            plan.between.append(dict(state))
         elif wrong:
             state[key] = left - 1
             sw = 0x63C0 | (left - 1)
+            plan.between.append(dict(state))
         else:
+            plan.between.append({**state, key: left - 1})
             state[key] = tries
             sw = 0x9000
         plan.commands.append(builders.verify(pin, sfi=key[1]).to_bytes())
@@ -166,7 +175,9 @@ def run(image: Path, kills: int, seed: int) -> dict[str, object]:
         if integrity != "ok":
             violations.append(f"kill {done}: integrity_check says {integrity!r}")
         k = len(seen)
-        allowed = [plan.states[k]] + ([plan.states[k + 1]] if k + 1 < len(plan.states) else [])
+        allowed = [plan.states[k]]
+        if k < len(plan.between):
+            allowed += [plan.between[k], plan.states[k + 1]]
         if after not in allowed:
             violations.append(
                 f"kill {done}: after {k} seen exchanges the image holds {after}, allowed {allowed}"
