@@ -26,18 +26,24 @@ class Case(IntEnum):
     DATA_AND_LE = 4
 
 
-# Instructions whose data field is a PIN, a password or key material: VERIFY, CHANGE REFERENCE
-# DATA, RESET RETRY COUNTER (class 00, also under secure messaging), the JICSAP CHANGE KEY (class
-# 80, INS 32) and SET SESSION KEY (class 80, INS AE: the delivered session key).
-_SECRET_INS_ISO = frozenset({0x20, 0x24, 0x2C})
-_SECRET_INS_PROPRIETARY = frozenset({0x32, 0xAE})
+# Instructions whose data field is known to carry no secret, under any class byte: SELECT,
+# READ BINARY / RECORD (both INS forms), COMPUTE DIGITAL SIGNATURE (a digest), INTERNAL
+# AUTHENTICATE (a challenge), GET CHALLENGE, GET DATA, GET RESPONSE, SET PUBLIC IC KEY (a public
+# certificate), the last-command indicator. Every other command's data is masked, whatever the
+# class byte: VERIFY (20/21), CHANGE REFERENCE DATA (24/25), RESET RETRY COUNTER (2C/2D), CHANGE
+# KEY (32), SET SESSION KEY (AE) above all, and anything unknown (when unsure, mask).
+_PUBLIC_INS = frozenset(
+    {0xA4, 0xB0, 0xB1, 0xB2, 0xB3, 0x2A, 0x88, 0x84, 0xCA, 0xCB, 0xC0, 0xA2, 0xFC}
+)
 
 
 def carries_secret(cla: int, ins: int) -> bool:
-    """True when the data field of this command is a credential that must never be shown."""
-    if cla & 0x80:
-        return ins in _SECRET_INS_PROPRIETARY
-    return ins in _SECRET_INS_ISO
+    """True when the data field of this command may be a secret and must never be shown.
+
+    Decided by the instruction alone, for every class byte (interindustry, proprietary, secure
+    messaging, or malformed): a VERIFY under ``CLA 80`` or ``90`` is still a VERIFY.
+    """
+    return ins not in _PUBLIC_INS
 
 
 def mask_hex(raw: bytes) -> str:
