@@ -10,11 +10,23 @@ Where the readers come from, in order of preference:
    ``PCSCLITE_CSOCK_NAME`` a client needs.
 
 Every APDU can be written, masked, to a JSON Lines trace.
+
+Exposure: Debian's vpcd listens on ``0.0.0.0`` (no bind-address setting), and whoever connects
+to an empty reader's port is a card to every PC/SC client on the host — and receives their PINs.
+A pcscd of our own therefore runs in a network namespace of its own (``readers/netns.py``) when
+this process may create one (root); in every other case :attr:`CardServer.warnings` says which
+ports are open to the network.
+
+Losing a reader: when vpcd closes a card's connection (pcscd exited or restarted), the card goes
+back in as soon as vpcd listens again; a pcscd of our own that died is restarted with the same
+readers. A reader that does not come back within ``reconnect_for`` seconds sets :attr:`failed`
+(``mynacard serve`` then exits non-zero naming it).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -36,6 +48,9 @@ from readers.virtual_card import VirtualCard
 from readers.vpcd import VpcdClient
 
 MAX_READERS = 16
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+log = logging.getLogger(__name__)
 
 
 class ServableCard(VirtualCard, Protocol):
@@ -58,6 +73,7 @@ class Endpoint:
     host: str
     port: int
     reader: str | None = None
+    netns: Callable[[], str | None] | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         where = f"{self.host}:{self.port}"
@@ -115,8 +131,16 @@ class CardServer:
     trace: Path | None = None
     private_socket: bool = False
     on_apdu: Callable[[str, TraceRecord], None] | None = None
+    reconnect_for: float = 30.0
+    """How long a card waits for its reader to come back after vpcd closed the connection."""
 
     served: list[ServedCard] = field(default_factory=list, init=False)
+    warnings: list[str] = field(default_factory=list, init=False)
+    """What the user must know about exposure (ports open to the network)."""
+    failed: threading.Event = field(default_factory=threading.Event, init=False)
+    failure: str | None = field(default=None, init=False)
+    _supervisor: threading.Thread | None = field(default=None, init=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False)
     empty_readers: list[str] = field(default_factory=list, init=False)
     pcscd: PrivatePcscd | None = field(default=None, init=False)
     socket_path: str = field(default=DEFAULT_SOCKET, init=False)
@@ -150,17 +174,38 @@ class CardServer:
                 raise ServeError(
                     f"{len(self.cards)} cards but only {len(self.endpoints)} --vpcd endpoints"
                 )
+            remote = sorted({str(e) for e in self.endpoints if e.host not in LOOPBACK})
+            if remote:
+                self.warnings.append(
+                    f"cards connect to vpcd on another host ({', '.join(remote)}): that vpcd "
+                    "listens on its network, where anyone who reaches an empty reader's port can "
+                    "plug in a card and receive the PINs typed at that host"
+                )
             return self.endpoints
         socket_in_use = os.path.exists(DEFAULT_SOCKET)
         if not self.private_socket and socket_in_use:
             running = find_running_vpcd()
             if running is not None and len(running.free_readers) >= wanted:
-                return [Endpoint(r.host, r.port, r.name) for r in running.free_readers[:wanted]]
+                readers = running.free_readers[:wanted]
+                ports = ", ".join(str(r.port) for r in running.readers)
+                self.warnings.append(
+                    f"using the running pcscd's vpcd readers: Debian's vpcd listens on all "
+                    f"interfaces (0.0.0.0, ports {ports}), so anyone on the network can plug a "
+                    "card into an empty reader and receive the PINs typed there; "
+                    "--private-socket serves from a network-isolated pcscd instead"
+                )
+                return [Endpoint(r.host, r.port, r.name) for r in readers]
         use_default = not self.private_socket and not socket_is_live(DEFAULT_SOCKET)
         self.pcscd = PrivatePcscd(wanted, socket_path=DEFAULT_SOCKET if use_default else None)
         self.pcscd.start()
         self.socket_path = self.pcscd.socket_path
-        return [Endpoint(r.host, r.port, r.name) for r in self.pcscd.readers]
+        if not self.pcscd.isolated:
+            ports = ", ".join(str(r.port) for r in self.pcscd.readers)
+            self.warnings.append(
+                f"pcscd could not be isolated from the network (needs root and unshare): its "
+                f"vpcd readers listen on all interfaces (0.0.0.0, ports {ports}); firewall them"
+            )
+        return [Endpoint(r.host, r.port, r.name, r.netns) for r in self.pcscd.readers]
 
     def start(self) -> None:
         """Start pcscd if needed and connect every card to its reader."""
@@ -171,21 +216,59 @@ class CardServer:
             for (label, card), endpoint in zip(self.cards, places, strict=False):
                 served = ServedCard(label, card, endpoint)
                 served.client = VpcdClient(
-                    card, endpoint.port, endpoint.host, on_apdu=self._hook(endpoint)
+                    card,
+                    endpoint.port,
+                    endpoint.host,
+                    on_apdu=self._hook(endpoint),
+                    netns=endpoint.netns,
+                    reconnect_for=self.reconnect_for,
+                    on_lost=self._reader_lost,
                 )
                 served.client.start()
                 attach = getattr(card, "attach", None)
                 if callable(attach):
                     attach(served.client)  # a FaultyCard pulls itself out through its client
                 self.served.append(served)
-            self.empty_readers = [e.reader or str(e) for e in places[len(self.cards) :]]
+            self.empty_readers = [str(e) for e in places[len(self.cards) :]]
             if self.pcscd is not None:
                 for served in self.served:
                     assert served.endpoint.reader is not None
                     self.pcscd.wait_for_card(served.endpoint.reader, timeout=10.0)
+                self._supervisor = threading.Thread(
+                    target=self._supervise, name="pcscd-supervisor", daemon=True
+                )
+                self._supervisor.start()
         except BaseException:
             self.stop()
             raise
+
+    def _fail(self, message: str) -> None:
+        log.error("%s", message)
+        if self.failure is None:
+            self.failure = message
+        self.failed.set()
+
+    def _reader_lost(self, client: VpcdClient) -> None:
+        name = next(
+            (str(s.endpoint) for s in self.served if s.client is client), f"port {client.port}"
+        )
+        if not self._stopping.is_set():
+            self._fail(f"reader {name} lost: {client.error}")
+
+    def _supervise(self) -> None:
+        """Restart our pcscd when it dies; the cards reconnect by themselves."""
+        pcscd = self.pcscd
+        assert pcscd is not None
+        while not self._stopping.wait(0.5):
+            if pcscd.running:
+                continue
+            log.warning("pcscd (pid %s) exited; starting it again with the same readers", pcscd.pid)
+            try:
+                pcscd.restart()
+            except Exception as exc:
+                self._fail(f"pcscd exited and could not be restarted: {exc}")
+                return
+            log.warning("pcscd restarted (pid %s)", pcscd.pid)
 
     def _hook(self, endpoint: Endpoint) -> Callable[[bytes, bytes], None]:
         name = endpoint.reader or str(endpoint)
@@ -201,6 +284,10 @@ class CardServer:
 
     def stop(self) -> None:
         """Remove every card, stop our pcscd (by PID), close the trace and card images."""
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=30)
+            self._supervisor = None
         for served in self.served:
             if served.client is not None:
                 served.client.stop()

@@ -105,6 +105,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--vpcd {exc}") from None
     if args.readers is not None and not 1 <= args.readers <= MAX_READERS:
         raise UsageError(f"--readers must be 1-{MAX_READERS}, not {args.readers}")
+    if not 0 < args.reconnect_timeout <= 3600:
+        raise UsageError(
+            f"--reconnect-timeout must be 1-3600 seconds, not {args.reconnect_timeout}"
+        )
     personas = args.persona or [DEMO_PERSONA]
     overrides, faults = _serve_scenario(args.scenario) if args.scenario else ({}, None)
     cards: list[tuple[str, ServableCard]] = []
@@ -134,14 +138,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         trace=args.trace,
         private_socket=args.private_socket,
         on_apdu=log_apdu if args.verbose else None,
+        reconnect_for=args.reconnect_timeout,
     )
     with server:
         if server.pcscd is not None:
             print(f"pcscd (pid {server.pcscd.pid}) serving {server.socket_path}")
+            if server.pcscd.isolated:
+                print("  its vpcd readers live in a network namespace of their own: no network")
+                print("  and no other process can reach them (PC/SC clients use the socket)")
         for served in server.served:
             print(f"  {served.endpoint}  ← {_describe(served.card)}")
         for empty in server.empty_readers:
-            print(f"  {empty!r}  (empty)")
+            print(f"  {empty}  (empty)")
+        for warning in server.warnings:
+            print(f"WARNING: {warning}", file=sys.stderr, flush=True)
         if server.env:
             exports = " ".join(f"{k}={v}" for k, v in server.env.items())
             print(f"PC/SC clients must run with: export {exports}")
@@ -149,10 +159,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             print(f"trace (masked APDUs): {args.trace}")
         print("Ctrl-C or SIGTERM stops.", flush=True)
         try:
-            while not stop.wait(0.5):
+            while not stop.wait(0.5) and not server.failed.is_set():
                 pass
         except KeyboardInterrupt:
             pass
+    if server.failure is not None:
+        print(f"mynacard serve: {server.failure}; cards removed, pcscd stopped", file=sys.stderr)
+        return 1
     print("stopped: cards removed, pcscd stopped.")
     return 0
 
@@ -203,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--private-socket",
         action="store_true",
         help="always run our own pcscd on a private socket",
+    )
+    serve.add_argument(
+        "--reconnect-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a card waits for its reader to come back when pcscd or vpcd goes away "
+        "before serve gives up and exits non-zero (default 30)",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="print every (masked) APDU")
     serve.set_defaults(func=_cmd_serve)

@@ -157,7 +157,8 @@ def _inserted(
     """``card`` in ``reader`` until the block ends; re-inserted when pcscd misses it."""
     for attempt in range(1, INSERT_ATTEMPTS + 1):
         server = CardServer(
-            [(label, card)], endpoints=[Endpoint(reader.host, reader.port, reader.name)]
+            [(label, card)],
+            endpoints=[Endpoint(reader.host, reader.port, reader.name, reader.netns)],
         )
         server.start()
         try:

@@ -196,7 +196,7 @@ def myna_serve(myna_pcscd: PrivatePcscd) -> Iterator[ServeFactory]:
         record = ServedReader(reader.name, card, cast(VpcdClient, None), {}, cast(Any, None))
         server = CardServer(
             [(reader.name, card)],
-            endpoints=[Endpoint(reader.host, reader.port, reader.name)],
+            endpoints=[Endpoint(reader.host, reader.port, reader.name, reader.netns)],
             on_apdu=lambda _name, rec: record.exchanges.append((rec.command, rec.response)),
         )
         server.start()

@@ -62,10 +62,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
+
+from readers import netns as netns_module
 
 __all__ = [
     "DEFAULT_SOCKET",
@@ -125,11 +127,19 @@ class PcscdStartError(PcscError):
 
 @dataclasses.dataclass(frozen=True)
 class VpcdReader:
-    """A vpcd reader slot: the PC/SC reader name and where its card connects."""
+    """A vpcd reader slot: the PC/SC reader name and where its card connects.
+
+    ``netns`` gives the network namespace the port lives in (the path of the current pcscd's
+    ``/proc/<pid>/ns/net``, looked up at each connection so it follows a restarted pcscd), or
+    ``None`` when the port is in this process's own namespace.
+    """
 
     name: str
     port: int
     host: str = "127.0.0.1"
+    netns: Callable[[], str | None] | None = dataclasses.field(
+        default=None, compare=False, repr=False
+    )
 
 
 class ReaderSet(Protocol):
@@ -563,7 +573,12 @@ class PrivatePcscd:
         kill_with_parent: bool = True,
         pcscd: str | None = None,
         driver: str | None = None,
+        isolate_network: bool | None = None,
     ) -> None:
+        """``isolate_network`` (default: whenever this process can) runs pcscd in a network
+        namespace of its own, so its vpcd ports — which Debian's driver opens on ``0.0.0.0`` —
+        cannot be reached from any network or other process; cards connect through
+        :attr:`VpcdReader.netns`."""
         if not 1 <= count <= MAX_READERS:
             raise ValueError(f"count must be 1..{MAX_READERS} (pcsc-lite's limit), not {count}")
         self.count = count
@@ -584,6 +599,11 @@ class PrivatePcscd:
         self._readers: tuple[VpcdReader, ...] = ()
         self._old_pid_file: str | None = None
         self._bound_socket = False  # we created the socket file (so we may delete it)
+        available = netns_module.isolation_available()
+        if isolate_network and not available:
+            raise PcscdStartError("a network-isolated pcscd needs root and util-linux's unshare")
+        self.isolated = available if isolate_network is None else isolate_network
+        self._pcscd_path: str | None = None
 
     def __repr__(self) -> str:
         return f"<PrivatePcscd pid={self.pid} readers={len(self._readers)} {self._socket_path}>"
@@ -601,6 +621,12 @@ class PrivatePcscd:
     @property
     def readers(self) -> tuple[VpcdReader, ...]:
         return self._readers
+
+    def netns_path(self) -> str | None:
+        """The network namespace of the running pcscd (``None`` when not isolated)."""
+        if not self.isolated or self._proc is None:
+            return None
+        return f"/proc/{self._proc.pid}/ns/net"
 
     @property
     def socket_path(self) -> str:
@@ -663,12 +689,29 @@ class PrivatePcscd:
         if self._set_environ:
             os.environ[SOCKET_ENV] = self._socket_path
         self._tmpdir = tempfile.mkdtemp(prefix="mynacard-pcscd-")
+        self._pcscd_path = pcscd
         try:
             self._start_with_retries(pcscd, driver)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def restart(self) -> None:
+        """Start pcscd again with the same readers and ports (after it died or was killed)."""
+        if self._tmpdir is None or self._pcscd_path is None:
+            raise PcscError(f"{self!r} was never started")
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            _terminate(proc, self.stop_timeout)
+            self._restore_pid_file(proc.pid)
+        self._spawn(self._pcscd_path)
+        listed = self._first_listing()
+        missing = [reader.name for reader in self._readers if reader.name not in listed]
+        if missing:
+            raise PcscdStartError(
+                f"restarted pcscd does not list {missing}" + _log_tail(self.log_text())
+            )
 
     def stop(self) -> None:
         """SIGTERM our pcscd, SIGKILL after ``stop_timeout``; remove our files."""
@@ -746,8 +789,9 @@ class PrivatePcscd:
                 f"LIBPATH      {lib}\n"
                 f"CHANNELID    {port}\n"
             )
+            netns = self.netns_path if self.isolated else None
             slots.extend(
-                VpcdReader(f"{friendly} 00 {slot:02X}", port + slot)
+                VpcdReader(f"{friendly} 00 {slot:02X}", port + slot, netns=netns)
                 for slot in range(SLOTS_PER_DRIVER)
             )
         return slots
@@ -773,6 +817,8 @@ class PrivatePcscd:
         if self.debug:
             args += ["--debug", "--apdu"]
         prefix = _setpriv_pdeathsig() if self.kill_with_parent else []
+        if self.isolated:
+            prefix += netns_module.unshare_prefix()  # exec: pcscd keeps the PID we get
         # The shell passes the listener (our stdin) on as fd 3 and sets LISTEN_PID to its own
         # pid, which ``exec`` hands to pcscd: systemd's socket-activation protocol.
         argv = [

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
+from readers import netns as netns_module
 from readers.virtual_card import VirtualCard
 
 __all__ = [
@@ -104,10 +105,19 @@ class VpcdClient:
         connect_timeout: float = 10.0,
         on_apdu: ApduHook | None = None,
         quickack: bool = True,
+        netns: Callable[[], str | None] | None = None,
+        reconnect_for: float = 0.0,
+        on_lost: Callable[[VpcdClient], object] | None = None,
     ) -> None:
         """``connect_timeout`` bounds each insertion: connection attempts are retried with
         backoff (10 ms doubling to 0.5 s) while vpcd is not listening yet.
-        ``quickack=False`` exists only to demonstrate the 44 ms stall; leave it on."""
+        ``quickack=False`` exists only to demonstrate the 44 ms stall; leave it on.
+        ``netns`` names the network namespace the port lives in (a private pcscd's, see
+        :mod:`readers.netns`), looked up at every connection.
+        ``reconnect_for`` > 0: when vpcd closes the connection (pcscd exited or restarted), the
+        card goes back into the reader as soon as vpcd listens again, retrying with backoff
+        for that many seconds; if it cannot, :attr:`lost` is set, :attr:`error` says why and
+        ``on_lost(client)`` is called. With 0 (default) the client simply stops."""
         if not 0 < port < 65536:
             raise ValueError(f"port out of range: {port}")
         self.card = card
@@ -117,6 +127,11 @@ class VpcdClient:
         self.on_apdu = on_apdu
         self.quickack = quickack
         self._quickack_opt = _QUICKACK if quickack else None
+        self.netns = netns
+        self.reconnect_for = reconnect_for
+        self.on_lost = on_lost
+        self.lost = False
+        self.reconnections = 0
 
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -294,13 +309,16 @@ class VpcdClient:
     def _loop(self) -> None:
         with self._cond:
             self._serving_thread = threading.get_ident()
+        pending: socket.socket | None = None  # connected by a reconnection
         try:
             while True:
                 with self._cond:
                     self._cond.wait_for(lambda: self._stopping or self._want_inserted)
                     if self._stopping:
+                        if pending is not None:
+                            pending.close()
                         return
-                sock = self._connect()
+                sock, pending = pending or self._connect(), None
                 if sock is None:
                     continue
                 try:
@@ -315,35 +333,79 @@ class VpcdClient:
                             self.closed_by_peer = True
                         self._cond.notify_all()
                 if peer_closed:
-                    log.info("%r: vpcd closed the connection", self)
-                    return
+                    if self.reconnect_for <= 0:
+                        log.info("%r: vpcd closed the connection", self)
+                        return
+                    pending = self._reconnect()
+                    if pending is None:
+                        return
         finally:
             with self._cond:
                 self._serving_thread = None
 
+    def _reconnect(self) -> socket.socket | None:
+        """After vpcd closed the connection: the new connection once it listens again, or
+        ``None`` (given up, or stopped meanwhile)."""
+        log.warning(
+            "%r: vpcd closed the connection (pcscd exited or restarted); reconnecting for up "
+            "to %.0f s",
+            self,
+            self.reconnect_for,
+        )
+        with self._cond:
+            self._want_inserted = True
+            self.closed_by_peer = False
+        try:
+            sock = self._open_socket(self.reconnect_for)
+        except VpcdConnectError as exc:
+            with self._cond:
+                self.lost = True
+                self.closed_by_peer = True
+                self._want_inserted = False
+                self.error = exc
+                self._cond.notify_all()
+            log.error("%r: reader lost: %s", self, exc)
+            if self.on_lost is not None:
+                self.on_lost(self)
+            return None
+        if sock is not None:
+            self.reconnections += 1
+            log.warning("%r: vpcd listens again; the card is back in its reader", self)
+        return sock
+
     def _connect(self) -> socket.socket | None:
         """Connect with bounded retries; None if the insertion was cancelled meanwhile."""
-        deadline = time.monotonic() + self.connect_timeout
+        return self._open_socket(self.connect_timeout)
+
+    def _socket(self, timeout: float) -> socket.socket:
+        path = self.netns() if self.netns is not None else None
+        if path is None:
+            return socket.create_connection((self.host, self.port), timeout=timeout)
+        return netns_module.connect_in(path, self.host, self.port, timeout)
+
+    def _open_socket(self, within: float) -> socket.socket | None:
+        deadline = time.monotonic() + within
         delay = 0.01
         while True:
             remaining = deadline - time.monotonic()
             try:
-                sock = socket.create_connection((self.host, self.port), timeout=max(remaining, 0.1))
+                sock = self._socket(max(remaining, 0.1))
             except socket.gaierror as exc:
                 raise VpcdConnectError(f"cannot resolve vpcd host {self.host!r}: {exc}") from exc
             except OSError as exc:
-                if time.monotonic() + delay > deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     raise VpcdConnectError(
                         f"vpcd at {self.host}:{self.port} not reachable within "
-                        f"{self.connect_timeout} s ({exc}); is pcscd running with a vpcd reader "
+                        f"{within:g} s ({exc}); is pcscd running with a vpcd reader "
                         "on that port?"
                     ) from exc
                 with self._cond:
                     if self._cond.wait_for(
-                        lambda: self._stopping or not self._want_inserted, delay
+                        lambda: self._stopping or not self._want_inserted, min(delay, left)
                     ):
                         return None
-                delay = min(delay * 2, 0.5)
+                delay = min(delay * 2, 0.5 if within <= self.connect_timeout else 2.0)
                 continue
             sock.settimeout(None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -64,7 +64,7 @@ def der_object(data: bytes) -> bytes:
 
 def serve(card: VirtualCard, reader: VpcdReader, index: int, *, wait: bool = True) -> Served:
     """Insert ``card`` into ``reader`` and (with ``wait``) wait until pcscd reports it."""
-    served = Served(card, VpcdClient(card, reader.port), reader, index)
+    served = Served(card, VpcdClient(card, reader.port, netns=reader.netns), reader, index)
     served.client.on_apdu = lambda command, response: served.exchanges.append((command, response))
     served.client.start()
     if wait:

@@ -38,7 +38,7 @@ def cards(pcsc: PrivatePcscd) -> Iterator[list[tuple[EchoCard, VpcdClient]]]:
     plugged = []
     for reader in pcsc.readers:
         card = EchoCard()
-        plugged.append((card, VpcdClient(card, reader.port).start()))
+        plugged.append((card, VpcdClient(card, reader.port, netns=reader.netns).start()))
     for reader in pcsc.readers:
         assert wait_for_card(reader.name) == ECHO_ATR
     yield plugged
@@ -159,7 +159,9 @@ def test_a_second_private_pcscd_beside_the_first_and_a_clean_stop(pcsc: PrivateP
                 "second vpcd A 00 01",
             ]
             assert os.environ["PCSCLITE_CSOCK_NAME"] == pcsc.socket_path
-            client = VpcdClient(EchoCard(), second.readers[0].port).start()
+            client = VpcdClient(
+                EchoCard(), second.readers[0].port, netns=second.readers[0].netns
+            ).start()
             running = find_running_vpcd(
                 socket_path=second.socket_path, config_dir=second.config_dir
             )

@@ -50,7 +50,7 @@ def context() -> Iterator[Any]:
 def card_in_a(pcsc: PrivatePcscd) -> Iterator[tuple[EchoCard, VpcdClient, str]]:
     reader = pcsc.readers[0]
     card = EchoCard()
-    client = VpcdClient(card, reader.port).start()
+    client = VpcdClient(card, reader.port, netns=reader.netns).start()
     assert wait_for_card(reader.name) == ECHO_ATR
     yield card, client, reader.name
     client.stop()
@@ -120,7 +120,7 @@ def test_removal_and_reinsertion_seen_by_get_status_change(
     pcsc: PrivatePcscd, context: Any
 ) -> None:
     reader = pcsc.readers[1]
-    client = VpcdClient(EchoCard(), reader.port).start()
+    client = VpcdClient(EchoCard(), reader.port, netns=reader.netns).start()
     try:
         started = time.monotonic()
         assert pcsc.wait_for_card(reader.name) == ECHO_ATR
@@ -212,7 +212,7 @@ def test_round_trip_latency_with_and_without_quickack(pcsc: PrivatePcscd, contex
     results = {}
     for quickack, count in ((True, 2000), (False, 12)):
         reader = pcsc.readers[0 if quickack else 1]
-        client = VpcdClient(EchoCard(), reader.port, quickack=quickack).start()
+        client = VpcdClient(EchoCard(), reader.port, quickack=quickack, netns=reader.netns).start()
         try:
             wait_for_card(reader.name)
             handle, protocol = _connect(context, reader.name)

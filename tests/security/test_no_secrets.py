@@ -26,6 +26,8 @@ from harness import audit_cli
 from harness.card_server import CardServer, Endpoint, parse_endpoint
 from jpki import service
 from readers import vpcd
+from readers.netns import isolation_available
+from readers.pcscd import PrivatePcscd
 from tests.conftest import DEMO_PERSONA
 from tests.security.facts import AIDS, DEMO_SECRETS
 
@@ -196,3 +198,25 @@ def test_network_listeners_bind_loopback_unless_configured() -> None:
     # the card side connects (never listens), to loopback by default
     assert vpcd.DEFAULT_HOST == "127.0.0.1"
     assert parse_endpoint("35963").host == "127.0.0.1"
+
+
+def _listening_ports() -> set[int]:
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, encoding="ascii") as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+@pytest.mark.skipif(not isolation_available(), reason="network isolation needs root and unshare")
+def test_pcscd_vpcd_listeners_are_not_on_this_hosts_network(myna_pcscd: PrivatePcscd) -> None:
+    """Debian's vpcd listens on 0.0.0.0; ours does so only inside pcscd's own namespace."""
+    assert myna_pcscd.isolated
+    ports = {reader.port for reader in myna_pcscd.readers}
+    assert ports and not ports & _listening_ports()
+    for port in ports:
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
