@@ -170,6 +170,8 @@ class SqliteImage:
         cannot write: a card whose counters cannot be stored would give back tries.
         """
         path = Path(path)
+        if path.is_dir():
+            raise ImageError(f"{path} is a directory, not a card image")
         if not path.is_file():
             raise ImageError(f"no card image at {path}")
         _check_writable(path)
