@@ -67,6 +67,7 @@ from jpki.service import DEFAULT_HOST, PkiServer
 __all__ = ["main", "register"]
 
 Handler = Callable[[argparse.Namespace], int]
+_PORTS = range(65536)
 _TREES = {"auth": (Tree.AUTH,), "sign": (Tree.SIGN,), "both": (Tree.AUTH, Tree.SIGN)}
 _CERT_NAMES = {"auth": "auth", "sign": "sign", "both": "auth or sign"}
 _ERRORS = (PkiError, DeclarationError, RevocationError, PersonaError, OSError, ValueError)
@@ -96,6 +97,31 @@ def _line(record: CertificateRecord, status: CertificateStatus) -> str:
         f"{record.persona:<12} {record.tree.value:<4} {record.authority:<18} "
         f"{record.serial_hex:>16}  to {_moment_text(record.not_after)}  {_describe(status)}"
     )
+
+
+# --- argument types ----------------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    """``--port``: a TCP port, 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if port not in _PORTS:
+        raise argparse.ArgumentTypeError(f"{port} is out of range (0 to 65535; 0 = any free port)")
+    return port
+
+
+def _serial(text: str) -> str:
+    """``--serial``: a certificate serial number in hex, kept as written."""
+    try:
+        serial = int(text, 16)
+    except ValueError:
+        serial = -1
+    if serial < 0:
+        raise argparse.ArgumentTypeError(f"not a hexadecimal serial number: {text!r}")
+    return text
 
 
 # --- common options ----------------------------------------------------------------------------
@@ -293,7 +319,9 @@ def _common() -> argparse.ArgumentParser:
 def _targets(parser: argparse.ArgumentParser) -> None:
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--persona", metavar="LABEL", help="persona label or persona file")
-    who.add_argument("--serial", metavar="HEX", help="one certificate's serial number (hex)")
+    who.add_argument(
+        "--serial", metavar="HEX", type=_serial, help="one certificate's serial number (hex)"
+    )
     parser.add_argument(
         "--cert",
         choices=tuple(_TREES),
@@ -356,7 +384,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve = sub.add_parser("serve", parents=[common], help="serve CRLs and OCSP over HTTP")
     serve.add_argument("--host", default=DEFAULT_HOST, help="bind address (default 127.0.0.1)")
     serve.add_argument(
-        "--port", type=int, help="port (default: the declaration's base URL port; 0 = any)"
+        "--port", type=_port, help="port (default: the declaration's base URL port; 0 = any)"
     )
     serve.add_argument(
         "--frozen", action="store_true", help="the clock stands still at --at instead of running"
