@@ -7,6 +7,7 @@ named overlays and per-persona overrides, and returns one :class:`AccessRules` p
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -117,13 +118,10 @@ class AccessRules:
 
 
 def parse_fid(text: str, where: str) -> int:
-    """A 4-hex-digit file identifier."""
-    try:
-        if len(text) != 4:
-            raise ValueError
-        return int(text, 16)
-    except ValueError:
-        raise RulesError(f"{where}: {text!r} is not a 4-digit hex FID") from None
+    """A 4-hex-digit file identifier (exactly four hex digits, nothing else)."""
+    if not isinstance(text, str) or re.fullmatch(r"[0-9A-Fa-f]{4}", text) is None:
+        raise RulesError(f"{where}: {text!r} is not a 4-digit hex FID")
+    return int(text, 16)
 
 
 def _parse_condition(value: Any, where: str) -> Condition:

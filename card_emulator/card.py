@@ -65,6 +65,7 @@ class Card:
                     "open it with Card.open() or delete it to start afresh"
                 )
             return card
+        SqliteImage.check_creatable(image)  # before certificates are issued for it
         store = SqliteImage.create(image, personalize(persona))
         store.close()
         return cls.open(image, strict=strict)

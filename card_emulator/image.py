@@ -113,14 +113,22 @@ class SqliteImage:
         db.execute("PRAGMA foreign_keys=ON")
         return db
 
-    @classmethod
-    def create(cls, path: str | Path, content: CardContent) -> SqliteImage:
-        """Write a new image (mode ``0600``); refuses to overwrite an existing file."""
+    @staticmethod
+    def check_creatable(path: str | Path) -> None:
+        """Raise :class:`ImageError` unless a new image can be written at ``path``."""
         path = Path(path)
         if path.exists():
             raise ImageError(f"{path} already exists; open it instead of creating it")
         if not path.parent.is_dir():
             raise ImageError(f"{path}: directory {path.parent} does not exist")
+        if not os.access(path.parent, os.W_OK):
+            raise ImageError(f"{path}: directory {path.parent} is not writable")
+
+    @classmethod
+    def create(cls, path: str | Path, content: CardContent) -> SqliteImage:
+        """Write a new image (mode ``0600``); refuses to overwrite an existing file."""
+        path = Path(path)
+        cls.check_creatable(path)
         tmp = path.with_name(path.name + ".creating")
         tmp.unlink(missing_ok=True)
         try:
@@ -175,14 +183,18 @@ class SqliteImage:
         if not path.is_file():
             raise ImageError(f"no card image at {path}")
         _check_writable(path)
+        _precheck(path)
         try:
             db = cls._connect(path)
         except sqlite3.Error as exc:
             raise _locked_or_unwritable(path, exc) from None
         try:
+            key = _integrity_key(db, path)  # read-only checks first: a refused image is
+            if key is not None:  # left exactly as it was
+                _verify_integrity(db, key, path)
             _lock_and_probe_write(db, path)
-            key = _upgrade(db, path)
-            _verify_integrity(db, key, path)
+            if key is None:
+                key = _upgrade(db)
             content = _load(db)
         except ImageError:
             db.close()
@@ -367,14 +379,42 @@ def _locked_or_unwritable(path: Path, exc: sqlite3.Error) -> ImageError:
     )
 
 
-def _upgrade(db: sqlite3.Connection, path: Path) -> bytes:
-    """The image's integrity key; an image of an older format gets its integrity codes now."""
-    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+def _integrity_key(db: sqlite3.Connection, path: Path) -> bytes | None:
+    """The image's integrity key (``None``: an older format without integrity codes)."""
+    try:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.OperationalError as exc:
+        raise _locked_or_unwritable(path, exc) from None
     found = meta.get("format")
-    if found == IMAGE_FORMAT:
-        return bytes.fromhex(meta[_KEY])
-    if found not in _OLD_FORMATS:
+    if found in _OLD_FORMATS:
+        return None
+    if found != IMAGE_FORMAT:
         raise ImageError(f"{path}: unsupported card image format {found!r}")
+    return bytes.fromhex(meta[_KEY])
+
+
+def _precheck(path: Path) -> None:
+    """Refuse a file that is no card image, or an edited one, without touching anything.
+
+    Reads the main file as it is (``immutable``: no journal or shared-memory file is created);
+    whatever a write-ahead log still holds is checked again once the image is really open.
+    """
+    try:
+        db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    except sqlite3.Error as exc:
+        raise _locked_or_unwritable(path, exc) from None
+    try:
+        key = _integrity_key(db, path)
+        if key is not None:
+            _verify_integrity(db, key, path)
+    except (sqlite3.DatabaseError, KeyError, ValueError) as exc:
+        raise ImageError(f"{path} is not a valid card image: {exc}") from None
+    finally:
+        db.close()
+
+
+def _upgrade(db: sqlite3.Connection) -> bytes:
+    """Give an image of an older format its integrity key and codes; returns the key."""
     key = secrets.token_bytes(32)
     db.execute("BEGIN IMMEDIATE")
     db.execute("ALTER TABLE credentials ADD COLUMN mac BLOB NOT NULL DEFAULT x''")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -13,6 +14,8 @@ from typing import Any
 from apdu import TraceRecord
 from card_emulator import Card, ImageError, PersonaError
 from card_emulator import persona as persona_module
+from card_emulator.access import RulesError
+from card_emulator.content import ContentError
 from harness import audit_cli, conformance_cli, fidelity, issue_cli, pki_cli, trace_cli
 from harness.card_server import (
     MAX_READERS,
@@ -96,9 +99,25 @@ def _serve_scenario(text: str) -> tuple[dict[str, Any], Scenario | None]:
     return {}, Scenario.load(text)
 
 
+def _check_trace_path(path: Path) -> None:
+    """``serve --trace``: a file we can append to, in a directory that exists."""
+    try:
+        if path.is_dir():
+            raise UsageError(f"--trace {path}: is a directory, not a file")
+        folder = path.parent
+        if not folder.is_dir():
+            raise UsageError(f"--trace {path}: directory {folder} does not exist")
+        if not os.access(path if path.exists() else folder, os.W_OK):
+            raise UsageError(f"--trace {path}: not writable")
+    except OSError as exc:  # e.g. a file name longer than the file system allows
+        raise UsageError(f"--trace: cannot use {str(path)[:80]!r} ({exc.strerror})") from None
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     if args.image and len(args.persona) > 1:
         raise UsageError("--image goes with exactly one --persona")
+    if args.trace is not None:
+        _check_trace_path(args.trace)
     try:
         endpoints = [parse_endpoint(text) for text in args.vpcd]
     except ValueError as exc:
@@ -111,6 +130,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     personas = args.persona or [DEMO_PERSONA]
     overrides, faults = _serve_scenario(args.scenario) if args.scenario else ({}, None)
+    for path in personas:  # every persona checked before any card is made (and recorded)
+        persona_module.load(path)
     cards: list[tuple[str, ServableCard]] = []
     for path in personas:
         if args.image:
@@ -260,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         VpcdConnectError,
         ScenarioError,
         fidelity.FidelityError,
+        RulesError,
+        ContentError,
     ) as exc:
         print(f"mynacard: {exc}", file=sys.stderr)
         return 2

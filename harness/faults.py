@@ -216,8 +216,11 @@ class Scenario:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ScenarioError(f"{path}: cannot read ({exc.strerror})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ScenarioError(f"{path}: not valid TOML ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ScenarioError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        except (tomllib.TOMLDecodeError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise ScenarioError(f"{path}: not valid TOML ({reason})") from None
         return cls.from_mapping(data, str(path))
 
     def card(self, persona: str | Path, **kwargs: Any) -> FaultyCard:

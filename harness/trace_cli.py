@@ -28,7 +28,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
         card: ReplayCard = plain
         if args.scenario is not None:
             card = FaultyCard(plain, Scenario.load(args.scenario))
-        secrets = Card.from_persona(secrets_path) if Path(secrets_path).is_file() else None
+        secrets = Card.from_persona(secrets_path) if _is_file(secrets_path) else None
     except (PersonaError, ScenarioError) as exc:
         print(f"mynacard: {exc}", file=sys.stderr)
         return 2
@@ -38,6 +38,14 @@ def _cmd_trace(args: argparse.Namespace) -> int:
         print(difference.text())
     print(f"replayed {total} APDUs against {args.persona}: {len(differences)} difference(s)")
     return 1 if differences else 0
+
+
+def _is_file(path: str | Path) -> bool:
+    """``Path.is_file`` that says False for a path the OS refuses (too long, a NUL)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

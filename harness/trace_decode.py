@@ -230,59 +230,179 @@ class Trace:
 
 
 class TraceError(ValueError):
-    """A trace file that cannot be read; the message names the line."""
+    """A trace file that cannot be read; the message names the file and line."""
+
+
+MAX_LINE_BYTES = 1024 * 1024
+"""Longest trace line: an extended APDU (64 KB) as spaced hex is about 200 KB."""
+POWER_EVENTS = ("power_on", "power_off", "reset")
+"""The ``event`` values a trace may hold (replay calls the card method of that name)."""
+MAX_PERSONA_PATH = 4096
+
+_HEX_PAIR = frozenset("0123456789ABCDEFabcdef")
+
+
+class _Line:
+    """One JSON object of a trace, read field by field; errors name the file, line and field."""
+
+    def __init__(self, data: dict[str, Any], where: str) -> None:
+        self.data = data
+        self.where = where
+
+    def fail(self, message: str) -> TraceError:
+        return TraceError(f"{self.where}: {message}")
+
+    def number(self, key: str, default: float | None = None) -> float:
+        value = self.data.get(key, default)
+        if value is None:
+            raise self.fail(f"missing {key!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(f"{key!r} must be a number, not {_shown(value)}")
+        return float(value)
+
+    def optional_number(self, key: str) -> float | None:
+        return None if self.data.get(key) is None else self.number(key)
+
+    def integer(self, key: str) -> int:
+        value = self.data.get(key)
+        if value is None:
+            raise self.fail(f"missing {key!r}")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(f"{key!r} must be an integer, not {_shown(value)}")
+        return value
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self.data.get(key, default)
+        if value is None:
+            raise self.fail(f"missing {key!r}")
+        if not isinstance(value, str):
+            raise self.fail(f"{key!r} must be a string, not {_shown(value)}")
+        return value
+
+    def hex(self, key: str, *, masked: bool, default: str | None = None) -> str:
+        """Spaced hex bytes (``XX`` for masked ones when ``masked``), as the recorders write."""
+        value = self.text(key, default)
+        digits = value.replace(" ", "")
+        pairs = [digits[i : i + 2] for i in range(0, len(digits), 2)]
+        if len(digits) % 2 or not all(
+            (masked and pair == "XX") or set(pair) <= _HEX_PAIR for pair in pairs
+        ):
+            raise self.fail(f"{key!r} is not hex bytes: {_shown(value)}")
+        return value
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= 40 else f"{text[:40]}…"
+
+
+def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """``(number, text)`` of each line; TraceError for unreadable, binary or huge input."""
+    try:
+        with Path(path).open("rb") as file:
+            number = 0
+            while True:
+                raw = file.readline(MAX_LINE_BYTES + 1)
+                if not raw:
+                    return
+                number += 1
+                if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    raise TraceError(
+                        f"{path}:{number}: line longer than {MAX_LINE_BYTES // 1024} KB "
+                        "(not a trace)"
+                    )
+                try:
+                    yield number, raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise TraceError(
+                        f"{path}:{number}: not UTF-8 text (a binary file, not a trace)"
+                    ) from None
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # a NUL in the path
+        if isinstance(exc, TraceError):
+            raise
+        raise TraceError(f"{_shown(str(path))}: cannot read ({exc})") from None
 
 
 def read_trace(path: str | Path) -> Trace:
-    """Parse a JSON Lines trace (also the plain records of ``mynacard serve --trace``)."""
+    """Parse a JSON Lines trace (also the plain records of ``mynacard serve --trace``).
+
+    Every line is checked (a JSON object of a known type with the fields of that type, of the
+    right types); :class:`TraceError` names the file, line and field of the first bad one.
+    """
     trace = Trace()
-    pending: dict[int, dict[str, Any]] = {}
+    pending: dict[int, Exchange] = {}
     seq = 0
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise TraceError(f"{path}: cannot read ({exc.strerror})") from None
     decoder = Decoder()
-    for number, line in enumerate(lines, 1):
+    for number, line in _lines(path):
         if not line.strip():
             continue
+        where = f"{path}:{number}"
         try:
             data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TraceError(f"{path}:{number}: not JSON ({exc.msg})") from None
+        except RecursionError:
+            raise TraceError(f"{where}: not JSON (nested too deeply)") from None
+        except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
+            message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise TraceError(f"{where}: not JSON ({message})") from None
+        if not isinstance(data, dict):
+            raise TraceError(f"{where}: expected a JSON object, got {_shown(data)}")
+        item = _Line(data, where)
         kind = data.get("type", "apdu" if "dir" in data else "record")
         if kind == "header":
+            persona = data.get("persona")
+            if persona is not None:
+                text = item.text("persona")
+                if not text or "\0" in text or len(text) > MAX_PERSONA_PATH:
+                    raise item.fail(f"'persona' is not a file path: {_shown(text)}")
             trace.header = data
         elif kind == "event":
+            event = item.text("event")
+            if event not in POWER_EVENTS:
+                raise item.fail(f"'event' must be one of {', '.join(POWER_EVENTS)}, not {event!r}")
             decoder.reset()
-            trace.items.append(Event(float(data.get("t", 0)), str(data["event"])))
+            trace.items.append(Event(item.number("t", 0), event))
         elif kind == "record":  # CardServer's TraceWriter: one line per exchange
             seq += 1
-            command = str(data["command"])
+            command = item.hex("command", masked=True)
+            response = item.hex("response", masked=False, default="")
             raw = bytes.fromhex(command.replace("XX", "00").replace(" ", ""))
-            response = str(data.get("response", ""))
             meaning = decoder.command(raw, bytes.fromhex(response.replace(" ", "")))
             trace.items.append(
-                Exchange(seq, float(data["t"]), command, response, meaning, data.get("duration_ms"))
+                Exchange(
+                    seq,
+                    item.number("t"),
+                    command,
+                    response,
+                    meaning,
+                    item.optional_number("duration_ms"),
+                )
             )
-        elif data.get("dir") == "command":
-            pending[int(data["seq"])] = data
-        elif data.get("dir") == "response":
-            cmd = pending.pop(int(data["seq"]), None)
+        elif kind == "apdu" and data.get("dir") == "command":
+            pending[item.integer("seq")] = Exchange(
+                item.integer("seq"),
+                item.number("t"),
+                item.hex("apdu", masked=True),
+                "",
+                item.text("meaning", ""),
+            )
+        elif kind == "apdu" and data.get("dir") == "response":
+            cmd = pending.pop(item.integer("seq"), None)
             if cmd is None:
-                raise TraceError(f"{path}:{number}: response without a command")
+                raise item.fail("response without a command")
             trace.items.append(
                 Exchange(
-                    int(data["seq"]),
-                    float(cmd["t"]),
-                    str(cmd["apdu"]),
-                    str(data["apdu"]),
-                    str(cmd.get("meaning", "")),
-                    data.get("duration_ms"),
+                    cmd.seq,
+                    cmd.t,
+                    cmd.command,
+                    item.hex("apdu", masked=False),
+                    cmd.meaning,
+                    item.optional_number("duration_ms"),
                 )
             )
         else:
-            raise TraceError(f"{path}:{number}: unknown line {line[:60]!r}")
+            raise item.fail(f"unknown line {line.strip()[:60]!r}")
     return trace
 
 
