@@ -23,11 +23,14 @@ import socket
 import struct
 import sys
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 CLONE_NEWNET = 0x40000000
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
+T = TypeVar("T")
 
 
 class NamespaceError(OSError):
@@ -72,22 +75,28 @@ def _loopback_up() -> None:
             fcntl.ioctl(probe, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
 
 
-def connect_in(netns: str, host: str, port: int, timeout: float) -> socket.socket:
-    """A TCP connection to ``host:port`` made inside the network namespace at ``netns``."""
-    outcome: list[socket.socket | BaseException] = []
+def run_in(netns: str, function: Callable[[], T]) -> T:
+    """``function()`` run in a helper thread that has joined the network namespace at
+    ``netns`` (with its loopback up); sockets it creates keep working after it returns."""
+    outcome: list[T | BaseException] = []
 
-    def connect() -> None:
+    def call() -> None:
         try:
             _setns(netns)
             _loopback_up()
-            outcome.append(socket.create_connection((host, port), timeout=timeout))
+            outcome.append(function())
         except BaseException as exc:  # handed to the caller's thread
             outcome.append(exc)
 
-    worker = threading.Thread(target=connect, name=f"netns-connect-{port}", daemon=True)
+    worker = threading.Thread(target=call, name="netns-helper", daemon=True)
     worker.start()
     worker.join()
     result = outcome[0]
     if isinstance(result, BaseException):
         raise result
     return result
+
+
+def connect_in(netns: str, host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to ``host:port`` made inside the network namespace at ``netns``."""
+    return run_in(netns, lambda: socket.create_connection((host, port), timeout=timeout))

@@ -40,9 +40,11 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from readers import netns as netns_module
 from readers.virtual_card import VirtualCard
 
 __all__ = [
@@ -222,9 +224,13 @@ class ViccRunner:
         host: str = "127.0.0.1",
         *,
         connect_timeout: float = 10.0,
+        netns: Callable[[], str | None] | None = None,
     ) -> None:
+        """``netns`` names the network namespace of the port (a network-isolated pcscd's
+        :attr:`~readers.pcscd.VpcdReader.netns`)."""
         if not 0 < port < 65536:
             raise ValueError(f"port out of range: {port}")
+        self.netns = netns
         self.card = card
         self.port = port
         self.host = host
@@ -270,6 +276,12 @@ class ViccRunner:
         return icc
 
     def _construct(self, library: Any) -> Any:
+        path = self.netns() if self.netns is not None else None
+        if path is not None:  # the library makes its socket in __init__: make it in there
+            return netns_module.run_in(path, lambda: self._construct_here(library))
+        return self._construct_here(library)
+
+    def _construct_here(self, library: Any) -> Any:
         try:
             return library.VirtualICC(
                 None, "iso7816", self.host, self.port, logginglevel=logging.WARNING
@@ -331,8 +343,13 @@ class ViccRunner:
 
 
 def serve_vicc(
-    card: VirtualCard, port: int, host: str = "127.0.0.1", *, connect_timeout: float = 10.0
+    card: VirtualCard,
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    connect_timeout: float = 10.0,
+    netns: Callable[[], str | None] | None = None,
 ) -> ViccRunner:
     """Put ``card`` into the vpcd slot at ``host:port`` through ``VirtualICC``; returns the
     started :class:`ViccRunner` (call ``stop()`` to remove the card)."""
-    return ViccRunner(card, port, host, connect_timeout=connect_timeout).start()
+    return ViccRunner(card, port, host, connect_timeout=connect_timeout, netns=netns).start()

@@ -51,7 +51,7 @@ def test_vicc_serves_the_card_through_pcscd(
     _, reader = spare_readers[0]
     card = Card.from_persona(DEMO_PERSONA)
     root_handlers = list(logging.getLogger().handlers)
-    runner = serve_vicc(card, reader.port)
+    runner = serve_vicc(card, reader.port, netns=reader.netns)
     try:
         assert wait_for_card(reader.name) == card.atr
         with PcscTransport(reader.name) as transport:
