@@ -248,6 +248,7 @@ def _images(persona: Persona, given: Mapping[str, bytes] | None = None) -> dict[
 
 def _other_applications(
     persona: Persona,
+    store: PkiStore,
     keys: KeySource = fresh_keys,
     images: Mapping[str, bytes] | None = None,
 ) -> list[Application]:
@@ -262,7 +263,7 @@ def _other_applications(
         pin=persona.pins.text,
         check_code_b=code_b,
         serial=card.serial,
-        signer=default_cv_signer("text"),
+        signer=_cv_signer(str(store.directory), "text"),
         ap_key=keys("text_ap"),
         sm_key=keys("text_sm"),
         blocked_value=b"\x00\x00\x00\x00",
@@ -277,7 +278,7 @@ def _other_applications(
         birth_date_key=birth_date_key(h.birth_date),
         check_code_b=code_b,
         images=_images(persona, images),
-        signer=default_cv_signer("kenmen"),
+        signer=_cv_signer(str(store.directory), "kenmen"),
         card_key=keys("kenmen_card"),
     )
     common = common_ap.build(
@@ -355,10 +356,11 @@ def personalize(
     overlays = ["smartphone"] if persona.smartphone else []
     rules = load_rules(overlays, persona.access)
     jpki_app, jpki_meta = _jpki_application(persona, clock, store, keys)
-    others = _other_applications(persona, keys, images)
+    store = store or pki_store()  # every signer comes from this one PKI
+    others = _other_applications(persona, store, keys, images)
     card_key = next(app for app in others if app.name == "kenmen").default_key()
     assert card_key is not None
-    mf_chain = _cv_signer(str((store or pki_store()).directory), "mf")
+    mf_chain = _cv_signer(str(store.directory), "mf")
     content = CardContent(
         atr=persona.card.atr,
         applications=[jpki_app, *others],

@@ -1,0 +1,36 @@
+"""Personalization with an explicit PKI signs everything with it and leaves the default alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from card_emulator import Card
+from card_emulator import persona as persona_module
+from card_emulator.personalize import personalize
+from jpki.pki_store import PkiStore
+from readers.client import MynaClient
+from readers.kenmen_ap import KenmenReader
+from readers.text_ap import TextApReader
+from readers.transport import InProcessTransport
+from tests.conftest import DEMO_PERSONA
+
+
+def test_a_private_store_signs_every_record_and_the_default_store_is_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default = tmp_path / "default-pki"  # empty: must stay so
+    monkeypatch.setenv("MYNACARD_PKI", str(default))
+    private = PkiStore.open(tmp_path / "private-pki")
+    content = personalize(persona_module.load(DEMO_PERSONA), store=private)
+    card = Card(content)
+    client = MynaClient(InProcessTransport(card))
+    text = TextApReader(client)
+    text.unlock_with_pin("1234")
+    number, _ = text.verify(private.cv_root_public_key("text"))
+    assert number == "314159265352"
+    face = KenmenReader(client)
+    face.unlock_with_check_code_a("314159265352")
+    face.face(private.cv_root_public_key("kenmen"))
+    assert not default.exists() or not any(default.iterdir())
