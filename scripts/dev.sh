@@ -100,6 +100,8 @@ run_tests() {
     }
     log "mypy"
     "$VENV/bin/mypy"
+    log "import contract (docs/architecture.md)"
+    "$VENV/bin/lint-imports"
     log "pytest"
     "$VENV/bin/python" -m pytest "$@"
 }
