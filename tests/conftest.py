@@ -48,3 +48,17 @@ def card() -> Card:
 def tx(card: Card) -> Transmit:
     """``tx("00 A4 ...")`` → (data, SW) against the ``card`` fixture."""
     return lambda command: exchange(card, command)
+
+
+def listening_ports() -> set[int]:
+    """TCP ports in LISTEN state in this process's network namespace (/proc/net/tcp{,6})."""
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        with open(table, encoding="ascii") as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports

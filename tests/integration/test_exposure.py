@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -22,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from readers.netns import isolation_available
-from tests.conftest import ROOT
-from tests.integration.test_serve import start_serve
+from tests.conftest import ROOT, listening_ports
+from tests.integration.test_serve import opensc_list, start_serve
 
 pytestmark = pytest.mark.skipif(
     not isolation_available(), reason="network isolation needs root and util-linux's unshare"
@@ -41,28 +40,8 @@ def host_addresses() -> list[str]:
     return sorted(set(found) | {"127.0.0.1"})
 
 
-def listening_ports() -> set[int]:
-    """TCP ports in LISTEN state in this process's network namespace (/proc/net/tcp{,6})."""
-    ports: set[int] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError), open(table, encoding="ascii") as lines:
-            for line in list(lines)[1:]:
-                fields = line.split()
-                if fields[3] == "0A":  # LISTEN
-                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
 def pcsc_lists_a_card(socket_path: str, env: dict[str, str]) -> bool:
-    listed = subprocess.run(
-        ["opensc-tool", "-l"],
-        env={**env, "PCSCLITE_CSOCK_NAME": socket_path},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    return "Yes" in listed.stdout
+    return "Yes" in opensc_list(socket_path, env, check=False)
 
 
 @pytest.mark.pcsc

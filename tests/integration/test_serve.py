@@ -40,6 +40,23 @@ def start_serve(*args: str, cwd: Path) -> tuple[subprocess.Popen[str], str, str,
     return serve, "".join(lines), export.rsplit("=", 1)[1].strip(), env
 
 
+def pcsc_tool(socket_path: str, env: dict[str, str], *argv: str, check: bool = True) -> str:
+    """What a PC/SC tool prints when run against the pcscd at ``socket_path``."""
+    return subprocess.run(
+        argv,
+        env={**env, "PCSCLITE_CSOCK_NAME": socket_path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    ).stdout
+
+
+def opensc_list(socket_path: str, env: dict[str, str], *, check: bool = True) -> str:
+    """What ``opensc-tool -l`` prints for the readers of the pcscd at ``socket_path``."""
+    return pcsc_tool(socket_path, env, "opensc-tool", "-l", check=check)
+
+
 @pytest.mark.pcsc
 def test_serve_until_sigterm(tmp_path: Path) -> None:
     trace = tmp_path / "apdus.jsonl"
@@ -48,24 +65,9 @@ def test_serve_until_sigterm(tmp_path: Path) -> None:
         assert "← demo: 番号\u3000花子, JPKIAPICCTOKEN2" in text, text
         pcscd_line = next(line for line in text.splitlines() if line.startswith("pcscd (pid "))
         pcscd_pid = int(pcscd_line.split("(pid ", 1)[1].split(")", 1)[0])
-        listed = subprocess.run(
-            ["opensc-tool", "-l"],
-            env={**env, "PCSCLITE_CSOCK_NAME": socket_path},
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        assert "Yes" in listed.stdout  # a card is present
-        certificates = subprocess.run(
-            ["pkcs15-tool", "--list-certificates"],
-            env={**env, "PCSCLITE_CSOCK_NAME": socket_path},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        assert "User Authentication Certificate" in certificates.stdout
+        assert "Yes" in opensc_list(socket_path, env)  # a card is present
+        certificates = pcsc_tool(socket_path, env, "pkcs15-tool", "--list-certificates")
+        assert "User Authentication Certificate" in certificates
     finally:
         serve.send_signal(signal.SIGTERM)
         rest, _ = serve.communicate(timeout=20)

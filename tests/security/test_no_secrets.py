@@ -28,7 +28,7 @@ from jpki import service
 from readers import vpcd
 from readers.netns import isolation_available
 from readers.pcscd import PrivatePcscd
-from tests.conftest import DEMO_PERSONA
+from tests.conftest import DEMO_PERSONA, listening_ports
 from tests.security.facts import AIDS, DEMO_SECRETS
 
 NEW_PIN = b"5678"
@@ -200,23 +200,12 @@ def test_network_listeners_bind_loopback_unless_configured() -> None:
     assert parse_endpoint("35963").host == "127.0.0.1"
 
 
-def _listening_ports() -> set[int]:
-    ports: set[int] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table, encoding="ascii") as lines:
-            for line in list(lines)[1:]:
-                fields = line.split()
-                if fields[3] == "0A":  # LISTEN
-                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
 @pytest.mark.skipif(not isolation_available(), reason="network isolation needs root and unshare")
 def test_pcscd_vpcd_listeners_are_not_on_this_hosts_network(myna_pcscd: PrivatePcscd) -> None:
     """Debian's vpcd listens on 0.0.0.0; ours does so only inside pcscd's own namespace."""
     assert myna_pcscd.isolated
     ports = {reader.port for reader in myna_pcscd.readers}
-    assert ports and not ports & _listening_ports()
+    assert ports and not ports & listening_ports()
     for port in ports:
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()

@@ -84,6 +84,14 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return image
 
 
+def failing_card(pristine: Path, tmp_path: Path, fail_at: int) -> tuple[Path, Card]:
+    """A copy of the pristine image, served through a store whose ``fail_at``-th write fails."""
+    image = tmp_path / "card.sqlite"
+    shutil.copy(pristine, image)
+    store, content = SqliteImage.open(image)
+    return image, Card(content, FailingStore(store, fail_at), strict=True)
+
+
 def _model(until: int) -> dict[tuple[str, int], tuple[int, bytes]]:
     """Counters and values after the first ``until`` script steps succeeded."""
     state = {AUTH: (3, b"1234"), SIGN: (5, b"ABC123")}
@@ -105,11 +113,7 @@ def _model(until: int) -> dict[tuple[str, int], tuple[int, bytes]]:
 def test_a_failed_write_at_every_point_spends_and_reveals_nothing(
     pristine: Path, tmp_path: Path, fail_at: int
 ) -> None:
-    image = tmp_path / "card.sqlite"
-    shutil.copy(pristine, image)
-    store, content = SqliteImage.open(image)
-    failing = FailingStore(store, fail_at)
-    card = Card(content, failing, strict=True)
+    image, card = failing_card(pristine, tmp_path, fail_at)
     writes = 0
     for step, (name, apdu, answer, step_writes) in enumerate(SCRIPT):
         if writes + step_writes < fail_at:
@@ -152,10 +156,7 @@ def test_a_failed_write_at_every_point_spends_and_reveals_nothing(
 def test_right_and_wrong_values_get_the_same_answer_when_storage_fails(
     pristine: Path, tmp_path: Path, step: str
 ) -> None:
-    image = tmp_path / "card.sqlite"
-    shutil.copy(pristine, image)
-    store, content = SqliteImage.open(image)
-    card = Card(content, FailingStore(store, 1))
+    image, card = failing_card(pristine, tmp_path, 1)
     assert sw(card, SELECT_JPKI) == 0x9000
     assert sw(card, "00A4020C020018") == 0x9000
     value = "31323334" if step == "right PIN" else "39393939"
