@@ -21,13 +21,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from card_emulator import Card
+from readers.vicc import ViccRunner, load_virtualsmartcard
+from readers.virtual_card import EchoCard
+from readers.vpcd import VpcdClient
 
-from card_emulator import Card  # noqa: E402
-from readers.vicc import ViccRunner, load_virtualsmartcard  # noqa: E402
-from readers.virtual_card import EchoCard  # noqa: E402
-from readers.vpcd import VpcdClient  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PERSONA = ROOT / "vectors" / "personas" / "demo.toml"
 KINDS = ("ours", "echo", "vicc")

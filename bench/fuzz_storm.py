@@ -15,12 +15,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from apdu.status import is_valid
+from card_emulator import Card
+from harness.apdu_storm import storm
 
-from apdu.status import is_valid  # noqa: E402
-from card_emulator import Card  # noqa: E402
-from tests.security.apdu_mutator import storm  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEMO_PERSONA = ROOT / "vectors" / "personas" / "demo.toml"
 

@@ -21,10 +21,9 @@ import sys
 import threading
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from card_emulator import Card
 
-from card_emulator import Card  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PERSONA = ROOT / "vectors" / "personas" / "demo.toml"
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)

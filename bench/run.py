@@ -35,19 +35,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+
+from card_emulator import Card
+from harness import issue_cli
+from readers.client import JpkiCredential, MynaClient
+from readers.pcsc import PcscTransport, PcscTransportError
+from readers.pcscd import PrivatePcscd
+from readers.vicc import ViccUnavailableError, load_virtualsmartcard
+from readers.vpcd import VpcdClient
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils  # noqa: E402
-
-from card_emulator import Card  # noqa: E402
-from harness import issue_cli  # noqa: E402
-from readers.client import JpkiCredential, MynaClient  # noqa: E402
-from readers.pcsc import PcscTransport, PcscTransportError  # noqa: E402
-from readers.pcscd import PrivatePcscd  # noqa: E402
-from readers.vicc import ViccUnavailableError, load_virtualsmartcard  # noqa: E402
-from readers.vpcd import VpcdClient  # noqa: E402
 
 PERSONA = ROOT / "vectors" / "personas" / "demo.toml"
 CARD_HOST = ROOT / "bench" / "card_host.py"

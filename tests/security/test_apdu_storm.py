@@ -6,8 +6,8 @@ import random
 
 from apdu.status import is_valid
 from card_emulator import Card
+from harness.apdu_storm import storm
 from tests.conftest import DEMO_PERSONA
-from tests.security.apdu_mutator import storm
 from tests.security.test_access_fuzz import _key_windows
 
 COUNT = 50_000
