@@ -4,7 +4,7 @@ This package imports nothing else of the project.
 """
 
 from apdu.command import Case, CommandApdu, carries_secret, mask_hex
-from apdu.errors import CodecError
+from apdu.errors import CodecError, MynacardError
 from apdu.response import ResponseApdu
 from apdu.status import StatusWord, describe, retries_in, retries_left
 from apdu.tlv import Tlv
@@ -14,6 +14,7 @@ __all__ = [
     "Case",
     "CodecError",
     "CommandApdu",
+    "MynacardError",
     "ResponseApdu",
     "StatusWord",
     "Tlv",

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from apdu.errors import MynacardError
+
 RULES_RESOURCE = "access_rules.toml"
 NEVER = "never"
 
 
-class RulesError(ValueError):
+class RulesError(MynacardError, ValueError):
     """An access-rule table or override that does not parse."""
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from apdu.errors import MynacardError
 from card_emulator.access import AccessRules, Condition
 from card_emulator.objects import Application
 from card_emulator.policy import CardPolicy
 
 
-class ContentError(ValueError):
+class ContentError(MynacardError, ValueError):
     """A card whose content contradicts its own access rules."""
 
 

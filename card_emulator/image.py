@@ -29,6 +29,7 @@ from typing import Protocol
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from apdu.errors import MynacardError
 from card_emulator.access import AccessRules
 from card_emulator.content import CardContent
 from card_emulator.objects import (
@@ -68,11 +69,11 @@ CREATE TABLE credentials (
 """
 
 
-class ImageError(RuntimeError):
+class ImageError(MynacardError, RuntimeError):
     """A card image that cannot be created or opened."""
 
 
-class StorageError(RuntimeError):
+class StorageError(MynacardError, RuntimeError):
     """A credential change that could not be made durable (the image is not writable)."""
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from apdu.errors import MynacardError
 from card_emulator import mynumber, render
 from card_emulator.access import RulesError, load_rules, parse_fid
 from card_emulator.apps import text as text_ap
@@ -62,7 +63,7 @@ _FORBIDDEN_CATEGORIES = {
 IMAGE_KINDS = ("name", "address", "photo", "my_number", "security_code")
 
 
-class PersonaError(ValueError):
+class PersonaError(MynacardError, ValueError):
     """A persona that cannot be used; the message names the field."""
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from apdu import CommandApdu, builders, retries_in
+from apdu.errors import MynacardError
 from card_emulator.access import AccessRules, RulesError, load_rules
 from card_emulator.apps import common, jpki, juki, kenmen, text
 from card_emulator.credential_names import CREDENTIALS
@@ -65,7 +66,7 @@ PROBE_CHALLENGE = hashlib.sha256(b"mynacard access audit challenge").digest()
 SMARTPHONE_TOKENS = ("JPKIAPGPSETOKEN",)
 
 
-class AuditError(RuntimeError):
+class AuditError(MynacardError, RuntimeError):
     """The audit could not run (bad credentials file, rules file, card not answering)."""
 
 

@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import IO, Protocol
 
 from apdu import TraceRecord
+from apdu.errors import MynacardError
 from readers.pcscd import (
     DEFAULT_SOCKET,
     SOCKET_ENV,
@@ -62,7 +63,7 @@ class ServableCard(VirtualCard, Protocol):
         ...
 
 
-class ServeError(RuntimeError):
+class ServeError(MynacardError, RuntimeError):
     """The cards could not be put into readers."""
 
 

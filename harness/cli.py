@@ -11,29 +11,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from apdu import TraceRecord
-from card_emulator import Card, ImageError, PersonaError
+from apdu import MynacardError, TraceRecord
+from card_emulator import Card
 from card_emulator import persona as persona_module
-from card_emulator.access import RulesError
-from card_emulator.content import ContentError
 from harness import audit_cli, conformance_cli, fidelity, issue_cli, pki_cli, trace_cli
 from harness.card_server import (
     MAX_READERS,
     CardServer,
     ServableCard,
-    ServeError,
     parse_endpoint,
 )
 from harness.demo import run_demo
-from harness.faults import FaultyCard, Scenario, ScenarioError
+from harness.faults import FaultyCard, Scenario
 from harness.kiosk_catalogue import load_catalogue
 from harness.personas import card_from_persona
 from harness.summary import jpki_summary
-from readers.client import CardError, InterlockError, MynaClient
-from readers.pcscd import PcscError
+from readers.client import MynaClient
 from readers.text_ap import parse_attributes
 from readers.transport import InProcessTransport
-from readers.vpcd import VpcdConnectError
 
 DEMO_PERSONA = Path(__file__).resolve().parent.parent / "vectors" / "personas" / "demo.toml"
 
@@ -271,19 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except UsageError as exc:
         parser.error(str(exc))
-    except (
-        PersonaError,
-        ImageError,
-        CardError,
-        InterlockError,
-        ServeError,
-        PcscError,
-        VpcdConnectError,
-        ScenarioError,
-        fidelity.FidelityError,
-        RulesError,
-        ContentError,
-    ) as exc:
+    except MynacardError as exc:  # every error raised on purpose names what is wrong
         print(f"mynacard: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

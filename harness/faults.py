@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from apdu import CodecError, CommandApdu
+from apdu.errors import MynacardError
 from card_emulator.atrs import resolve_atr
 from card_emulator.credential_names import CREDENTIALS
 from harness.personas import card_from_persona
@@ -64,7 +65,7 @@ KINDS = ("latency", "status", "remove", "glitch", "truncate", "extended")
 SW_WRONG_LENGTH = b"\x67\x00"
 
 
-class ScenarioError(ValueError):
+class ScenarioError(MynacardError, ValueError):
     """A scenario that cannot be used; the message names the field."""
 
 

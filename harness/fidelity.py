@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from apdu.errors import MynacardError
 from card_emulator.access import load_rules
 from card_emulator.credential_names import CREDENTIALS
 from card_emulator.persona import CardData
@@ -31,7 +32,7 @@ GRADES = {
 _OVERRIDE = re.compile(r"\b(policy|access|counters|card)\.([\w.<>]+)")
 
 
-class FidelityError(ValueError):
+class FidelityError(MynacardError, ValueError):
     """The fidelity table contradicts the code (the message names the entry)."""
 
 

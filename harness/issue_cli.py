@@ -59,6 +59,7 @@ from typing import IO, Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from apdu.errors import MynacardError
 from card_emulator import ImageError, PersonaError, mynumber, render
 from card_emulator import persona as persona_module
 from card_emulator.content import CardContent
@@ -125,7 +126,7 @@ ADULT_AGES = (20, 80)
 _DERIVED_IMAGE_KINDS = ("name", "address", "my_number", "security_code")
 
 
-class IssueError(ValueError):
+class IssueError(MynacardError, ValueError):
     """Bad arguments, a bad base persona or output directory, or a card that could not be made."""
 
 

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import IO, Any, Protocol
 
 from apdu import CodecError, CommandApdu, describe, mask_hex
+from apdu.errors import MynacardError
 
 APPLICATIONS: dict[bytes, tuple[str, str]] = {
     bytes.fromhex("D392F000260100000001"): ("jpki", "公的個人認証AP"),
@@ -229,7 +230,7 @@ class Trace:
         return [item for item in self.items if isinstance(item, Exchange)]
 
 
-class TraceError(ValueError):
+class TraceError(MynacardError, ValueError):
     """A trace file that cannot be read; the message names the file and line."""
 
 

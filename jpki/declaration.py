@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from apdu.errors import MynacardError
 from jpki.clock import jst_day_end, jst_day_start
 from jpki.names import NameStyle, Tree
 from jpki.toml_fields import FieldTable
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 
-class DeclarationError(ValueError):
+class DeclarationError(MynacardError, ValueError):
     """A PKI declaration that cannot be used; the message names the field."""
 
 

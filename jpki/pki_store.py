@@ -40,6 +40,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from apdu.errors import MynacardError
 from jpki.ca import CertificateAuthority
 from jpki.card_data_signer import CardDataSigner
 from jpki.clock import JST, Clock, default_clock
@@ -107,7 +108,7 @@ _SERIAL_ATTEMPTS = 8
 _T = TypeVar("_T")
 
 
-class PkiError(ValueError):
+class PkiError(MynacardError, ValueError):
     """A PKI operation that cannot be done (the message says why)."""
 
 

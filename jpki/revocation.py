@@ -28,6 +28,8 @@ from enum import Enum
 
 from cryptography import x509
 
+from apdu.errors import MynacardError
+
 __all__ = [
     "CertificateState",
     "CertificateStatus",
@@ -43,7 +45,7 @@ __all__ = [
 ]
 
 
-class RevocationError(ValueError):
+class RevocationError(MynacardError, ValueError):
     """A revocation request that cannot be applied (the message says why)."""
 
 

@@ -14,6 +14,7 @@ from enum import Enum
 from cryptography import x509
 
 from apdu import CodecError, CommandApdu, ResponseApdu, builders, tlv
+from apdu.errors import MynacardError
 from readers.transport import Transport
 
 JPKI_AID = bytes.fromhex("D392F000260100000001")
@@ -29,7 +30,7 @@ CHUNK = 256
 HEADER_PROBE = 8  # enough bytes for any tag and length this card uses
 
 
-class CardError(RuntimeError):
+class CardError(MynacardError, RuntimeError):
     """The card answered a status word other than ``9000``."""
 
     def __init__(self, what: str, response: ResponseApdu) -> None:
@@ -38,7 +39,28 @@ class CardError(RuntimeError):
         self.response = response
 
 
-class InterlockError(RuntimeError):
+class WrongPinError(CardError):
+    """A VERIFY answered ``63Cx``: the value was wrong; :attr:`tries_left` remain (0: blocked)."""
+
+    def __init__(self, what: str, response: ResponseApdu) -> None:
+        super().__init__(what, response)
+        self.tries_left: int = response.retries or 0
+
+
+class PinBlockedError(CardError):
+    """A VERIFY answered ``6984``: the credential is blocked (only the municipality resets it)."""
+
+
+def card_error(what: str, response: ResponseApdu) -> CardError:
+    """The most precise :class:`CardError` for ``response``."""
+    if response.retries is not None:
+        return WrongPinError(what, response)
+    if response.sw == 0x6984:
+        return PinBlockedError(what, response)
+    return CardError(what, response)
+
+
+class InterlockError(MynacardError, RuntimeError):
     """A VERIFY that could block a credential was refused without ``force=True``."""
 
 
@@ -96,7 +118,7 @@ class MynaClient:
         """Exchange and raise :class:`CardError` unless the card answered ``9000``."""
         response = self.send(command)
         if not response.ok:
-            raise CardError(what, response)
+            raise card_error(what, response)
         return response.data
 
     def select_application(self, aid: bytes) -> None:

@@ -67,6 +67,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
+from apdu.errors import MynacardError
 from readers import netns as netns_module
 
 __all__ = [
@@ -113,7 +114,7 @@ _CACHE_HINT = (
 )
 
 
-class PcscError(RuntimeError):
+class PcscError(MynacardError, RuntimeError):
     """A PC/SC call failed, or pcscd is not in the state we need."""
 
 

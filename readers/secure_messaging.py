@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from apdu import CommandApdu, tlv
 from apdu import secure_messaging as sm
+from apdu.errors import MynacardError
 from jpki.cv_certificate import decode_rsa_public_key
 from readers.client import CardError, MynaClient
 from readers.text_ap import AID, Attributes, parse_attributes, parse_my_number, verify_text_ap
@@ -33,7 +34,7 @@ _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(
 _READ_WHOLE = 65536
 
 
-class SessionBrokenError(RuntimeError):
+class SessionBrokenError(MynacardError, RuntimeError):
     """The card reported a secure-messaging error; the session cannot continue."""
 
 

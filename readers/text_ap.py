@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from apdu import CodecError, tlv
+from apdu.errors import MynacardError
 from jpki.cv_certificate import CvCertificate
 from readers.client import MynaClient
 
@@ -26,7 +27,7 @@ INTEGRITY_SIZE = 336
 CV_CERTIFICATE_SIZE = 568
 
 
-class VerificationError(ValueError):
+class VerificationError(MynacardError, ValueError):
     """Card data whose signature or digest does not check out."""
 
 

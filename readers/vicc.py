@@ -44,6 +44,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from apdu.errors import MynacardError
 from readers import netns as netns_module
 from readers.virtual_card import VirtualCard
 
@@ -71,11 +72,11 @@ _SW_NO_DIAGNOSIS = b"\x6f\x00"
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
-class ViccUnavailableError(ImportError):
+class ViccUnavailableError(MynacardError, ImportError):
     """The ``virtualsmartcard`` library (or its pycryptodome dependency) is not importable."""
 
 
-class ViccConnectError(ConnectionError):
+class ViccConnectError(MynacardError, ConnectionError):
     """vpcd did not accept the vicc card's connection within the timeout."""
 
 

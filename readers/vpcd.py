@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
+from apdu.errors import MynacardError
 from readers import netns as netns_module
 from readers.virtual_card import VirtualCard
 
@@ -65,7 +66,7 @@ _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 ApduHook = Callable[[bytes, bytes], object]
 
 
-class VpcdConnectError(ConnectionError):
+class VpcdConnectError(MynacardError, ConnectionError):
     """vpcd did not accept the card's connection within the connect timeout."""
 
 

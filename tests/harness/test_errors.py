@@ -1,0 +1,56 @@
+"""One root error for the project, and a wrong PIN that says how many tries are left."""
+
+from __future__ import annotations
+
+import pytest
+
+from apdu import CodecError, MynacardError
+from card_emulator import Card, ImageError, PersonaError
+from card_emulator.access import RulesError
+from card_emulator.content import ContentError
+from card_emulator.image import StorageError
+from harness.audit import AuditError
+from harness.card_server import ServeError
+from harness.faults import ScenarioError
+from harness.fidelity import FidelityError
+from harness.issue_cli import IssueError
+from harness.trace_decode import TraceError
+from jpki.declaration import DeclarationError
+from jpki.pki_store import PkiError
+from jpki.revocation import RevocationError
+from readers.client import CardError, InterlockError, MynaClient, PinBlockedError, WrongPinError
+from readers.pcscd import PcscError
+from readers.secure_messaging import SessionBrokenError
+from readers.text_ap import VerificationError
+from readers.transport import InProcessTransport
+from readers.vicc import ViccConnectError, ViccUnavailableError
+from readers.vpcd import VpcdConnectError
+from tests.conftest import DEMO_PERSONA
+
+TEXT_AID = bytes.fromhex("D3921000310001010408")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        CodecError, PersonaError, ImageError, StorageError, RulesError, ContentError,
+        AuditError, ServeError, ScenarioError, FidelityError, IssueError, TraceError,
+        DeclarationError, PkiError, RevocationError, CardError, InterlockError, PcscError,
+        SessionBrokenError, VerificationError, ViccConnectError, ViccUnavailableError,
+        VpcdConnectError,
+    ],
+)  # fmt: skip
+def test_every_error_raised_on_purpose_has_the_one_root(error: type[Exception]) -> None:
+    assert issubclass(error, MynacardError)
+
+
+def test_a_wrong_pin_carries_the_tries_left_and_a_blocked_one_says_so() -> None:
+    client = MynaClient(InProcessTransport(Card.from_persona(DEMO_PERSONA)))
+    for left in (2, 1, 0):
+        with pytest.raises(WrongPinError) as wrong:
+            client.unlock(TEXT_AID, 0x0011, "9999")
+        assert wrong.value.tries_left == left
+        assert wrong.value.sw == 0x63C0 | left
+        assert isinstance(wrong.value, CardError)
+    with pytest.raises(PinBlockedError, match="blocked"):
+        client.unlock(TEXT_AID, 0x0011, "1234")
