@@ -54,7 +54,6 @@ HANDLERS: dict[tuple[int, int], Handler] = {
     (0x80, 0xA2): terminal.set_public_ic_key,
 }
 _KNOWN_INS = {ins for _, ins in HANDLERS}
-_BAD_CLASS = r.CLA_NOT_SUPPORTED
 
 
 class Chip:
@@ -128,9 +127,9 @@ class Chip:
         if len(raw) < 4:
             return r.WRONG_LENGTH
         cla, ins = raw[0], raw[1]
-        refusal = _check_class(cla)
+        refusal = _check_class(cla, self.policy.unknown_cla_sw)
         if refusal is not None:
-            return r.status(self.policy.unknown_cla_sw) if refusal is _BAD_CLASS else refusal
+            return refusal
         if cla & 0x0C:
             return self._secure_messaging(raw)
         if cla & 0x10:
@@ -145,10 +144,7 @@ class Chip:
         try:
             return handler(self, cmd)
         except Exception:
-            if self.strict:
-                raise
-            log.exception("internal error on %s", cmd)  # CommandApdu's repr masks PINs
-            return r.NO_DIAGNOSIS
+            return self._internal_error(cmd)  # CommandApdu's repr masks PINs
 
     def _process_remapped(self, raw: bytes) -> bytes:
         """:meth:`process` with the persona's status-word remapping applied."""
@@ -170,13 +166,17 @@ class Chip:
         try:
             return secure_messaging.process(self, raw)
         except Exception:
-            if self.strict:
-                raise
-            log.exception("internal error on a secure-messaging command")  # no bytes logged
-            return r.NO_DIAGNOSIS
+            return self._internal_error("a secure-messaging command")  # no bytes logged
+
+    def _internal_error(self, command: object) -> bytes:
+        """Inside ``except``: re-raise when strict, else log it and answer ``6F00``."""
+        if self.strict:
+            raise  # noqa: PLE0704 - always called from an except block
+        log.exception("internal error on %s", command)
+        return r.NO_DIAGNOSIS
 
 
-def _check_class(cla: int) -> bytes | None:
+def _check_class(cla: int, unknown_cla_sw: int) -> bytes | None:
     """Refusal for a class byte this card does not accept, else ``None``.
 
     Secure-messaging classes pass: :mod:`~card_emulator.commands.secure_messaging` answers them.
@@ -184,7 +184,7 @@ def _check_class(cla: int) -> bytes | None:
     if 0x40 <= cla <= 0x7F:  # further interindustry classes: logical channels 4-19
         return r.CHANNEL_NOT_SUPPORTED
     if cla & 0xE0 not in (0x00, 0x80) or cla == 0xFF:
-        return _BAD_CLASS
+        return r.status(unknown_cla_sw)
     if cla & 0x03:
         return r.CHANNEL_NOT_SUPPORTED
     return None

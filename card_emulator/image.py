@@ -184,14 +184,16 @@ class SqliteImage:
         if not path.is_file():
             raise ImageError(f"no card image at {path}")
         _check_writable(path)
-        _precheck(path)
+        wal = Path(f"{path}-wal")
+        wal_pending = wal.exists() and wal.stat().st_size > 0  # frames the precheck cannot see
+        _precheck(path)  # read-only, on the main file: a refused image is left exactly as it was
         try:
             db = cls._connect(path)
         except sqlite3.Error as exc:
             raise _locked_or_unwritable(path, exc) from None
         try:
-            key = _integrity_key(db, path)  # read-only checks first: a refused image is
-            if key is not None:  # left exactly as it was
+            key = _integrity_key(db, path)
+            if key is not None and wal_pending:  # check what the write-ahead log added
                 _verify_integrity(db, key, path)
             _lock_and_probe_write(db, path)
             if key is None:
@@ -398,7 +400,8 @@ def _precheck(path: Path) -> None:
     """Refuse a file that is no card image, or an edited one, without touching anything.
 
     Reads the main file as it is (``immutable``: no journal or shared-memory file is created);
-    whatever a write-ahead log still holds is checked again once the image is really open.
+    when a write-ahead log still holds frames, :meth:`SqliteImage.open` checks again once the
+    image is really open.
     """
     try:
         db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)

@@ -355,8 +355,8 @@ def personalize(
     keys = keys or fresh_keys
     overlays = ["smartphone"] if persona.smartphone else []
     rules = load_rules(overlays, persona.access)
+    store = store or pki_store()  # every certificate and signer comes from this one PKI
     jpki_app, jpki_meta = _jpki_application(persona, clock, store, keys)
-    store = store or pki_store()  # every signer comes from this one PKI
     others = _other_applications(persona, store, keys, images)
     card_key = next(app for app in others if app.name == "kenmen").default_key()
     assert card_key is not None

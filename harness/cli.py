@@ -121,7 +121,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--readers must be 1-{MAX_READERS}, not {args.readers}")
     if not 0 < args.reconnect_timeout <= 3600:
         raise UsageError(
-            f"--reconnect-timeout must be 1-3600 seconds, not {args.reconnect_timeout}"
+            f"--reconnect-timeout must be more than 0 and at most 3600 seconds, "
+            f"not {args.reconnect_timeout}"
         )
     personas = args.persona or [DEMO_PERSONA]
     overrides, faults = _serve_scenario(args.scenario) if args.scenario else ({}, None)

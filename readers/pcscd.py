@@ -698,14 +698,18 @@ class PrivatePcscd:
             raise
         return self
 
-    def restart(self) -> None:
-        """Start pcscd again with the same readers and ports (after it died or was killed)."""
-        if self._tmpdir is None or self._pcscd_path is None:
-            raise PcscError(f"{self!r} was never started")
+    def _end_process(self) -> None:
+        """SIGTERM our pcscd (SIGKILL after ``stop_timeout``) and tidy its pid file."""
         proc, self._proc = self._proc, None
         if proc is not None:
             _terminate(proc, self.stop_timeout)
             self._restore_pid_file(proc.pid)
+
+    def restart(self) -> None:
+        """Start pcscd again with the same readers and ports (after it died or was killed)."""
+        if self._tmpdir is None or self._pcscd_path is None:
+            raise PcscError(f"{self!r} was never started")
+        self._end_process()
         self._spawn(self._pcscd_path)
         listed = self._first_listing()
         missing = [reader.name for reader in self._readers if reader.name not in listed]
@@ -716,10 +720,7 @@ class PrivatePcscd:
 
     def stop(self) -> None:
         """SIGTERM our pcscd, SIGKILL after ``stop_timeout``; remove our files."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            _terminate(proc, self.stop_timeout)
-            self._restore_pid_file(proc.pid)
+        self._end_process()
         if self._bound_socket and self._socket_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._socket_path)
@@ -760,10 +761,7 @@ class PrivatePcscd:
                     + _CACHE_HINT.format(path=self._socket_path)
                     + _log_tail(log)
                 )
-            proc, self._proc = self._proc, None  # a vpcd port was taken meanwhile: retry
-            if proc is not None:
-                _terminate(proc, self.stop_timeout)
-                self._restore_pid_file(proc.pid)
+            self._end_process()  # a vpcd port was taken meanwhile: retry
             if attempt == _START_ATTEMPTS:
                 raise PcscdStartError(
                     f"vpcd could not listen on its ports after {attempt} attempts" + _log_tail(log)
@@ -790,9 +788,8 @@ class PrivatePcscd:
                 f"LIBPATH      {lib}\n"
                 f"CHANNELID    {port}\n"
             )
-            netns = self.netns_path if self.isolated else None
             slots.extend(
-                VpcdReader(f"{friendly} 00 {slot:02X}", port + slot, netns=netns)
+                VpcdReader(f"{friendly} 00 {slot:02X}", port + slot, netns=self.netns_path)
                 for slot in range(SLOTS_PER_DRIVER)
             )
         return slots

@@ -22,7 +22,7 @@ from apdu import secure_messaging as sm
 from apdu.errors import MynacardError
 from jpki.cv_certificate import decode_rsa_public_key
 from readers.client import CardError, MynaClient
-from readers.text_ap import AID, Attributes, parse_attributes, parse_my_number, verify_text_ap
+from readers.text_ap import AID, Attributes, parse_attributes, parse_my_number, read_and_verify
 
 PIN = 0x0011
 CHECK_CODE_A = 0x0014
@@ -137,8 +137,4 @@ class TextApSession:
 
     def verified_contents(self, root_public_key: rsa.RSAPublicKey) -> tuple[str, Attributes]:
         """個人番号 and 基本4情報 read encrypted and checked against the integrity record."""
-        number_ef, attributes_ef = self.read_ef(0x0001), self.read_ef(0x0002)
-        verify_text_ap(
-            number_ef, attributes_ef, self.read_ef(0x0003), self.read_ef(0x0004), root_public_key
-        )
-        return parse_my_number(number_ef), parse_attributes(attributes_ef)
+        return read_and_verify(self.read_ef, root_public_key)

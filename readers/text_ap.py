@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -96,6 +97,15 @@ def verify_text_ap(
         raise VerificationError("基本4情報 (EF 0002) do not match their digest DF32")
 
 
+def read_and_verify(
+    read_ef: Callable[[int], bytes], root_public_key: rsa.RSAPublicKey
+) -> tuple[str, Attributes]:
+    """個人番号 and 基本4情報, read with ``read_ef(fid)`` and checked up to the CV root."""
+    number_ef, attributes_ef = read_ef(0x0001), read_ef(0x0002)
+    verify_text_ap(number_ef, attributes_ef, read_ef(0x0003), read_ef(0x0004), root_public_key)
+    return parse_my_number(number_ef), parse_attributes(attributes_ef)
+
+
 class TextApReader:
     """Reads the text AP through a :class:`MynaClient` (any transport)."""
 
@@ -131,13 +141,5 @@ class TextApReader:
 
     def verify(self, root_public_key: rsa.RSAPublicKey) -> tuple[str, Attributes]:
         """Read 個人番号 and 基本4情報 and check them (needs the PIN)."""
-        number_ef = self.raw(0x0001, MY_NUMBER_SIZE)
-        attributes_ef = self.raw(0x0002)
-        verify_text_ap(
-            number_ef,
-            attributes_ef,
-            self.raw(0x0003, INTEGRITY_SIZE),
-            self.raw(0x0004, CV_CERTIFICATE_SIZE),
-            root_public_key,
-        )
-        return parse_my_number(number_ef), parse_attributes(attributes_ef)
+        sizes = {0x0001: MY_NUMBER_SIZE, 0x0003: INTEGRITY_SIZE, 0x0004: CV_CERTIFICATE_SIZE}
+        return read_and_verify(lambda fid: self.raw(fid, sizes.get(fid)), root_public_key)

@@ -39,9 +39,6 @@ _CARRIES_CRYPTOGRAM = frozenset({SM_SELECT, SM_VERIFY})
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 _READ_TO_END = 65536
 
-CHECKSUM_MISSING = r.status(0x6987)
-SM_OBJECT_INCORRECT = r.status(0x6988)
-
 
 @dataclass(slots=True)
 class SmSession:
@@ -90,14 +87,14 @@ def process(chip: Chip, raw: bytes) -> bytes:
         return r.status(chip.policy.sm_refused_sw)
     if cla & 0x0C == 0x0C:
         session.broken = True
-        return CHECKSUM_MISSING
+        return r.SM_DATA_OBJECT_MISSING
     try:
         if cla != sm.CLA_SM:
             raise sm.SecureMessagingError(f"class {cla:02X} is not secure messaging for this AP")
         plain = _unwrap(session, CommandApdu.parse(raw))
     except CodecError:  # SecureMessagingError included
         session.broken = True
-        return SM_OBJECT_INCORRECT
+        return r.SM_DATA_OBJECT_INCORRECT
     counter = session.counter
     session.counter += 1
     response = chip.run(plain)
