@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apdu import tlv
+from apdu.vocabulary import Jpki
 from card_emulator import render
 from card_emulator.access import load_rules
 from card_emulator.apps import common as common_ap
@@ -200,12 +201,10 @@ def _jpki_application(
         serial=persona.card.serial,
         auth_certificate=issued[Tree.AUTH].certificate,
         auth_ca=issued[Tree.AUTH].authority.certificate,
-        auth_key=KeyObject(
-            jpki_ap.KEY_AUTH, "利用者証明用秘密鍵", tree_keys[Tree.AUTH], KeyUse.SIGN
-        ),
+        auth_key=KeyObject(Jpki.KEY_AUTH, "利用者証明用秘密鍵", tree_keys[Tree.AUTH], KeyUse.SIGN),
         sign_certificate=issued[Tree.SIGN].certificate,
         sign_ca=issued[Tree.SIGN].authority.certificate,
-        sign_key=KeyObject(jpki_ap.KEY_SIGN, "署名用秘密鍵", tree_keys[Tree.SIGN], KeyUse.SIGN),
+        sign_key=KeyObject(Jpki.KEY_SIGN, "署名用秘密鍵", tree_keys[Tree.SIGN], KeyUse.SIGN),
         auth_pin=persona.pins.jpki_auth,
         sign_password=persona.pins.jpki_sign,
     )

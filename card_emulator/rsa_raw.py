@@ -10,14 +10,19 @@ from __future__ import annotations
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
-# DER prefixes of DigestInfo with NULL parameters (RFC 8017 §9.2, note 1).
-DIGEST_INFO_PREFIXES: dict[bytes, hashes.HashAlgorithm] = {
-    bytes.fromhex("3021300906052B0E03021A05000414"): hashes.SHA1(),  # noqa: S303 - hosts may send SHA-1 DigestInfos
-    bytes.fromhex("302D300D06096086480165030402040500041C"): hashes.SHA224(),
-    bytes.fromhex("3031300D060960864801650304020105000420"): hashes.SHA256(),
-    bytes.fromhex("3041300D060960864801650304020205000430"): hashes.SHA384(),
-    bytes.fromhex("3051300D060960864801650304020305000440"): hashes.SHA512(),
+from apdu.vocabulary import DIGEST_INFO_PREFIXES as DIGEST_INFO_PREFIXES_BY_NAME
+
+_HASHES: dict[str, hashes.HashAlgorithm] = {
+    "sha1": hashes.SHA1(),  # noqa: S303 - hosts may send SHA-1 DigestInfos
+    "sha224": hashes.SHA224(),
+    "sha256": hashes.SHA256(),
+    "sha384": hashes.SHA384(),
+    "sha512": hashes.SHA512(),
 }
+DIGEST_INFO_PREFIXES: dict[bytes, hashes.HashAlgorithm] = {
+    DIGEST_INFO_PREFIXES_BY_NAME[name]: algorithm for name, algorithm in _HASHES.items()
+}
+"""The DigestInfo prefixes of :mod:`apdu.vocabulary`, with the hash each one announces."""
 
 
 def max_message_length(key: rsa.RSAPrivateKey) -> int:

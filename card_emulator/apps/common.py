@@ -16,6 +16,7 @@ import datetime as dt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apdu.simple_tlv import SimpleTlv
+from apdu.vocabulary import Common
 from card_emulator.objects import (
     Application,
     ChangeCommand,
@@ -27,13 +28,6 @@ from card_emulator.objects import (
 )
 from jpki.cv_certificate import KeyId
 
-AID = bytes.fromhex("D3921000310001010100")
-EF_CARD_RECORD = 0x0001
-EF_KEY_REFERENCE = 0x0002
-KEY_INTERNAL_AUTH = 0x0019
-PIN = 0x001C
-UNKNOWN_KEY_REFERENCE = 0x001E
-PIN_TRIES = 3
 KEY_REFERENCE = KeyId.from_parts("6900010")
 """Record 1 of EF ``0002`` in the common AP and the 住基AP (the real value is not published)."""
 
@@ -52,12 +46,12 @@ def key_reference_records() -> list[bytes]:
 def pin_credential(pin: str) -> Credential:
     """The 4-digit ``001C`` PIN (住民基本台帳用), 3 tries, changed with CHANGE KEY."""
     return Credential(
-        PIN,
+        Common.PIN,
         "住民基本台帳用暗証番号",
         CredentialFormat.PIN4,
-        PIN_TRIES,
+        Common.PIN_TRIES,
         pin.encode("ascii"),
-        PIN_TRIES,
+        Common.PIN_TRIES,
         ChangeCommand.CHANGE_KEY,
     )
 
@@ -68,19 +62,22 @@ def build(
     """The common AP of one card."""
     return Application(
         name="common",
-        aid=AID,
+        aid=Common.AID,
         label="共通カードAP (D392…0100)",
         records={
-            EF_CARD_RECORD: [card_record(serial, municipality_code, expiry)],
-            EF_KEY_REFERENCE: key_reference_records(),
+            Common.EF_CARD_RECORD: [card_record(serial, municipality_code, expiry)],
+            Common.EF_KEY_REFERENCE: key_reference_records(),
         },
         keys={
-            KEY_INTERNAL_AUTH: KeyObject(
-                KEY_INTERNAL_AUTH, "内部認証鍵", key, KeyUse.INTERNAL_AUTHENTICATE
+            Common.KEY_INTERNAL_AUTH: KeyObject(
+                Common.KEY_INTERNAL_AUTH, "内部認証鍵", key, KeyUse.INTERNAL_AUTHENTICATE
             )
         },
         credentials={
-            PIN: pin_credential(pin),
-            UNKNOWN_KEY_REFERENCE: unknown_key_reference(UNKNOWN_KEY_REFERENCE),
+            Common.PIN: pin_credential(pin),
+            Common.UNKNOWN_KEY_REFERENCE: unknown_key_reference(Common.UNKNOWN_KEY_REFERENCE),
         },
     )
+
+
+AID = Common.AID  # TEMPORARY alias until harness/audit.py imports apdu.vocabulary

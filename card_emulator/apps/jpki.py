@@ -7,6 +7,7 @@ import struct
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import Certificate
 
+from apdu.vocabulary import Jpki
 from card_emulator.objects import (
     Application,
     ChangeCommand,
@@ -15,24 +16,6 @@ from card_emulator.objects import (
     KeyObject,
     unknown_key_reference,
 )
-
-AID = bytes.fromhex("D392F000260100000001")
-
-EF_SIGN_CERT = 0x0001
-EF_SIGN_CA = 0x0002
-EF_TOKEN = 0x0006
-EF_CERT_FLAGS = 0x0008
-EF_UNKNOWN_PROTECTED = 0x0009
-EF_AUTH_CERT = 0x000A
-EF_AUTH_CA = 0x000B
-UNKNOWN_KEY_REFERENCE = 0x0010  # selected by a real-card probe (myna-card fuzz_card baseline)
-KEY_AUTH = 0x0017
-PIN_AUTH = 0x0018
-KEY_SIGN = 0x001A
-PIN_SIGN = 0x001B
-
-AUTH_PIN_TRIES = 3
-SIGN_PASSWORD_TRIES = 5
 
 TOKEN_INFO_SIZE = 160
 # card-facts §5.1: 8F 8F 00 on a card holding both certificates (byte 0 sign, byte 1 auth).
@@ -85,43 +68,47 @@ def build(
     sign_key: KeyObject,
     auth_pin: str,
     sign_password: str,
-    auth_tries: int = AUTH_PIN_TRIES,
-    sign_tries: int = SIGN_PASSWORD_TRIES,
+    auth_tries: int = Jpki.AUTH_PIN_TRIES,
+    sign_tries: int = Jpki.SIGN_PASSWORD_TRIES,
 ) -> Application:
     """The JPKI-AP with both certificates, both keys and both credentials."""
     return Application(
         name="jpki",
-        aid=AID,
+        aid=Jpki.AID,
         label="公的個人認証AP (JPKI-AP)",
         files={
-            EF_SIGN_CERT: sign_certificate.public_bytes(Encoding.DER),
-            EF_SIGN_CA: sign_ca.public_bytes(Encoding.DER),
-            EF_TOKEN: token_info(token, serial),
-            EF_CERT_FLAGS: CERT_FLAGS_BOTH,
-            EF_UNKNOWN_PROTECTED: UNKNOWN_PROTECTED_CONTENT,
-            EF_AUTH_CERT: auth_certificate.public_bytes(Encoding.DER),
-            EF_AUTH_CA: auth_ca.public_bytes(Encoding.DER),
+            Jpki.EF_SIGN_CERT: sign_certificate.public_bytes(Encoding.DER),
+            Jpki.EF_SIGN_CA: sign_ca.public_bytes(Encoding.DER),
+            Jpki.EF_TOKEN: token_info(token, serial),
+            Jpki.EF_CERT_FLAGS: CERT_FLAGS_BOTH,
+            Jpki.EF_UNKNOWN_PROTECTED: UNKNOWN_PROTECTED_CONTENT,
+            Jpki.EF_AUTH_CERT: auth_certificate.public_bytes(Encoding.DER),
+            Jpki.EF_AUTH_CA: auth_ca.public_bytes(Encoding.DER),
         },
-        keys={KEY_AUTH: auth_key, KEY_SIGN: sign_key},
+        keys={Jpki.KEY_AUTH: auth_key, Jpki.KEY_SIGN: sign_key},
         credentials={
-            PIN_AUTH: Credential(
-                PIN_AUTH,
+            Jpki.PIN_AUTH: Credential(
+                Jpki.PIN_AUTH,
                 "利用者証明用暗証番号",
                 CredentialFormat.PIN4,
-                AUTH_PIN_TRIES,
+                Jpki.AUTH_PIN_TRIES,
                 auth_pin.encode("ascii"),
                 auth_tries,
                 ChangeCommand.CHANGE_REFERENCE_DATA,
             ),
-            PIN_SIGN: Credential(
-                PIN_SIGN,
+            Jpki.PIN_SIGN: Credential(
+                Jpki.PIN_SIGN,
                 "署名用パスワード",
                 CredentialFormat.SIGN_PASSWORD,
-                SIGN_PASSWORD_TRIES,
+                Jpki.SIGN_PASSWORD_TRIES,
                 sign_password.encode("ascii"),
                 sign_tries,
                 ChangeCommand.CHANGE_REFERENCE_DATA,
             ),
-            UNKNOWN_KEY_REFERENCE: unknown_key_reference(UNKNOWN_KEY_REFERENCE),
+            Jpki.UNKNOWN_KEY_REFERENCE: unknown_key_reference(Jpki.UNKNOWN_KEY_REFERENCE),
         },
     )
+
+
+AID = Jpki.AID  # TEMPORARY alias until harness/audit.py imports apdu.vocabulary
+EF_TOKEN = Jpki.EF_TOKEN  # TEMPORARY

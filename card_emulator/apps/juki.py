@@ -18,13 +18,10 @@ overridable per persona).
 from __future__ import annotations
 
 from apdu.simple_tlv import SimpleTlv
+from apdu.vocabulary import Juki
 from card_emulator.apps.common import key_reference_records, pin_credential
 from card_emulator.objects import Application
 
-AID = bytes.fromhex("D3921000310001010401")
-EF_RESIDENT_CODE = 0x0001
-EF_KEY_REFERENCE = 0x0002
-PIN = 0x001C
 LAYOUTS = ("record", "binary")
 
 
@@ -34,14 +31,17 @@ def build(*, resident_code: str, pin: str, layout: str = "record") -> Applicatio
         raise ValueError(f"juki layout must be one of {LAYOUTS}, not {layout!r}")
     app = Application(
         name="juki",
-        aid=AID,
+        aid=Juki.AID,
         label="住基AP",
-        records={EF_KEY_REFERENCE: key_reference_records()},
-        credentials={PIN: pin_credential(pin)},
+        records={Juki.EF_KEY_REFERENCE: key_reference_records()},
+        credentials={Juki.PIN: pin_credential(pin)},
     )
     code = resident_code.encode("ascii")
     if layout == "record":
-        app.records[EF_RESIDENT_CODE] = [SimpleTlv(0x01, code).to_bytes()]
+        app.records[Juki.EF_RESIDENT_CODE] = [SimpleTlv(0x01, code).to_bytes()]
     else:
-        app.files[EF_RESIDENT_CODE] = code
+        app.files[Juki.EF_RESIDENT_CODE] = code
     return app
+
+
+AID = Juki.AID  # TEMPORARY alias until harness/audit.py imports apdu.vocabulary

@@ -17,6 +17,7 @@ import hashlib
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apdu import tlv
+from apdu.vocabulary import FACE_DIGEST_INFO_HEADER, Kenmen
 from card_emulator.apps.offset_table import with_offset_table
 from card_emulator.objects import (
     Application,
@@ -35,25 +36,8 @@ from jpki.cv_certificate import (
     encode_rsa_public_key,
 )
 
-AID = bytes.fromhex("D3921000310001010402")
-
-EF_AGE = 0x0001
-EF_FACE = 0x0002
-EF_AP_INFO = 0x0003
-EF_CV_CERTIFICATE = 0x0004
-EF_MY_NUMBER_IMAGE = 0x0005
-EF_UNKNOWN = 0x0006
-BIRTH_DATE_KEY = 0x0011
-CHECK_CODE_B = 0x0012
-CHECK_CODE_A = 0x0013
-UNKNOWN_KEY_REFERENCES = (0x0014, 0x0015)
-KEY = 0x001A
-
-TRIES = 10
 AP_INFO_VERSION = bytes.fromhex("06030E01")
 FACE_TAGS = (0xDF22, 0xDF23, 0xDF24, 0xDF25, 0xDF26, 0xDF27, 0xDF28, 0xDF29, 0xDF2A)
-# DigestInfo header with the SHA-256 OID around the 96 bytes H(G1) ‖ H(G2) ‖ H(G3) (§7.2).
-FACE_DIGEST_INFO_HEADER = bytes.fromhex("3071300D060960864801650304020105000460")
 
 
 def _date(day: dt.date) -> bytes:
@@ -151,11 +135,11 @@ def build(
     public = card_key.public_key()
     return Application(
         name="kenmen",
-        aid=AID,
+        aid=Kenmen.AID,
         label="券面事項確認AP (券面AP)",
         files={
-            EF_AGE: age_file(birth_date, public, signer),
-            EF_FACE: face_file(
+            Kenmen.EF_AGE: age_file(birth_date, public, signer),
+            Kenmen.EF_FACE: face_file(
                 birth_date=birth_date,
                 sex=sex,
                 card_key=public,
@@ -166,37 +150,40 @@ def build(
                 security_code_png=images["security_code"],
                 signer=signer,
             ),
-            EF_AP_INFO: ap_info_file(municipality_code, serial),
-            EF_CV_CERTIFICATE: signer.certificate.to_bytes(),
-            EF_MY_NUMBER_IMAGE: my_number_image_file(images["my_number"], public, signer),
-            EF_UNKNOWN: b"\xff" * 16,
+            Kenmen.EF_AP_INFO: ap_info_file(municipality_code, serial),
+            Kenmen.EF_CV_CERTIFICATE: signer.certificate.to_bytes(),
+            Kenmen.EF_MY_NUMBER_IMAGE: my_number_image_file(images["my_number"], public, signer),
+            Kenmen.EF_UNKNOWN: b"\xff" * 16,
         },
-        keys={KEY: KeyObject(KEY, "券面AP 署名鍵", card_key, KeyUse.SIGN_DEFAULT)},
+        keys={Kenmen.KEY: KeyObject(Kenmen.KEY, "券面AP 署名鍵", card_key, KeyUse.SIGN_DEFAULT)},
         credentials={
-            BIRTH_DATE_KEY: Credential(
-                BIRTH_DATE_KEY,
+            Kenmen.BIRTH_DATE_KEY: Credential(
+                Kenmen.BIRTH_DATE_KEY,
                 "生年月日",
                 CredentialFormat.BIRTH_DATE_KEY,
-                TRIES,
+                Kenmen.TRIES,
                 birth_date_key.encode("ascii"),
-                TRIES,
+                Kenmen.TRIES,
             ),
-            CHECK_CODE_B: Credential(
-                CHECK_CODE_B,
+            Kenmen.CHECK_CODE_B: Credential(
+                Kenmen.CHECK_CODE_B,
                 "照合番号B",
                 CredentialFormat.CHECK_CODE_B,
-                TRIES,
+                Kenmen.TRIES,
                 check_code_b.encode("ascii"),
-                TRIES,
+                Kenmen.TRIES,
             ),
-            CHECK_CODE_A: Credential(
-                CHECK_CODE_A,
+            Kenmen.CHECK_CODE_A: Credential(
+                Kenmen.CHECK_CODE_A,
                 "照合番号A",
                 CredentialFormat.MY_NUMBER,
-                TRIES,
+                Kenmen.TRIES,
                 my_number.encode("ascii"),
-                TRIES,
+                Kenmen.TRIES,
             ),
-            **{fid: unknown_key_reference(fid) for fid in UNKNOWN_KEY_REFERENCES},
+            **{fid: unknown_key_reference(fid) for fid in Kenmen.UNKNOWN_KEY_REFERENCES},
         },
     )
+
+
+AID = Kenmen.AID  # TEMPORARY alias until harness/audit.py imports apdu.vocabulary

@@ -17,6 +17,7 @@ import hashlib
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apdu import tlv
+from apdu.vocabulary import Text
 from card_emulator.apps.offset_table import read_offsets, with_offset_table
 from card_emulator.objects import (
     Application,
@@ -29,24 +30,6 @@ from card_emulator.objects import (
 from jpki.card_data_signer import CardDataSigner
 from jpki.cv_certificate import EMULATOR_TEXT_AP_KEY_ID, KeyId, encode_rsa_public_key
 
-AID = bytes.fromhex("D3921000310001010408")
-
-EF_MY_NUMBER = 0x0001
-EF_ATTRIBUTES = 0x0002
-EF_INTEGRITY = 0x0003
-EF_CV_CERTIFICATE = 0x0004
-EF_AP_INFO = 0x0005
-EF_SM_KEY = 0x0006
-EF_SIGNED_KEY = 0x0007
-EF_UNKNOWN = 0x0008
-PIN = 0x0011
-BLOCKED_KEY = 0x0012
-KEY = 0x0013
-CHECK_CODE_A = 0x0014
-CHECK_CODE_B = 0x0015
-
-PIN_TRIES = 3
-CHECK_CODE_TRIES = 10  # reported for the 券面AP; the text AP's own limit is not published
 AP_INFO_SIZE = 256
 AP_INFO_VERSION = bytes.fromhex("01030E01")
 ATTRIBUTE_TAGS = (0xDF22, 0xDF23, 0xDF24, 0xDF25)
@@ -126,50 +109,58 @@ def build(
     number_ef = my_number_file(my_number)
     attributes = attributes_file(name, address, birth_date, sex)
     credentials = {
-        PIN: Credential(
-            PIN,
+        Text.PIN: Credential(
+            Text.PIN,
             "券面事項入力補助用暗証番号",
             CredentialFormat.PIN4,
-            PIN_TRIES,
+            Text.PIN_TRIES,
             pin.encode("ascii"),
-            PIN_TRIES,
+            Text.PIN_TRIES,
             ChangeCommand.CHANGE_REFERENCE_DATA,
         ),
-        BLOCKED_KEY: Credential(  # blocked at issuance (card-facts §6.1)
-            BLOCKED_KEY, "blocked key reference", CredentialFormat.PIN4, 3, blocked_value, 0
+        Text.BLOCKED_KEY: Credential(  # blocked at issuance (card-facts §6.1)
+            Text.BLOCKED_KEY, "blocked key reference", CredentialFormat.PIN4, 3, blocked_value, 0
         ),
-        CHECK_CODE_A: Credential(
-            CHECK_CODE_A,
+        Text.CHECK_CODE_A: Credential(
+            Text.CHECK_CODE_A,
             "照合番号A",
             CredentialFormat.MY_NUMBER,
-            CHECK_CODE_TRIES,
+            Text.CHECK_CODE_TRIES,
             my_number.encode("ascii"),
-            CHECK_CODE_TRIES,
+            Text.CHECK_CODE_TRIES,
         ),
-        CHECK_CODE_B: Credential(
-            CHECK_CODE_B,
+        Text.CHECK_CODE_B: Credential(
+            Text.CHECK_CODE_B,
             "照合番号B",
             CredentialFormat.CHECK_CODE_B,
-            CHECK_CODE_TRIES,
+            Text.CHECK_CODE_TRIES,
             check_code_b.encode("ascii"),
-            CHECK_CODE_TRIES,
+            Text.CHECK_CODE_TRIES,
         ),
     }
     return Application(
         name="text",
-        aid=AID,
+        aid=Text.AID,
         label="券面事項入力補助AP",
         files={
-            EF_MY_NUMBER: number_ef,
-            EF_ATTRIBUTES: attributes,
-            EF_INTEGRITY: integrity_file(number_ef, attributes, signer),
-            EF_CV_CERTIFICATE: signer.certificate.to_bytes(),
-            EF_AP_INFO: ap_info_file(ap_info_key_id, serial),
-            EF_SM_KEY: tlv.encode(0xA1, encode_rsa_public_key(sm_key.public_key())),
-            EF_SIGNED_KEY: signed_key_file(ap_key.public_key(), signer),
-            EF_UNKNOWN: b"\xff" * 16,
+            Text.EF_MY_NUMBER: number_ef,
+            Text.EF_ATTRIBUTES: attributes,
+            Text.EF_INTEGRITY: integrity_file(number_ef, attributes, signer),
+            Text.EF_CV_CERTIFICATE: signer.certificate.to_bytes(),
+            Text.EF_AP_INFO: ap_info_file(ap_info_key_id, serial),
+            Text.EF_SM_KEY: tlv.encode(0xA1, encode_rsa_public_key(sm_key.public_key())),
+            Text.EF_SIGNED_KEY: signed_key_file(ap_key.public_key(), signer),
+            Text.EF_UNKNOWN: b"\xff" * 16,
         },
-        keys={KEY: KeyObject(KEY, "券面事項入力補助AP 署名鍵", ap_key, KeyUse.SIGN_DEFAULT)},
+        keys={
+            Text.KEY: KeyObject(Text.KEY, "券面事項入力補助AP 署名鍵", ap_key, KeyUse.SIGN_DEFAULT)
+        },
         credentials=credentials,
-        session_key=KeyObject(EF_SM_KEY, "SM鍵配送用秘密鍵", sm_key, KeyUse.KEY_DELIVERY),
+        session_key=KeyObject(Text.EF_SM_KEY, "SM鍵配送用秘密鍵", sm_key, KeyUse.KEY_DELIVERY),
     )
+
+
+BLOCKED_KEY = (
+    Text.BLOCKED_KEY
+)  # TEMPORARY alias until card_emulator/persona.py imports apdu.vocabulary
+AID = Text.AID  # TEMPORARY alias until harness/audit.py imports apdu.vocabulary

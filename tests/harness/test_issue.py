@@ -12,10 +12,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from apdu.vocabulary import Jpki, Text
 from card_emulator import Card, mynumber
 from card_emulator import persona as persona_module
-from card_emulator.apps import jpki as jpki_ap
-from card_emulator.apps import text as text_ap
 from card_emulator.personalize import personalize, pki_store
 from harness import issue_cli
 from harness.issue_cli import card_expiry, derive_personas
@@ -104,9 +103,9 @@ def test_images_open_and_answer(issued: tuple[Path, dict[str, Any], str]) -> Non
             certificate = x509.load_der_x509_certificate(_read_file(card))
             assert f"{certificate.serial_number:X}" == entry["auth_certificate_serial"]
             assert card.transmit(bytes.fromhex("00200098")) == b"\x63\xc3"  # 0018: 3 tries
-            auth_keys.add(_public_der(card, "jpki", jpki_ap.KEY_AUTH))
-            sign_keys.add(_public_der(card, "jpki", jpki_ap.KEY_SIGN))
-            text_keys.add(_public_der(card, "text", text_ap.KEY))
+            auth_keys.add(_public_der(card, "jpki", Jpki.KEY_AUTH))
+            sign_keys.add(_public_der(card, "jpki", Jpki.KEY_SIGN))
+            text_keys.add(_public_der(card, "text", Text.KEY))
         records = store.certificates(persona=entry["label"])
         assert {f"{r.serial:X}" for r in records} >= {
             entry["auth_certificate_serial"],
@@ -134,7 +133,7 @@ def test_unique_keys_and_force(tmp_path: Path, capsys: pytest.CaptureFixture[str
     text_keys = set()
     for entry in again["cards"]:
         with Card.from_persona(out / entry["persona"], image=out / entry["image"]) as card:
-            text_keys.add(_public_der(card, "text", text_ap.KEY))
+            text_keys.add(_public_der(card, "text", Text.KEY))
     assert len(text_keys) == 2
 
 
@@ -213,7 +212,7 @@ def test_a_taken_serial_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
     second = personalize(persona)
     assert second.meta["auth_certificate_serial"] == f"{fresh[0]:X}"
     assert second.meta["sign_certificate_serial"] == f"{fresh[1]:X}"
-    key = first.application("jpki").keys[jpki_ap.KEY_AUTH].public_key
+    key = first.application("jpki").keys[Jpki.KEY_AUTH].public_key
     record = store.certificates(serial=taken)[0]
     with pytest.raises(PkiError, match="already recorded"):
         store.issue_user_certificate(
