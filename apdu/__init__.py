@@ -8,13 +8,14 @@ from apdu.errors import CodecError, MynacardError
 from apdu.response import ResponseApdu
 from apdu.status import StatusWord, describe, retries_in, retries_left
 from apdu.tlv import Tlv
-from apdu.trace import TraceRecord
+from apdu.trace import Observer, TraceRecord
 
 __all__ = [
     "Case",
     "CodecError",
     "CommandApdu",
     "MynacardError",
+    "Observer",
     "ResponseApdu",
     "StatusWord",
     "Tlv",

@@ -1,7 +1,14 @@
-"""APDU trace records. Their text and JSON forms never show VERIFY / CHANGE data."""
+"""The one exchange event: a :class:`TraceRecord` for every APDU and every card event.
+
+Every observer — a transport's or a card server's ``on_exchange``, a fault card, the trace
+writer, the ``-v`` log — takes this record. Its text and JSON forms never show the data of a
+command not known to be public (VERIFY / CHANGE data included).
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,9 +18,12 @@ from apdu.status import describe
 
 @dataclass(frozen=True, slots=True)
 class TraceRecord:
-    """One command/response exchange as seen by a transport.
+    """One command/response exchange, or one card event, as seen by whoever carries the card.
 
-    ``note`` is a decoded meaning added by whoever records the trace (e.g. which AP and EF).
+    ``timestamp`` is when the exchange started (seconds since the epoch) and ``duration`` how
+    long the card or the transport took. ``reader`` names the reader (empty in process).
+    ``event`` is set, and the APDUs empty, for a card event (:data:`EVENTS`). ``note`` is a
+    decoded meaning added by whoever records the trace (e.g. which AP and EF).
     """
 
     timestamp: float
@@ -22,6 +32,19 @@ class TraceRecord:
     duration: float | None = None
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    reader: str = field(default="", kw_only=True)
+    event: str = field(default="", kw_only=True)
+
+    @classmethod
+    def card_event(
+        cls, event: str, *, reader: str = "", timestamp: float | None = None
+    ) -> TraceRecord:
+        """A record of card event ``event`` (one of :data:`EVENTS`), now unless ``timestamp``."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown card event {event!r} (known: {', '.join(EVENTS)})")
+        return cls(
+            time.time() if timestamp is None else timestamp, b"", b"", reader=reader, event=event
+        )
 
     @property
     def sw(self) -> int | None:
@@ -33,7 +56,9 @@ class TraceRecord:
         return mask_hex(self.command)
 
     def text(self) -> str:
-        """Two lines, ``>>`` command and ``<<`` response, with secrets masked."""
+        """Two lines, ``>>`` command and ``<<`` response, with secrets masked (events: one)."""
+        if self.event:
+            return f"-- {self.event}"
         sw = self.sw
         status = describe(sw) if sw is not None else "(no status word)"
         data = self.response[:-2].hex(" ").upper() if sw is not None else ""
@@ -42,17 +67,30 @@ class TraceRecord:
         return f">> {self.command_text()}{note}\n<< {answer}"
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict; the command is stored masked, never raw."""
+        """A JSON-ready dict (one line of a trace); the command is stored masked, never raw."""
+        if self.event:
+            event: dict[str, Any] = {"type": "event", "t": self.timestamp, "event": self.event}
+            return {**event, "reader": self.reader} if self.reader else event
         out: dict[str, Any] = {
+            "type": "exchange",
             "t": self.timestamp,
             "command": self.command_text(),
             "response": self.response.hex(" ").upper(),
         }
+        if self.reader:
+            out["reader"] = self.reader
         if self.sw is not None:
             out["sw"] = f"{self.sw:04X}"
         if self.duration is not None:
             out["duration_ms"] = round(self.duration * 1000, 3)
         if self.note:
-            out["note"] = self.note
+            out["meaning"] = self.note
         out.update(self.extra)
         return out
+
+
+EVENTS = ("insert", "remove", "power_on", "power_off", "reset")
+"""The card events a :class:`TraceRecord` may carry."""
+
+Observer = Callable[[TraceRecord], object]
+"""What every ``on_exchange`` hook is: called with each record; its return value is ignored."""

@@ -25,19 +25,18 @@ readers. A reader that does not come back within ``reconnect_for`` seconds sets 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Protocol
+from typing import Protocol
 
-from apdu import TraceRecord
+from apdu import Observer, TraceRecord
 from apdu.errors import MynacardError
+from harness.trace_decode import TraceWriter
 from readers.pcscd import (
     DEFAULT_SOCKET,
     SOCKET_ENV,
@@ -105,23 +104,6 @@ class ServedCard:
     client: VpcdClient | None = None
 
 
-class TraceWriter:
-    """Appends masked APDU records to a JSON Lines file (thread-safe)."""
-
-    def __init__(self, path: Path) -> None:
-        self._file: IO[str] = path.open("a", encoding="utf-8")
-        self._lock = threading.Lock()
-
-    def write(self, reader: str, record: TraceRecord) -> None:
-        line = json.dumps({"reader": reader, **record.to_json()}, ensure_ascii=False)
-        with self._lock:
-            self._file.write(line + "\n")
-            self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-
 @dataclass
 class CardServer:
     """Puts cards into virtual readers and keeps them there until :meth:`stop`."""
@@ -131,7 +113,7 @@ class CardServer:
     endpoints: list[Endpoint] = field(default_factory=list)
     trace: Path | None = None
     private_socket: bool = False
-    on_apdu: Callable[[str, TraceRecord], None] | None = None
+    on_exchange: Observer | None = None
     reconnect_for: float = 30.0
     """How long a card waits for its reader to come back after vpcd closed the connection."""
 
@@ -211,7 +193,7 @@ class CardServer:
     def start(self) -> None:
         """Start pcscd if needed and connect every card to its reader."""
         if self.trace is not None:
-            self._trace_writer = TraceWriter(self.trace)
+            self._trace_writer = TraceWriter(self.trace, append=True)
         try:
             places = self._places()
             for (label, card), endpoint in zip(self.cards, places, strict=False):
@@ -220,7 +202,8 @@ class CardServer:
                     card,
                     endpoint.port,
                     endpoint.host,
-                    on_apdu=self._hook(endpoint),
+                    on_exchange=self._observe,
+                    reader=endpoint.reader or str(endpoint),
                     netns=endpoint.netns,
                     reconnect_for=self.reconnect_for,
                     on_lost=self._reader_lost,
@@ -271,17 +254,11 @@ class CardServer:
                 return
             log.warning("pcscd restarted (pid %s)", pcscd.pid)
 
-    def _hook(self, endpoint: Endpoint) -> Callable[[bytes, bytes], None]:
-        name = endpoint.reader or str(endpoint)
-
-        def on_apdu(command: bytes, response: bytes) -> None:
-            record = TraceRecord(time.time(), command, response)
-            if self._trace_writer is not None:
-                self._trace_writer.write(name, record)
-            if self.on_apdu is not None:
-                self.on_apdu(name, record)
-
-        return on_apdu
+    def _observe(self, record: TraceRecord) -> None:
+        if self._trace_writer is not None:
+            self._trace_writer(record)
+        if self.on_exchange is not None:
+            self.on_exchange(record)
 
     def stop(self) -> None:
         """Remove every card, stop our pcscd (by PID), close the trace and card images."""

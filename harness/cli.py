@@ -143,8 +143,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             card = card_from_persona(path, **overrides, counters=dict(faults.counters))
         cards.append((str(path), card if faults is None else FaultyCard(card, faults)))
 
-    def log_apdu(reader: str, record: TraceRecord) -> None:
-        print(f"[{reader}] {record.text()}", flush=True)
+    def log_apdu(record: TraceRecord) -> None:
+        print(f"[{record.reader}] {record.text()}", flush=True)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -154,7 +154,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         endpoints=endpoints,
         trace=args.trace,
         private_socket=args.private_socket,
-        on_apdu=log_apdu if args.verbose else None,
+        on_exchange=log_apdu if args.verbose else None,
         reconnect_for=args.reconnect_timeout,
     )
     with server:

@@ -49,7 +49,7 @@ from harness.faults import FaultyCard, traced
 from harness.kiosk_catalogue import KioskScenario
 from harness.kiosk_rules import Outcome, Verdict, judge
 from harness.personas import write_persona
-from harness.trace_decode import Trace, TraceRecorder, read_trace
+from harness.trace_decode import Trace, TraceWriter, read_trace
 from jpki.names import Tree
 from jpki.pki_store import PkiStore
 from jpki.service import PkiServer
@@ -261,7 +261,7 @@ class ConformanceRunner:
         card, persona_path = self._card(scenario, store)
         trace_path = self.out_dir / "traces" / f"{scenario.name}.jsonl"
         started = time.monotonic()
-        with TraceRecorder(trace_path, persona=persona_path) as recorder:
+        with TraceWriter(trace_path, persona=persona_path) as recorder:
             faulty = traced(card, recorder, scenario.card)
             with _inserted(faulty, pcscd, reader, scenario.name):
                 returncode, stdout, stderr = self._kiosk(scenario, env)

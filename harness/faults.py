@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apdu import CodecError, CommandApdu
+from apdu import CodecError, CommandApdu, Observer, TraceRecord
 from apdu.errors import MynacardError
 from card_emulator.atrs import resolve_atr
 from card_emulator.credential_names import CREDENTIALS
@@ -245,15 +245,15 @@ class FaultyCard:
         scenario: Scenario | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
-        on_exchange: Callable[[bytes, bytes, float, float], None] | None = None,
-        on_event: Callable[[str], None] | None = None,
+        on_exchange: Observer | None = None,
     ) -> None:
+        """``on_exchange`` gets a :class:`~apdu.TraceRecord` for every exchange and every
+        power event (``power_on``, ``power_off``, ``reset``)."""
         self.card = card
         self.scenario = scenario or Scenario()
         self.rng = random.Random(self.scenario.seed)
         self.sleep = sleep
         self.on_exchange = on_exchange
-        self.on_event = on_event
         self.client: VpcdClient | None = None
         self.removed = False
         self.fired: list[tuple[int, str]] = []
@@ -289,8 +289,8 @@ class FaultyCard:
         return self.card.credential(application, fid)  # type: ignore[attr-defined]
 
     def _event(self, name: str) -> None:
-        if self.on_event is not None:
-            self.on_event(name)
+        if self.on_exchange is not None:
+            self.on_exchange(TraceRecord.card_event(name))
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -328,7 +328,8 @@ class FaultyCard:
         t0 = time.perf_counter()
         response = self._transmit(bytes(command))
         if self.on_exchange is not None:
-            self.on_exchange(bytes(command), response, started, time.perf_counter() - t0)
+            duration = time.perf_counter() - t0
+            self.on_exchange(TraceRecord(started, bytes(command), response, duration))
         return response
 
     def _transmit(self, command: bytes) -> bytes:
@@ -381,7 +382,7 @@ class FaultyCard:
         return response
 
 
-def traced(card: VirtualCard, recorder: Any, scenario: Scenario | None = None) -> FaultyCard:
-    """``card`` (with ``scenario``'s faults, if any) writing every exchange and power event to
-    ``recorder`` (a :class:`harness.trace_decode.TraceRecorder`)."""
-    return FaultyCard(card, scenario, on_exchange=recorder.exchange, on_event=recorder.event)
+def traced(card: VirtualCard, recorder: Observer, scenario: Scenario | None = None) -> FaultyCard:
+    """``card`` (with ``scenario``'s faults, if any) giving every exchange and power event to
+    ``recorder`` (e.g. a :class:`harness.trace_decode.TraceWriter`)."""
+    return FaultyCard(card, scenario, on_exchange=recorder)

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
+from apdu import TraceRecord
 from card_emulator import Card
 from card_emulator.personalize import pki_store
 from harness.card_server import CardServer, Endpoint, ServableCard
@@ -194,10 +195,15 @@ def myna_serve(myna_pcscd: PrivatePcscd) -> Iterator[ServeFactory]:
             raise RuntimeError(f"only {len(myna_pcscd.readers)} virtual readers")
         reader: VpcdReader = myna_pcscd.readers[len(served)]
         record = ServedReader(reader.name, card, cast(VpcdClient, None), {}, cast(Any, None))
+
+        def keep(exchange: TraceRecord) -> None:
+            if not exchange.event:
+                record.exchanges.append((exchange.command, exchange.response))
+
         server = CardServer(
             [(reader.name, card)],
             endpoints=[Endpoint(reader.host, reader.port, reader.name, reader.netns)],
-            on_apdu=lambda _name, rec: record.exchanges.append((rec.command, rec.response)),
+            on_exchange=keep,
         )
         server.start()
         client = server.served[0].client

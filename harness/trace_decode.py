@@ -1,16 +1,18 @@
 """Decode APDU traces into the names card-facts uses, and record / read / replay them.
 
-A trace is JSON Lines. The first line may be a header ``{"type": "header", ...}`` naming the
-persona the card was made from; every exchange then gives two lines, one per direction::
+A trace is JSON Lines (format 2, :data:`TRACE_FORMAT`): a header
+``{"type": "header", "version": 2, "t": ..., "persona": ...}`` (the persona the card was made
+from, when known), then one line per :class:`~apdu.TraceRecord`, an exchange::
 
-    {"type": "apdu", "seq": 3, "t": 1.7e9, "dir": "command", "apdu": "00 20 00 80 04 XX XX XX XX",
-     "meaning": "VERIFY 利用者証明用暗証番号 (JPKI 0018)"}
-    {"type": "apdu", "seq": 3, "t": 1.7e9, "dir": "response", "apdu": "90 00", "sw": "9000",
-     "meaning": "OK", "duration_ms": 0.04}
+    {"seq": 3, "type": "exchange", "t": 1.7e9, "reader": "Virtual PCD 00 00",
+     "command": "00 20 00 80 04 XX XX XX XX", "response": "90 00", "sw": "9000",
+     "duration_ms": 0.04, "meaning": "VERIFY 利用者証明用暗証番号 (JPKI 0018)"}
 
-and power events give ``{"type": "event", "event": "reset", "t": ...}``. VERIFY / CHANGE data is
-always masked. :class:`Decoder` keeps state across records (selected AP, current EF), like the
-card does, so ``READ BINARY`` names the EF the preceding SELECT made current.
+or a card event ``{"type": "event", "t": ..., "event": "reset", "reader": ...}`` (``insert``,
+``remove``, ``power_on``, ``power_off``, ``reset``). ``reader`` is absent in process. The data of
+every command not known to be public is masked. :class:`Decoder` keeps state across records
+(selected AP, current EF), like the card does, so ``READ BINARY`` names the EF the preceding
+SELECT made current.
 """
 
 from __future__ import annotations
@@ -24,68 +26,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Protocol
 
-from apdu import CodecError, CommandApdu, describe, mask_hex
+from apdu import CodecError, CommandApdu, TraceRecord, describe
 from apdu.errors import MynacardError
+from apdu.trace import EVENTS
+from apdu.vocabulary import APPLICATION_BY_AID, APPLICATIONS, ISSUER_SECURITY_DOMAIN_AID
 
-APPLICATIONS: dict[bytes, tuple[str, str]] = {
-    bytes.fromhex("D392F000260100000001"): ("jpki", "公的個人認証AP"),
-    bytes.fromhex("D3921000310001010408"): ("text", "券面事項入力補助AP"),
-    bytes.fromhex("D3921000310001010402"): ("kenmen", "券面事項確認AP"),
-    bytes.fromhex("D3921000310001010100"): ("common", "共通AP"),
-    bytes.fromhex("D3921000310001010401"): ("juki", "住基AP"),
-    bytes.fromhex("A0000001510000"): ("isd", "Issuer Security Domain"),
-}
-_SHORT = {"jpki": "JPKI", "text": "券面事項入力補助AP", "kenmen": "券面AP", "common": "共通AP"}
-_SHORT["juki"] = "住基AP"
-
-#: EF / IEF / key names per application (card-facts §5.1, §6.1, §7.1, §8).
-FILES: dict[str, dict[int, str]] = {
-    "jpki": {
-        0x0001: "署名用電子証明書",
-        0x0002: "署名用CA証明書",
-        0x0006: "トークン情報",
-        0x0008: "証明書有無",
-        0x000A: "利用者証明用電子証明書",
-        0x000B: "利用者証明用CA証明書",
-        0x0017: "利用者証明用秘密鍵",
-        0x0018: "利用者証明用暗証番号",
-        0x001A: "署名用秘密鍵",
-        0x001B: "署名用パスワード",
-    },
-    "text": {
-        0x0001: "個人番号",
-        0x0002: "基本4情報",
-        0x0003: "署名",
-        0x0004: "券面事項入力補助AP証明書",
-        0x0005: "AP基本情報",
-        0x0006: "SM鍵配送用公開鍵",
-        0x0007: "内部認証用公開鍵",
-        0x0008: "不明 (16×FF)",
-        0x0011: "券面事項入力補助用暗証番号",
-        0x0012: "閉塞済み鍵",
-        0x0013: "内部認証用秘密鍵",
-        0x0014: "照合番号A",
-        0x0015: "照合番号B",
-    },
-    "kenmen": {
-        0x0001: "生年月日確認情報",
-        0x0002: "券面情報",
-        0x0003: "AP基本情報",
-        0x0004: "券面AP証明書",
-        0x0005: "個人番号画像",
-        0x0011: "生年月日",
-        0x0012: "照合番号B",
-        0x0013: "照合番号A",
-        0x001A: "券面AP秘密鍵",
-    },
-    "common": {
-        0x0001: "カード情報",
-        0x0002: "鍵参照",
-        0x0019: "内部認証鍵",
-        0x001C: "住民基本台帳用暗証番号",
-    },
-    "juki": {0x0002: "鍵参照", 0x001C: "住民基本台帳用暗証番号"},
-}
+_ISSUER_SECURITY_DOMAIN = ("isd", "Issuer Security Domain")
 
 _INS = {
     0xA4: "SELECT",
@@ -116,13 +62,18 @@ class Decoder:
         self.application = None
         self.current = None
 
+    def _name(self, fid: int) -> str | None:
+        app = APPLICATIONS.get(self.application or "")
+        return app.files.get(fid) if app else None
+
     def _ef(self, fid: int) -> str:
-        name = FILES.get(self.application or "", {}).get(fid)
+        name = self._name(fid)
         return f"{fid:04X} {name}" if name else f"{fid:04X}"
 
     def _credential(self, fid: int) -> str:
-        name = FILES.get(self.application or "", {}).get(fid)
-        where = f"{_SHORT.get(self.application or '', '?')} {fid:04X}"
+        name = self._name(fid)
+        app = APPLICATIONS.get(self.application or "")
+        where = f"{app.short if app else '?'} {fid:04X}"
         return f"{name} ({where})" if name else where
 
     def command(self, raw: bytes, response: bytes | None = None) -> str:
@@ -157,7 +108,10 @@ class Decoder:
 
     def _select(self, cmd: CommandApdu, ok: bool) -> str:
         if cmd.p1 == 0x04:
-            known = APPLICATIONS.get(cmd.data)
+            app = APPLICATION_BY_AID.get(cmd.data)
+            known = (app.name, app.label) if app else None
+            if cmd.data == ISSUER_SECURITY_DOMAIN_AID:
+                known = _ISSUER_SECURITY_DOMAIN
             label = known[1] if known else f"AID {cmd.data.hex().upper()}"
             if ok:
                 self.application = known[0] if known else None
@@ -199,6 +153,7 @@ class Exchange:
     response: str
     meaning: str
     duration_ms: float | None = None
+    reader: str = ""
 
     @property
     def command_bytes(self) -> bytes | None:
@@ -212,10 +167,11 @@ class Exchange:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A power event read back from a trace."""
+    """A card event (insertion, removal, power) read back from a trace."""
 
     t: float
     event: str
+    reader: str = ""
 
 
 @dataclass
@@ -236,8 +192,8 @@ class TraceError(MynacardError, ValueError):
 
 MAX_LINE_BYTES = 1024 * 1024
 """Longest trace line: an extended APDU (64 KB) as spaced hex is about 200 KB."""
-POWER_EVENTS = ("power_on", "power_off", "reset")
-"""The ``event`` values a trace may hold (replay calls the card method of that name)."""
+TRACE_FORMAT = 2
+"""The trace format :class:`TraceWriter` writes and :func:`read_trace` reads."""
 MAX_PERSONA_PATH = 4096
 
 _HEX_PAIR = frozenset("0123456789ABCDEFabcdef")
@@ -327,96 +283,96 @@ def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
 
 
 def read_trace(path: str | Path) -> Trace:
-    """Parse a JSON Lines trace (also the plain records of ``mynacard serve --trace``).
+    """Parse a trace written by :class:`TraceWriter` (``mynacard serve --trace``, the plugin's
+    ``--mynacard-trace``, the conformance runner).
 
     Every line is checked (a JSON object of a known type with the fields of that type, of the
     right types); :class:`TraceError` names the file, line and field of the first bad one.
     """
     trace = Trace()
-    pending: dict[int, Exchange] = {}
-    seq = 0
-    decoder = Decoder()
+    decoders: dict[str, Decoder] = {}
     for number, line in _lines(path):
         if not line.strip():
             continue
-        where = f"{path}:{number}"
-        try:
-            data = json.loads(line)
-        except RecursionError:
-            raise TraceError(f"{where}: not JSON (nested too deeply)") from None
-        except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
-            message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-            raise TraceError(f"{where}: not JSON ({message})") from None
-        if not isinstance(data, dict):
-            raise TraceError(f"{where}: expected a JSON object, got {_shown(data)}")
-        item = _Line(data, where)
-        kind = data.get("type", "apdu" if "dir" in data else "record")
+        item = _parse_line(line, f"{path}:{number}")
+        kind = item.data.get("type")
+        reader = item.text("reader", "")
+        decoder = decoders.setdefault(reader, Decoder())
         if kind == "header":
-            persona = data.get("persona")
-            if persona is not None:
-                text = item.text("persona")
-                if not text or "\0" in text or len(text) > MAX_PERSONA_PATH:
-                    raise item.fail(f"'persona' is not a file path: {_shown(text)}")
-            trace.header = data
+            _check_header(item)
+            trace.header = trace.header or item.data
         elif kind == "event":
             event = item.text("event")
-            if event not in POWER_EVENTS:
-                raise item.fail(f"'event' must be one of {', '.join(POWER_EVENTS)}, not {event!r}")
+            if event not in EVENTS:
+                raise item.fail(f"'event' must be one of {', '.join(EVENTS)}, not {event!r}")
             decoder.reset()
-            trace.items.append(Event(item.number("t", 0), event))
-        elif kind == "record":  # CardServer's TraceWriter: one line per exchange
-            seq += 1
+            trace.items.append(Event(item.number("t", 0), event, reader))
+        elif kind == "exchange":
             command = item.hex("command", masked=True)
             response = item.hex("response", masked=False, default="")
             raw = bytes.fromhex(command.replace("XX", "00").replace(" ", ""))
             meaning = decoder.command(raw, bytes.fromhex(response.replace(" ", "")))
+            seq = item.integer("seq") if "seq" in item.data else len(trace.exchanges) + 1
+            duration = item.optional_number("duration_ms")
             trace.items.append(
-                Exchange(
-                    seq,
-                    item.number("t"),
-                    command,
-                    response,
-                    meaning,
-                    item.optional_number("duration_ms"),
-                )
+                Exchange(seq, item.number("t"), command, response, meaning, duration, reader)
             )
-        elif kind == "apdu" and data.get("dir") == "command":
-            pending[item.integer("seq")] = Exchange(
-                item.integer("seq"),
-                item.number("t"),
-                item.hex("apdu", masked=True),
-                "",
-                item.text("meaning", ""),
-            )
-        elif kind == "apdu" and data.get("dir") == "response":
-            cmd = pending.pop(item.integer("seq"), None)
-            if cmd is None:
-                raise item.fail("response without a command")
-            trace.items.append(
-                Exchange(
-                    cmd.seq,
-                    cmd.t,
-                    cmd.command,
-                    item.hex("apdu", masked=False),
-                    cmd.meaning,
-                    item.optional_number("duration_ms"),
-                )
+        elif kind in _FORMAT_1_TYPES or "type" not in item.data:
+            raise item.fail(
+                f"a trace of format 1 (line type {kind or 'record'!r}); this mynacard reads "
+                f"format {TRACE_FORMAT}: record the trace again"
             )
         else:
             raise item.fail(f"unknown line {line.strip()[:60]!r}")
     return trace
 
 
-class TraceRecorder:
-    """Writes decoded, masked JSON Lines; thread-safe. Use as ``on_exchange`` of a tracing card."""
+_FORMAT_1_TYPES = ("apdu", "record")
 
-    def __init__(self, path: str | Path, *, persona: str | Path | None = None) -> None:
+
+def _parse_line(line: str, where: str) -> _Line:
+    try:
+        data = json.loads(line)
+    except RecursionError:
+        raise TraceError(f"{where}: not JSON (nested too deeply)") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
+        message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise TraceError(f"{where}: not JSON ({message})") from None
+    if not isinstance(data, dict):
+        raise TraceError(f"{where}: expected a JSON object, got {_shown(data)}")
+    return _Line(data, where)
+
+
+def _check_header(item: _Line) -> None:
+    version = item.data.get("version")
+    if version != TRACE_FORMAT:
+        raise item.fail(
+            f"trace format {_shown(version)}; this mynacard reads format {TRACE_FORMAT}: "
+            "record the trace again"
+        )
+    if item.data.get("persona") is not None:
+        text = item.text("persona")
+        if not text or "\0" in text or len(text) > MAX_PERSONA_PATH:
+            raise item.fail(f"'persona' is not a file path: {_shown(text)}")
+
+
+class TraceWriter:
+    """Writes the one trace format (JSON Lines, masked and decoded); thread-safe.
+
+    A header line, then one line per :class:`~apdu.TraceRecord`: an exchange (numbered, with
+    the decoded meaning, per reader) or a card event. Use it as any ``on_exchange`` observer.
+    ``append`` adds to an existing file (a new header starts the new recording).
+    """
+
+    def __init__(
+        self, path: str | Path, *, persona: str | Path | None = None, append: bool = False
+    ) -> None:
         self.path = Path(path)
-        self._file: IO[str] = self.path.open("w", encoding="utf-8")
+        self._file: IO[str] = self.path.open("a" if append else "w", encoding="utf-8")
         self._lock = threading.Lock()
         self._seq = 0
-        self.decoder = Decoder()
-        header: dict[str, Any] = {"type": "header", "version": 1, "t": time.time()}
+        self._decoders: dict[str, Decoder] = {}
+        header: dict[str, Any] = {"type": "header", "version": TRACE_FORMAT, "t": time.time()}
         if persona is not None:
             header["persona"] = str(Path(persona).resolve())
         self._write(header)
@@ -425,46 +381,26 @@ class TraceRecorder:
         self._file.write(json.dumps(data, ensure_ascii=False) + "\n")
         self._file.flush()
 
-    def exchange(self, command: bytes, response: bytes, started: float, duration: float) -> None:
-        """Record one exchange (command and response lines)."""
+    def __call__(self, record: TraceRecord) -> None:
+        """Record one exchange or card event."""
         with self._lock:
+            if self._file.closed:
+                return
+            decoder = self._decoders.setdefault(record.reader, Decoder())
+            if record.event:
+                decoder.reset()
+                self._write(record.to_json())
+                return
             self._seq += 1
-            meaning = self.decoder.command(command, response)
-            self._write(
-                {
-                    "type": "apdu",
-                    "seq": self._seq,
-                    "t": started,
-                    "dir": "command",
-                    "apdu": mask_hex(command),
-                    "meaning": meaning,
-                }
-            )
-            out: dict[str, Any] = {
-                "type": "apdu",
-                "seq": self._seq,
-                "t": started + duration,
-                "dir": "response",
-                "apdu": response.hex(" ").upper(),
-                "duration_ms": round(duration * 1000, 3),
-            }
-            if len(response) >= 2:
-                sw = int.from_bytes(response[-2:], "big")
-                out["sw"] = f"{sw:04X}"
-                out["meaning"] = describe(sw)
-            self._write(out)
-
-    def event(self, name: str) -> None:
-        """Record a power event (power_on, power_off, reset)."""
-        with self._lock:
-            self.decoder.reset()
-            self._write({"type": "event", "event": name, "t": time.time()})
+            line = record.to_json()
+            line["meaning"] = decoder.command(record.command, record.response)
+            self._write({"seq": self._seq, **line})
 
     def close(self) -> None:
         with self._lock:
             self._file.close()
 
-    def __enter__(self) -> TraceRecorder:
+    def __enter__(self) -> TraceWriter:
         return self
 
     def __exit__(
@@ -590,7 +526,7 @@ def replay(
     for item in trace.items:
         if isinstance(item, Event):
             decoder.reset()
-            getattr(card, item.event, card.reset)()
+            getattr(card, _REPLAYED_AS.get(item.event, item.event), card.reset)()
             continue
         command, problem = unmask(item, decoder, secrets)
         if problem is not None:
@@ -603,6 +539,10 @@ def replay(
         if not same:
             differences.append(Difference(item.seq, item.meaning, _short(expected), _short(actual)))
     return differences
+
+
+_REPLAYED_AS = {"insert": "power_on", "remove": "power_off"}
+"""Card events replay turns into power events (a replayed card stays in its reader)."""
 
 
 def _short(hex_text: str) -> str:

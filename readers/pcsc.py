@@ -24,12 +24,12 @@ from __future__ import annotations
 import contextlib
 import enum
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from apdu import TraceRecord
+from apdu import Observer, TraceRecord
 from card_emulator.atrs import KNOWN_ATRS
 from readers.pcscd import PcscError
 
@@ -213,7 +213,7 @@ class PcscTransport:
         *,
         share: Share = Share.SHARED,
         protocol: Protocol = Protocol.ANY,
-        on_exchange: Callable[[TraceRecord], None] | None = None,
+        on_exchange: Observer | None = None,
     ) -> None:
         self.reader_name = reader_name
         self.share = Share(share)
@@ -329,7 +329,7 @@ class PcscTransport:
         """Send one C-APDU (short or extended) and return the R-APDU (data ‖ SW1 SW2)."""
         handle = self._require()
         scard = _scard()
-        start = time.perf_counter()
+        started, start = time.time(), time.perf_counter()
         hresult, response = scard.SCardTransmit(handle, self._active, list(command))
         duration = time.perf_counter() - start
         error: PcscTransportError | None = None
@@ -340,11 +340,16 @@ class PcscTransport:
         if error is not None:
             if self.on_exchange is not None:
                 extra = {"error": error.name}
-                self.on_exchange(TraceRecord(time.time(), bytes(command), b"", duration, "", extra))
+                record = TraceRecord(
+                    started, bytes(command), b"", duration, "", extra, reader=self.reader_name
+                )
+                self.on_exchange(record)
             raise error
         answer = bytes(response)
         if self.on_exchange is not None:
-            self.on_exchange(TraceRecord(time.time(), bytes(command), answer, duration))
+            self.on_exchange(
+                TraceRecord(started, bytes(command), answer, duration, reader=self.reader_name)
+            )
         return answer
 
     def _no_answer(self) -> PcscTransportError:

@@ -7,10 +7,9 @@ any card in a reader, real or emulated. Both record an optional masked trace.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Protocol
 
-from apdu import TraceRecord
+from apdu import Observer, TraceRecord
 
 
 class Transport(Protocol):
@@ -32,17 +31,16 @@ class CardLike(Protocol):
 class InProcessTransport:
     """Talks to an emulated card object in the same process (no PC/SC)."""
 
-    def __init__(
-        self, card: CardLike, on_exchange: Callable[[TraceRecord], None] | None = None
-    ) -> None:
+    def __init__(self, card: CardLike, on_exchange: Observer | None = None) -> None:
         self.card = card
         self.on_exchange = on_exchange
 
     def transmit(self, command: bytes) -> bytes:
         """Hand the command to the card."""
-        start = time.perf_counter()
+        if self.on_exchange is None:
+            return self.card.transmit(command)
+        started, start = time.time(), time.perf_counter()
         response = self.card.transmit(command)
-        if self.on_exchange is not None:
-            duration = time.perf_counter() - start
-            self.on_exchange(TraceRecord(time.time(), command, response, duration))
+        duration = time.perf_counter() - start
+        self.on_exchange(TraceRecord(started, command, response, duration))
         return response

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
+from apdu import Observer, TraceRecord
 from apdu.errors import MynacardError
 from readers import netns as netns_module
 from readers.virtual_card import VirtualCard
@@ -39,7 +40,6 @@ from readers.virtual_card import VirtualCard
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
-    "ApduHook",
     "Removal",
     "VpcdClient",
     "VpcdConnectError",
@@ -60,10 +60,6 @@ _CONTROL_EVENTS = {CTRL_POWER_OFF: "power_off", CTRL_POWER_ON: "power_on", CTRL_
 _SW_NO_DIAGNOSIS = b"\x6f\x00"
 _MAX_FRAME = 0xFFFF
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
-
-#: Called with (C-APDU, R-APDU) for every APDU the card answers, on the serving thread,
-#: before the answer is sent. The return value is ignored; exceptions are logged.
-ApduHook = Callable[[bytes, bytes], object]
 
 
 class VpcdConnectError(MynacardError, ConnectionError):
@@ -93,8 +89,13 @@ class VpcdClient:
     after which :attr:`closed_by_peer` is true.
 
     ``insert()`` and ``remove()`` may be called at any time while running, from any thread,
-    including from inside the card or an ``on_apdu`` hook (then the removal takes effect after
-    the current answer is sent).
+    including from inside the card or an ``on_exchange`` hook (then the removal takes effect
+    after the current answer is sent).
+
+    ``on_exchange`` gets a :class:`~apdu.TraceRecord` (``reader`` = :attr:`reader`) on the
+    serving thread for every APDU the card answers, before the answer is sent, and for every
+    card event: ``insert`` / ``remove`` (connection made / closed) and ``power_on`` /
+    ``power_off`` / ``reset`` (from vpcd). Its exceptions are logged, never passed on.
     """
 
     def __init__(
@@ -104,7 +105,8 @@ class VpcdClient:
         host: str = DEFAULT_HOST,
         *,
         connect_timeout: float = 10.0,
-        on_apdu: ApduHook | None = None,
+        on_exchange: Observer | None = None,
+        reader: str = "",
         quickack: bool = True,
         netns: Callable[[], str | None] | None = None,
         reconnect_for: float = 0.0,
@@ -125,7 +127,8 @@ class VpcdClient:
         self.host = host
         self.port = port
         self.connect_timeout = connect_timeout
-        self.on_apdu = on_apdu
+        self.on_exchange = on_exchange
+        self.reader = reader or f"vpcd {host}:{port}"
         self.quickack = quickack
         self._quickack_opt = _QUICKACK if quickack else None
         self.netns = netns
@@ -322,9 +325,11 @@ class VpcdClient:
                 sock, pending = pending or self._connect(), None
                 if sock is None:
                     continue
+                self._observe(TraceRecord.card_event("insert", reader=self.reader))
                 try:
                     self._serve(sock)
                 finally:
+                    self._observe(TraceRecord.card_event("remove", reader=self.reader))
                     with self._cond:  # under the lock: no shutdown() on a closed socket
                         sock.close()
                         self._sock = None
@@ -449,6 +454,7 @@ class VpcdClient:
                     getattr(card, event)()
                 except Exception:
                     log.exception("%r: card.%s() raised", self, event)
+                self._observe(TraceRecord.card_event(event, reader=self.reader))
                 continue
             if size == 0:
                 continue
@@ -478,6 +484,7 @@ class VpcdClient:
             return when
 
     def _execute(self, command: bytes) -> bytes:
+        started, start = time.time(), time.perf_counter()
         try:
             response = self.card.transmit(command)
         except Exception:
@@ -486,12 +493,18 @@ class VpcdClient:
         if len(response) > _MAX_FRAME:
             log.error("%r: %d-byte response does not fit a vpcd frame", self, len(response))
             response = _SW_NO_DIAGNOSIS
-        if self.on_apdu is not None:
-            try:
-                self.on_apdu(command, response)
-            except Exception:
-                log.exception("%r: on_apdu hook raised", self)
+        if self.on_exchange is not None:
+            duration = time.perf_counter() - start
+            self._observe(TraceRecord(started, command, response, duration, reader=self.reader))
         return response
+
+    def _observe(self, record: TraceRecord) -> None:
+        if self.on_exchange is None:
+            return
+        try:
+            self.on_exchange(record)
+        except Exception:
+            log.exception("%r: on_exchange hook raised", self)
 
     def _recv_exact(self, sock: socket.socket, size: int) -> bytes | None:
         """Read exactly ``size`` bytes; None on EOF or a socket error."""

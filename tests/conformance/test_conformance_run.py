@@ -145,7 +145,7 @@ def test_traces_and_reports_never_hold_a_pin(careless: Run, reference: Run) -> N
         verify_lines = [
             line
             for line in (run.out / "traces" / "normal.jsonl").read_text().splitlines()
-            if '"apdu": "00 20 00 80 04' in line
+            if '"command": "00 20 00 80 04' in line
         ]
         assert verify_lines and all("XX XX XX XX" in line for line in verify_lines)
 

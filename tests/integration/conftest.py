@@ -65,7 +65,9 @@ def der_object(data: bytes) -> bytes:
 def serve(card: VirtualCard, reader: VpcdReader, index: int, *, wait: bool = True) -> Served:
     """Insert ``card`` into ``reader`` and (with ``wait``) wait until pcscd reports it."""
     served = Served(card, VpcdClient(card, reader.port, netns=reader.netns), reader, index)
-    served.client.on_apdu = lambda command, response: served.exchanges.append((command, response))
+    served.client.on_exchange = lambda record: (
+        None if record.event else served.exchanges.append((record.command, record.response))
+    )
     served.client.start()
     if wait:
         assert wait_for_card(reader.name) == card.atr

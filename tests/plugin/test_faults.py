@@ -88,7 +88,7 @@ def test_removal_in_process(myna_card: Card, when: str, tries_left: int) -> None
 def test_power_glitch_loses_the_security_state(myna_card: Card) -> None:
     card = faulty(myna_card, fault=[{"kind": "glitch", "match": "80 2A"}])
     events: list[str] = []
-    card.on_event = events.append
+    card.on_exchange = lambda record: events.append(record.event) if record.event else None
     card.transmit(SELECT_JPKI)
     assert card.transmit(VERIFY_AUTH) == b"\x90\x00"
     assert card.transmit(SIGN) == b"\x69\x86"  # back at power-on: no AP, nothing verified

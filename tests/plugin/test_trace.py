@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from apdu import builders
+from apdu import TraceRecord, builders
 from card_emulator import Card
 from harness import trace_cli
 from harness.faults import FaultyCard, Scenario, traced
 from harness.personas import demo_persona_path
-from harness.trace_decode import Decoder, TraceRecorder, read_trace, replay
+from harness.trace_decode import Decoder, Exchange, TraceWriter, read_trace, replay
 
 JPKI = bytes.fromhex("D392F000260100000001")
 TEXT = bytes.fromhex("D3921000310001010408")
@@ -36,7 +36,7 @@ def _kiosk_flow(card: object) -> None:
 
 
 def record(path: Path, persona: Path | None = None) -> Path:
-    with TraceRecorder(path, persona=persona) as recorder:
+    with TraceWriter(path, persona=persona) as recorder:
         card = Card.from_persona(persona) if persona else Card.from_persona(demo_persona_path())
         _kiosk_flow(traced(card, recorder))
     return path
@@ -66,10 +66,11 @@ def test_trace_lines_are_decoded_and_masked(tmp_path: Path) -> None:
     assert "31 32 33 34" not in text and "30 30 30 30" not in text
     rows = [json.loads(line) for line in text.splitlines()]
     assert rows[0]["type"] == "header"
-    commands = [r for r in rows if r.get("dir") == "command"]
-    responses = [r for r in rows if r.get("dir") == "response"]
-    assert len(commands) == len(responses) == 10
-    assert all(isinstance(r["t"], float) for r in commands)
+    assert rows[0]["version"] == 2
+    commands = [r for r in rows if r["type"] == "exchange"]
+    assert len(commands) == 10
+    assert [r["seq"] for r in commands] == list(range(1, 11))
+    assert all(isinstance(r["t"], float) and r["duration_ms"] >= 0 for r in commands)
     meanings = [r["meaning"] for r in commands]
     assert meanings[:4] == [
         "SELECT 券面事項入力補助AP",
@@ -79,10 +80,11 @@ def test_trace_lines_are_decoded_and_masked(tmp_path: Path) -> None:
     ]
     assert meanings[5] == "VERIFY 利用者証明用暗証番号 (JPKI 0018) (retries query)"
     assert meanings[6] == "VERIFY 利用者証明用暗証番号 (JPKI 0018)"
-    assert commands[6]["apdu"] == "00 20 00 80 04 XX XX XX XX"
+    assert commands[6]["command"] == "00 20 00 80 04 XX XX XX XX"
+    assert commands[6]["response"] == "90 00" and commands[6]["sw"] == "9000"
     assert meanings[7] == "READ BINARY 000B 利用者証明用CA証明書 @0x0000"
     assert [r["event"] for r in rows if r["type"] == "event"] == ["reset"]
-    assert rows[-5]["type"] == "event"  # after the 8th exchange, in order
+    assert rows[-3]["type"] == "event"  # after the 8th exchange, in order
 
 
 def _cli(argv: list[str]) -> int:
@@ -138,19 +140,24 @@ def test_replay_with_a_fault_scenario_reports_it(tmp_path: Path) -> None:
     assert diffs[0].actual == "62 81"
 
 
-def test_server_trace_records_are_read(tmp_path: Path) -> None:
-    path = tmp_path / "serve.jsonl"
-    path.write_text(
-        json.dumps(
-            {
-                "reader": "r",
-                "t": 1.0,
-                "command": "00 A4 04 0C 0A D3 92 F0 00 26 01 00 00 00 01",
-                "response": "90 00",
-                "sw": "9000",
-            }
-        )
-        + "\n",
-        encoding="utf-8",
-    )
-    assert read_trace(path).exchanges[0].meaning == "SELECT 公的個人認証AP"
+def test_one_writer_decodes_each_reader_on_its_own(tmp_path: Path) -> None:
+    """Interleaved readers (as ``mynacard serve --trace`` writes them) keep their own state."""
+    select_jpki = builders.select_aid(JPKI).to_bytes()
+    select_text = builders.select_aid(TEXT).to_bytes()
+    read = builders.read_binary(0).to_bytes()
+    with TraceWriter(tmp_path / "serve.jsonl", append=True) as writer:
+        writer(TraceRecord.card_event("insert", reader="A"))
+        writer(TraceRecord(1.0, select_jpki, b"\x90\x00", 0.001, reader="A"))
+        writer(TraceRecord(1.1, select_text, b"\x90\x00", 0.001, reader="B"))
+        writer(TraceRecord(1.2, builders.select_ef(0x000A).to_bytes(), b"\x90\x00", reader="A"))
+        writer(TraceRecord(1.3, read, b"\x6a\x82", reader="A"))
+        writer(TraceRecord.card_event("remove", reader="B"))
+    trace = read_trace(tmp_path / "serve.jsonl")
+    assert [(e.reader, e.meaning) for e in trace.exchanges] == [
+        ("A", "SELECT 公的個人認証AP"),
+        ("B", "SELECT 券面事項入力補助AP"),
+        ("A", "SELECT EF 000A 利用者証明用電子証明書"),
+        ("A", "READ BINARY 000A 利用者証明用電子証明書 @0x0000"),
+    ]
+    events = [(i.reader, i.event) for i in trace.items if not isinstance(i, Exchange)]
+    assert events == [("A", "insert"), ("B", "remove")]

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from apdu import TraceRecord
 from readers.virtual_card import ECHO_ATR, EchoCard
 from readers.vpcd import Removal, VpcdClient, VpcdConnectError
 
@@ -120,15 +121,23 @@ def test_apdus_split_into_single_bytes_are_reassembled(vpcd: FakeVpcd) -> None:
         assert len(big) == 0xFFFF  # the largest frame vpcd can carry
 
 
-def test_on_apdu_hook_sees_every_exchange_and_cannot_break_the_card(vpcd: FakeVpcd) -> None:
+def test_on_exchange_sees_every_exchange_and_event_and_cannot_break_the_card(
+    vpcd: FakeVpcd,
+) -> None:
     seen: list[tuple[bytes, bytes]] = []
+    events: list[str] = []
+    records: list[TraceRecord] = []
 
-    def hook(command: bytes, response: bytes) -> None:
-        seen.append((command, response))
-        if command[1] == 0xCA:
+    def hook(record: TraceRecord) -> None:
+        records.append(record)
+        if record.event:
+            events.append(record.event)
+            return
+        seen.append((record.command, record.response))
+        if record.command[1] == 0xCA:
             raise RuntimeError("buggy tracer")
 
-    with VpcdClient(EchoCard(), vpcd.port, on_apdu=hook) as client:
+    with VpcdClient(EchoCard(), vpcd.port, on_exchange=hook, reader="Test 00") as client:
         vpcd.accept()
         vpcd.atr()  # control messages are not APDUs
         assert vpcd.exchange(bytes.fromhex("00CA0000021122")) == b"\x11\x22\x90\x00"
@@ -138,6 +147,11 @@ def test_on_apdu_hook_sees_every_exchange_and_cannot_break_the_card(vpcd: FakeVp
         (bytes.fromhex("00CA0000021122"), b"\x11\x22\x90\x00"),
         (bytes.fromhex("00A4040000"), b"\x90\x00"),
     ]
+    assert events == ["insert", "remove"]
+    assert {r.reader for r in records} == {"Test 00"}
+    exchanges = [r for r in records if not r.event]
+    assert all(r.duration is not None and r.duration >= 0 for r in exchanges)
+    assert exchanges[0].timestamp <= exchanges[1].timestamp
 
 
 class RaisingCard(EchoCard):
@@ -208,11 +222,11 @@ def test_remove_and_insert_from_another_thread(vpcd: FakeVpcd) -> None:
 def test_remove_from_inside_the_hook_answers_first(vpcd: FakeVpcd) -> None:
     holder: list[VpcdClient] = []
 
-    def hook(command: bytes, response: bytes) -> None:
-        if command[1] == 0xEE:
+    def hook(record: TraceRecord) -> None:
+        if record.command[1:2] == b"\xee":
             holder[0].remove()
 
-    client = VpcdClient(EchoCard(), vpcd.port, on_apdu=hook)
+    client = VpcdClient(EchoCard(), vpcd.port, on_exchange=hook)
     holder.append(client)
     client.start()
     try:

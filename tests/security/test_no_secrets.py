@@ -1,7 +1,7 @@
 """Logs and traces never contain a PIN; network listeners bind loopback by default.
 
 The ``mynacard serve -v --trace FILE`` code path runs in-process: a CardServer with an
-``on_apdu`` hook printing ``TraceRecord.text()`` (as the CLI's ``-v`` does) and a JSON Lines
+``on_exchange`` observer printing ``TraceRecord.text()`` (as the CLI's ``-v`` does) and a JSON Lines
 trace (``TraceRecord.to_json()``), driven over a real TCP socket by a minimal vpcd stand-in that
 sends every demo credential in every VERIFY / CHANGE form, including malformed ones. Then the
 audit runs with ``-v --trace`` and VERIFYs of the demo PINs. Every byte of output is searched
@@ -113,7 +113,7 @@ def test_serve_verbose_and_trace_never_show_a_pin(
         [("demo", Card.from_persona(DEMO_PERSONA))],
         endpoints=[Endpoint("127.0.0.1", port, "Test Reader 00 00")],
         trace=trace,
-        on_apdu=lambda reader, record: printed.append(f"[{reader}] {record.text()}"),
+        on_exchange=lambda record: printed.append(f"[{record.reader}] {record.text()}"),
     )
     with server:
         vpcd_thread.join(timeout=20)
@@ -121,9 +121,10 @@ def test_serve_verbose_and_trace_never_show_a_pin(
     assert len(answers) == len(commands)
     assert answers[2] == b"\x90\x00" and answers[3] == b"\x90\x00"  # the PINs were right
     lines = trace.read_text(encoding="utf-8").splitlines()
-    assert len(lines) == len(commands)
-    assert len(printed) == len(commands)
-    assert "XX XX XX XX" in printed[2]
+    assert sum('"type": "exchange"' in line for line in lines) == len(commands)
+    exchanges = [line for line in printed if "] -- " not in line]  # card events print one line
+    assert len(exchanges) == len(commands)
+    assert "XX XX XX XX" in exchanges[2]
     _assert_clean("\n".join(printed), "-v output")
     _assert_clean("\n".join(_json_without_clock(x) for x in lines), "trace file")
     _assert_clean(caplog.text, "log")
