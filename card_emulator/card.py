@@ -7,7 +7,9 @@ transport at a time, like a physical card in one reader.
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -17,7 +19,9 @@ from card_emulator.chip import Chip
 from card_emulator.content import CardContent
 from card_emulator.image import CardStore, ImageError, MemoryStore, SqliteImage
 from card_emulator.objects import Credential
-from card_emulator.personalize import personalize, personalize_cached
+from card_emulator.persona import Persona
+from card_emulator.personalize import personalize
+from jpki.pki_store import PkiStore
 
 
 class Card:
@@ -44,17 +48,29 @@ class Card:
 
     @classmethod
     def from_persona(
-        cls, path: str | Path, image: str | Path | None = None, *, strict: bool = False
+        cls,
+        path: str | Path,
+        image: str | Path | None = None,
+        *,
+        pki: PkiStore | None = None,
+        strict: bool = False,
     ) -> Card:
         """A card personalized from the persona file at ``path``.
 
         Without ``image``: a fresh in-memory card (full retry counters on every call). With
         ``image``: the durable card image at that path, created from the persona if the file
         does not exist, reopened as it was left otherwise.
+
+        ``pki`` issues the card's certificates and signs its data, and records them. Without
+        it, the card comes from :func:`throwaway_pki`, which lives in memory and writes nothing;
+        pass a directory store (``PkiStore.open(...)``) when the certificates must be known to
+        other processes (an OCSP responder, ``mynacard pki``).
         """
         persona = persona_module.load(path)
         if image is None:
-            return cls(personalize_cached(persona), strict=strict)
+            if pki is None:
+                return cls(_throwaway_content(persona), strict=strict)
+            return cls(personalize(persona, store=pki), strict=strict)
         image = Path(image)
         if image.exists():
             card = cls.open(image, strict=strict)
@@ -66,7 +82,8 @@ class Card:
                 )
             return card
         SqliteImage.check_creatable(image)  # before certificates are issued for it
-        store = SqliteImage.create(image, personalize(persona))
+        content = personalize(persona, store=pki if pki is not None else throwaway_pki())
+        store = SqliteImage.create(image, content)
         store.close()
         return cls.open(image, strict=strict)
 
@@ -121,3 +138,23 @@ class Card:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+@functools.cache
+def throwaway_pki() -> PkiStore:
+    """The in-memory test PKI of cards made without one: one per process, never written."""
+    return PkiStore.in_memory()
+
+
+_throwaway: dict[str, CardContent] = {}
+_throwaway_lock = threading.Lock()
+
+
+def _throwaway_content(persona: Persona) -> CardContent:
+    """Each distinct persona personalized once per process by :func:`throwaway_pki`; every
+    call returns independent credentials (full or preset counters)."""
+    with _throwaway_lock:
+        content = _throwaway.get(persona.digest)
+        if content is None:
+            content = _throwaway[persona.digest] = personalize(persona, store=throwaway_pki())
+        return content.fresh_copy()

@@ -1,9 +1,10 @@
 """Personalization: persona → card content (keys generated on card, data signed, images made).
 
-Certificates are issued by the test PKI of a :class:`~jpki.pki_store.PkiStore` (an
-authentication and a signature tree per name style, each with CA key generations) and the 券面
-APs' data is signed by its CV hierarchies; the store lives in a directory (``$MYNACARD_PKI``), so
-every process shares the same roots. Each certificate comes from the CA generation in force on
+The caller passes the test PKI, a :class:`~jpki.pki_store.PkiStore` (an authentication and a
+signature tree per name style, each with CA key generations, and the CV hierarchies that sign
+the 券面 APs' data): a directory store that processes share (the harness's default is
+``$MYNACARD_PKI``) or an in-memory one that writes nothing. Personalization never picks one
+itself. Each certificate comes from the CA generation in force on
 the persona's ``certificates.issued`` date, and is recorded in the PKI's database under the
 persona's label (with the revocation state the persona asks for), so ``mynacard pki revoke
 --persona LABEL`` and the OCSP / CRL services know it. Each card also carries its issuing CA
@@ -17,8 +18,6 @@ keys a source is asked for are named by :data:`KEY_PURPOSES`.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import threading
 from collections.abc import Callable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -44,7 +43,7 @@ from jpki.database import CertificateRecord
 from jpki.holder import HolderIdentity, Sex
 from jpki.keys import generate_rsa_key
 from jpki.names import Municipality, NameStyle, Tree
-from jpki.pki_store import IssuedCertificate, PkiError, PkiStore, default_directory
+from jpki.pki_store import IssuedCertificate, PkiError, PkiStore
 from jpki.profile import validity_end
 from jpki.revocation import EventKind, RevocationError, RevocationEvent, RevocationReason
 
@@ -68,30 +67,6 @@ KEY_PURPOSES: tuple[str, ...] = (
 def fresh_keys(_purpose: str) -> rsa.RSAPrivateKey:
     """The default :data:`KeySource`: a new RSA-2048 key for every purpose."""
     return generate_rsa_key()
-
-
-_cache: dict[str, CardContent] = {}
-_cache_lock = threading.Lock()
-
-
-@functools.cache
-def _store(directory: str) -> PkiStore:
-    return PkiStore.open(directory)
-
-
-def pki_store() -> PkiStore:
-    """The test PKI used for personalization (``$MYNACARD_PKI`` or the default directory)."""
-    return _store(str(default_directory()))
-
-
-def default_cv_signer(application: str) -> CardDataSigner:
-    """The data signer (and its CV root) of ``"text"`` or ``"kenmen"``."""
-    return _cv_signer(str(default_directory()), application)
-
-
-@functools.cache
-def _cv_signer(directory: str, application: str) -> CardDataSigner:
-    return _store(directory).cv_signer(application)
 
 
 def _holder_identity(persona: Persona) -> HolderIdentity:
@@ -175,13 +150,9 @@ def _check_issuable(store: PkiStore, persona: Persona, ends: dict[Tree, dt.datet
 
 
 def _jpki_application(
-    persona: Persona,
-    clock: Clock | None = None,
-    store: PkiStore | None = None,
-    keys: KeySource = fresh_keys,
+    persona: Persona, clock: Clock | None, store: PkiStore, keys: KeySource
 ) -> tuple[Application, dict[str, str]]:
     clock = clock or default_clock()
-    store = store or pki_store()
     settings = persona.certificates
     default_end = validity_end(settings.issued, persona.holder.birth_date)
     ends = {
@@ -262,7 +233,7 @@ def _other_applications(
         pin=persona.pins.text,
         check_code_b=code_b,
         serial=card.serial,
-        signer=_cv_signer(str(store.directory), "text"),
+        signer=store.cv_signer("text"),
         ap_key=keys("text_ap"),
         sm_key=keys("text_sm"),
         blocked_value=b"\x00\x00\x00\x00",
@@ -277,7 +248,7 @@ def _other_applications(
         birth_date_key=birth_date_key(h.birth_date),
         check_code_b=code_b,
         images=_images(persona, images),
-        signer=_cv_signer(str(store.directory), "kenmen"),
+        signer=store.cv_signer("kenmen"),
         card_key=keys("kenmen_card"),
     )
     common = common_ap.build(
@@ -335,14 +306,15 @@ def _card_data_objects(
 def personalize(
     persona: Persona,
     *,
+    store: PkiStore,
     clock: Clock | None = None,
-    store: PkiStore | None = None,
     keys: KeySource | None = None,
     images: Mapping[str, bytes] | None = None,
 ) -> CardContent:
     """A new card for ``persona``: fresh keys and certificates, full (or preset) counters.
 
-    The certificates are issued by ``store`` (default :func:`pki_store`) and recorded there at
+    Every certificate and every data signer comes from ``store``: the certificates are issued
+    by it and recorded there at
     ``clock``'s now (default: the default clock); their validity and CA generation follow the
     persona's ``certificates.issued``. ``keys`` supplies every card key by purpose (default
     :func:`fresh_keys`: a new key each); a source that hands the same JPKI key to two cards makes
@@ -354,12 +326,11 @@ def personalize(
     keys = keys or fresh_keys
     overlays = ["smartphone"] if persona.smartphone else []
     rules = load_rules(overlays, persona.access)
-    store = store or pki_store()  # every certificate and signer comes from this one PKI
     jpki_app, jpki_meta = _jpki_application(persona, clock, store, keys)
     others = _other_applications(persona, store, keys, images)
     card_key = next(app for app in others if app.name == "kenmen").default_key()
     assert card_key is not None
-    mf_chain = _cv_signer(str(store.directory), "mf")
+    mf_chain = store.cv_signer("mf")
     content = CardContent(
         atr=persona.card.atr,
         applications=[jpki_app, *others],
@@ -379,16 +350,3 @@ def personalize(
         content.application(where.application).credentials[where.fid].remaining = tries
     content.check()
     return content
-
-
-def personalize_cached(persona: Persona) -> CardContent:
-    """Like :func:`personalize`, but personalizes each distinct persona file once per process.
-
-    Every call returns independent credentials (full or preset counters); keys and certificates
-    are shared between the cards of one persona within a process.
-    """
-    with _cache_lock:
-        content = _cache.get(persona.digest)
-        if content is None:
-            content = _cache[persona.digest] = personalize(persona)
-        return content.fresh_copy()

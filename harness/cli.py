@@ -21,6 +21,7 @@ from harness.card_server import (
     ServableCard,
     parse_endpoint,
 )
+from harness.default_pki import shared_card
 from harness.demo import run_demo
 from harness.faults import FaultyCard, Scenario
 from harness.kiosk_catalogue import load_catalogue
@@ -41,7 +42,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not args.in_process:
         return 0 if run_demo(args.persona) else 1
     persona = persona_module.load(args.persona)
-    card = Card.from_persona(args.persona)
+    card = shared_card(args.persona)
     print(f"Demo card for {persona.holder.name} (persona {persona.label!r}), in-process")
     print(f"  ATR              {card.atr.hex(' ').upper()}")
     client = MynaClient(InProcessTransport(card))
@@ -58,7 +59,7 @@ def _cmd_persona_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_personalize(args: argparse.Namespace) -> int:
-    card = Card.from_persona(args.persona, image=args.image)
+    card = shared_card(args.persona, image=args.image)
     print(f"{args.image}: card image ready (ATR {card.atr.hex().upper()})")
     card.close()
     return 0
@@ -136,9 +137,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                     "--image with a --scenario that changes the persona or its counters: "
                     "a durable image keeps its own state; use a scenario with faults only"
                 )
-            card = Card.from_persona(path, image=args.image)
+            card = shared_card(path, image=args.image)
         elif faults is None:
-            card = Card.from_persona(path)
+            card = shared_card(path)
         else:
             card = card_from_persona(path, **overrides, counters=dict(faults.counters))
         cards.append((str(path), card if faults is None else FaultyCard(card, faults)))

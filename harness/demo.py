@@ -9,11 +9,10 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from card_emulator import Card
 from card_emulator import persona as persona_module
 from card_emulator.check_codes import check_code_b
-from card_emulator.personalize import pki_store
 from harness.card_server import CardServer
+from harness.default_pki import pki_store, shared_card
 from harness.summary import jpki_summary
 from readers.client import MynaClient
 from readers.kenmen_ap import KenmenReader
@@ -44,7 +43,7 @@ def opensc_certificates(reader: str, env: dict[str, str]) -> list[str]:
 def run_demo(persona_path: Path, emit: Callable[[str], None] = print) -> bool:
     """Serve the persona's card in a virtual reader and read it through PC/SC."""
     persona = persona_module.load(persona_path)
-    card = Card.from_persona(persona_path)
+    card = shared_card(persona_path)
     ok = True
     with CardServer([(persona.label, card)]) as server:
         served = server.served[0]

@@ -65,12 +65,8 @@ from card_emulator import persona as persona_module
 from card_emulator.content import CardContent
 from card_emulator.image import SqliteImage
 from card_emulator.persona import Persona
-from card_emulator.personalize import (
-    KEY_PURPOSES,
-    default_cv_signer,
-    personalize,
-    pki_store,
-)
+from card_emulator.personalize import KEY_PURPOSES, personalize
+from harness.default_pki import default_cv_signer, pki_store
 from harness.personas import to_toml
 from jpki.clock import jst_day_start
 from jpki.keys import generate_rsa_key
@@ -310,7 +306,9 @@ def _remove_image(path: Path) -> None:
 def _make_card(job: _Job) -> dict[str, Any]:
     """Issue one card (in a worker): persona file, certificates, card image; its index entry."""
     persona = persona_module.parse(job.text, str(job.persona_file), job.persona_file.parent)
-    content = personalize(persona, keys=_state.key, images=_state.images(persona))
+    content = personalize(
+        persona, store=pki_store(), keys=_state.key, images=_state.images(persona)
+    )
     if _state.replace:
         _remove_image(job.image_file)
     job.persona_file.write_bytes(job.text)

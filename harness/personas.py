@@ -11,7 +11,7 @@ from typing import Any
 
 from card_emulator import Card
 from card_emulator import persona as persona_module
-from card_emulator.personalize import personalize_cached
+from harness.default_pki import personalize_shared, shared_card
 
 #: The demo persona (DESIGN.md "Demo persona"); used when vectors/ is not installed.
 DEMO: dict[str, Any] = {
@@ -107,7 +107,7 @@ def card_from_persona(persona: str | Path | None = None, **overrides: Any) -> Ca
     if not overrides:
         path = Path(persona) if persona is not None else demo_persona_path()
         if path is not None:
-            return Card.from_persona(path)
+            return shared_card(path)
     base = Path(persona).parent if persona is not None else Path.cwd()
     text = to_toml(merge(persona_data(persona), overrides)).encode("utf-8")
-    return Card(personalize_cached(persona_module.parse(text, str(persona or "demo"), base)))
+    return Card(personalize_shared(persona_module.parse(text, str(persona or "demo"), base)))

@@ -38,8 +38,8 @@ from cryptography.x509 import ocsp
 
 from apdu import TraceRecord
 from card_emulator import Card
-from card_emulator.personalize import pki_store
 from harness.card_server import CardServer, Endpoint, ServableCard
+from harness.default_pki import pki_store
 from harness.personas import (
     card_from_persona,
     write_persona,

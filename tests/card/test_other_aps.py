@@ -13,7 +13,7 @@ from PIL import Image
 
 from apdu import builders, tlv
 from card_emulator import Card, PersonaError
-from card_emulator.personalize import default_cv_signer
+from card_emulator.card import throwaway_pki
 from jpki.cv_certificate import decode_rsa_public_key
 from readers.client import MynaClient
 from readers.kenmen_ap import KenmenReader, parse_face, verify_face
@@ -136,7 +136,7 @@ def test_text_ap_layout_and_integrity(tx: Transmit) -> None:
     assert files[3][:5] == bytes.fromhex("FF3082014B")
     assert len(files[4]) == 568
     assert files[2][:2] == b"\xff\x20"
-    root = default_cv_signer("text").root_public_key
+    root = throwaway_pki().cv_signer("text").root_public_key
     verify_text_ap(files[1], files[2], files[3], files[4], root)
     name_at = files[2].index("花子".encode())
     tampered = bytearray(files[2])
@@ -145,7 +145,7 @@ def test_text_ap_layout_and_integrity(tx: Transmit) -> None:
         verify_text_ap(files[1], bytes(tampered), files[3], files[4], root)
     with pytest.raises(VerificationError, match="DF31"):
         verify_text_ap(files[1][:-1] + b"\x00", files[2], files[3], files[4], root)
-    wrong_root = default_cv_signer("kenmen").root_public_key
+    wrong_root = throwaway_pki().cv_signer("kenmen").root_public_key
     with pytest.raises(VerificationError, match="EF 0004"):
         verify_text_ap(files[1], files[2], files[3], files[4], wrong_root)
 
@@ -153,7 +153,7 @@ def test_text_ap_layout_and_integrity(tx: Transmit) -> None:
 def test_text_reader_over_a_transport(card: Card) -> None:
     reader = TextApReader(MynaClient(InProcessTransport(card)))
     reader.unlock_with_pin("1234")
-    number, attributes = reader.verify(default_cv_signer("text").root_public_key)
+    number, attributes = reader.verify(throwaway_pki().cv_signer("text").root_public_key)
     assert number == "314159265352"
     assert attributes.name == "番号\u3000花子"
     assert attributes.address == "東京都千代田区霞が関二丁目１番２号"
@@ -178,7 +178,7 @@ def test_long_address_uses_long_form_length(tmp_path: Path) -> None:
     card = Card.from_persona(persona)
     reader = TextApReader(MynaClient(InProcessTransport(card)))
     reader.unlock_with_pin("1234")
-    _, attributes = reader.verify(default_cv_signer("text").root_public_key)
+    _, attributes = reader.verify(throwaway_pki().cv_signer("text").root_public_key)
     assert attributes.address == address
     raw = reader.raw(0x0002)
     assert raw[2] == 0x81  # FF 20 81 LL: the body exceeds 127 bytes
@@ -187,13 +187,16 @@ def test_long_address_uses_long_form_length(tmp_path: Path) -> None:
     assert raw[int.from_bytes(offsets[:2], "big") :][:2] == b"\xdf\x22"
     face = KenmenReader(MynaClient(InProcessTransport(card)))
     face.unlock_with_check_code_a("314159265352")
-    assert face.face(default_cv_signer("kenmen").root_public_key).images()["address"].mode == "1"
+    assert (
+        face.face(throwaway_pki().cv_signer("kenmen").root_public_key).images()["address"].mode
+        == "1"
+    )
 
 
 def test_kenmen_face_signature_and_images(card: Card) -> None:
     reader = KenmenReader(MynaClient(InProcessTransport(card)))
     reader.unlock_with_check_code_b(CHECK_B.decode())
-    root = default_cv_signer("kenmen").root_public_key
+    root = throwaway_pki().cv_signer("kenmen").root_public_key
     face = reader.face(root)
     assert face.birth_date.isoformat() == "1980-02-17"
     assert face.expiry.isoformat() == "2035-02-17"
@@ -225,7 +228,7 @@ def test_kenmen_face_tamper_is_detected(card: Card) -> None:
     reader = KenmenReader(MynaClient(InProcessTransport(card)))
     reader.unlock_with_check_code_a(MY_NUMBER.decode())
     raw = reader.client.read_ef(0x0002)
-    signer = reader.signer_key(default_cv_signer("kenmen").root_public_key)
+    signer = reader.signer_key(throwaway_pki().cv_signer("kenmen").root_public_key)
     verify_face(parse_face(raw), signer)
     name_png_at = raw.index(b"\x89PNG")  # DF25, the name image (signed, group 2)
     tampered = bytearray(raw)
@@ -240,7 +243,7 @@ def test_kenmen_face_tamper_is_detected(card: Card) -> None:
 
 def test_kenmen_age_record_and_my_number_image(card: Card) -> None:
     reader = KenmenReader(MynaClient(InProcessTransport(card)))
-    root = default_cv_signer("kenmen").root_public_key
+    root = throwaway_pki().cv_signer("kenmen").root_public_key
     reader.unlock_with_birth_date(BIRTH_KEY.decode())
     assert reader.birth_date(root).isoformat() == "1980-02-17"
     reader.unlock_with_check_code_a(MY_NUMBER.decode())
@@ -325,7 +328,8 @@ def test_cv_certificate_holds_the_certified_key(tx: Transmit) -> None:
     assert body[:7] == b"6900023"
     key = decode_rsa_public_key(body[32:])
     assert (
-        key.public_numbers() == default_cv_signer("kenmen").certificate.public_key.public_numbers()
+        key.public_numbers()
+        == throwaway_pki().cv_signer("kenmen").certificate.public_key.public_numbers()
     )
 
 
@@ -347,7 +351,7 @@ def test_persona_named_image_files_are_used(tmp_path: Path) -> None:
     card = Card.from_persona(persona)
     reader = KenmenReader(MynaClient(InProcessTransport(card)))
     reader.unlock_with_check_code_a(MY_NUMBER.decode())
-    face = reader.face(default_cv_signer("kenmen").root_public_key)
+    face = reader.face(throwaway_pki().cv_signer("kenmen").root_public_key)
     assert face.name_png == name_png
     bad = tmp_path / "bad.toml"
     bad.write_text(DEMO_PERSONA.read_text("utf-8") + '\n[images]\nphoto = "name.png"\n', "utf-8")

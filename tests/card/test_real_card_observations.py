@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from apdu import tlv
 from card_emulator import Card
-from card_emulator.personalize import pki_store
+from card_emulator.card import throwaway_pki
 from jpki.cv_certificate import decode_rsa_public_key
 from tests.conftest import Transmit
 
@@ -45,7 +45,7 @@ def test_get_data_f8_returns_the_bare_cv_certificate(tx: Transmit) -> None:
     assert sw == 0x9000
     assert lower[5:21] == intermediate
     # the chain verifies: root → intermediate (F8) → card key (7F21)
-    root = pki_store().cv_root_public_key("mf")
+    root = throwaway_pki().cv_root_public_key("mf")
     root.verify(body[307:], body[5:302], padding.PKCS1v15(), hashes.SHA256())
     intermediate_key = decode_rsa_public_key(body[37:302])
     intermediate_key.verify(lower[307:], lower[5:302], padding.PKCS1v15(), hashes.SHA256())

@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from apdu.vocabulary import Jpki, Text
 from card_emulator import Card, mynumber
 from card_emulator import persona as persona_module
-from card_emulator.personalize import personalize, pki_store
+from card_emulator.personalize import personalize
 from harness import issue_cli
+from harness.default_pki import pki_store
 from harness.issue_cli import card_expiry, derive_personas
 from harness.personas import persona_data
 from jpki import pki_store as pki_store_module
@@ -204,12 +205,12 @@ def test_a_taken_serial_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
     serial already taken is drawn again (a given one is refused)."""
     store = pki_store()
     persona = persona_module.load(DEMO_PERSONA)
-    first = personalize(persona)
+    first = personalize(persona, store=store)
     taken = int(first.meta["auth_certificate_serial"], 16)
     fresh = [secrets.randbits(63) | 1 for _ in range(2)]
     draws = iter([taken, *fresh])
     monkeypatch.setattr(pki_store_module, "random_serial_number", lambda: next(draws))
-    second = personalize(persona)
+    second = personalize(persona, store=store)
     assert second.meta["auth_certificate_serial"] == f"{fresh[0]:X}"
     assert second.meta["sign_certificate_serial"] == f"{fresh[1]:X}"
     key = first.application("jpki").keys[Jpki.KEY_AUTH].public_key

@@ -11,7 +11,7 @@ from typing import Any
 
 from apdu import TraceRecord
 from card_emulator import Card
-from card_emulator.personalize import pki_store
+from card_emulator.card import throwaway_pki
 from readers.client import MynaClient
 from readers.pcsc import PcscTransport
 from readers.secure_messaging import TextApSession
@@ -32,7 +32,7 @@ def test_sm_session_reads_the_my_number_through_pcscd(plug: Any) -> None:
     with PcscTransport(served.name, on_exchange=records.append) as transport:
         session = TextApSession.open(MynaClient(transport), PIN)
         session.verify_check_code_a(MY_NUMBER)
-        number, attributes = session.verified_contents(pki_store().cv_root_public_key("text"))
+        number, attributes = session.verified_contents(throwaway_pki().cv_root_public_key("text"))
     assert number == MY_NUMBER
     assert attributes.name == "番号　花子"
     assert session.counter == 10  # VERIFY, then SELECT + READ for 0001, 0002, 0003, 0004

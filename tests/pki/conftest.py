@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from card_emulator import Card
 from card_emulator import persona as persona_module
 from card_emulator.personalize import personalize
+from harness.default_pki import pki_store
 from jpki.clock import FrozenClock
 from jpki.declaration import default_declaration
 from jpki.names import NameStyle
@@ -88,7 +89,7 @@ def persona_file(directory: Path, label: str, **certificates: str | dt.date) -> 
 
 def issue_card(path: Path, clock: FrozenClock | None = None) -> CardCertificates:
     """Personalize a card from ``path`` and read its certificates through the card itself."""
-    content = personalize(persona_module.load(path), clock=clock)
+    content = personalize(persona_module.load(path), store=pki_store(), clock=clock)
     card = Card(content)
     client = MynaClient(InProcessTransport(card))
     client.select_jpki()

@@ -405,11 +405,11 @@ def test_cli_init_from_a_declaration(tmp_path: Path) -> None:
 def test_unissuable_personas_record_nothing(pki: PkiStore, tmp_path: Path) -> None:
     too_long = persona_file(tmp_path, "too-long", sign_not_after=dt.date(2034, 1, 1))
     with pytest.raises(PersonaError, match=r"after its CA generation g3 \(2033-07-15\)"):
-        personalize(load(too_long))
+        personalize(load(too_long), store=pki)
     late = persona_file(
         tmp_path, "revoked-late", auth_state="revoked", revoked_at=dt.date(2031, 1, 1)
     )
     with pytest.raises(PersonaError, match=r"certificates\.revoked_at: .* after the auth"):
-        personalize(load(late))
+        personalize(load(late), store=pki)
     assert pki.certificates(persona="too-long") == []
     assert pki.certificates(persona="revoked-late") == []

@@ -160,4 +160,4 @@ def test_lists_and_responses_take_their_times_from_the_clock(travel: Travel) -> 
 def test_a_persona_issued_before_any_generation_is_refused(tmp_path: Path, pki: PkiStore) -> None:
     path = persona_file(tmp_path, "tt-ancient", issued=dt.date(2014, 5, 1))
     with pytest.raises(PersonaError, match=r"certificates\.issued: no auth CA generation"):
-        personalize(persona_module.load(path))
+        personalize(persona_module.load(path), store=pki)

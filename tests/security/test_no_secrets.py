@@ -21,9 +21,9 @@ import pytest
 
 from apdu import CommandApdu, TraceRecord, builders
 from card_emulator import Card
-from card_emulator.personalize import pki_store
 from harness import audit_cli
 from harness.card_server import CardServer, Endpoint, parse_endpoint
+from harness.default_pki import pki_store
 from jpki import service
 from readers import vpcd
 from readers.netns import isolation_available

@@ -1,0 +1,59 @@
+"""The test PKI the harness uses unless told otherwise: ``$MYNACARD_PKI``, shared by processes.
+
+The chip package never chooses a PKI (a card made by ``Card.from_persona`` without one uses an
+in-memory PKI that writes nothing). Everything that serves cards to other processes — ``mynacard
+serve`` and ``demo``, the pytest plugin, bulk issuance — asks for this one, so an OCSP responder
+or ``mynacard pki revoke`` in another process knows their certificates.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from pathlib import Path
+
+from card_emulator import Card
+from card_emulator import persona as persona_module
+from card_emulator.content import CardContent
+from card_emulator.persona import Persona
+from card_emulator.personalize import personalize
+from jpki.card_data_signer import CardDataSigner
+from jpki.pki_store import PkiStore, default_directory
+
+
+@functools.cache
+def _store(directory: str) -> PkiStore:
+    return PkiStore.open(directory)
+
+
+def pki_store() -> PkiStore:
+    """The shared test PKI (``$MYNACARD_PKI`` or the default directory), opened once."""
+    return _store(str(default_directory()))
+
+
+def default_cv_signer(application: str) -> CardDataSigner:
+    """The shared PKI's data signer (and CV root) of ``"text"``, ``"kenmen"`` or ``"mf"``."""
+    return pki_store().cv_signer(application)
+
+
+_cache: dict[tuple[str, str], CardContent] = {}
+_cache_lock = threading.Lock()
+
+
+def personalize_shared(persona: Persona) -> CardContent:
+    """:func:`~card_emulator.personalize.personalize` by the shared PKI, each distinct persona
+    once per process; every call returns independent credentials (full or preset counters)."""
+    store = pki_store()
+    key = (str(store.directory), persona.digest)
+    with _cache_lock:
+        content = _cache.get(key)
+        if content is None:
+            content = _cache[key] = personalize(persona, store=store)
+        return content.fresh_copy()
+
+
+def shared_card(path: str | Path, image: str | Path | None = None, *, strict: bool = False) -> Card:
+    """``Card.from_persona`` with its certificates issued and recorded by the shared PKI."""
+    if image is not None:
+        return Card.from_persona(path, image, pki=pki_store(), strict=strict)
+    return Card(personalize_shared(persona_module.load(path)), strict=strict)
