@@ -1,18 +1,22 @@
-"""The issued-certificate database of a test PKI: one SQLite file in the PKI's state directory.
+"""The issued-certificate database of a test PKI: one SQLite file in the PKI's state directory,
+or a SQLite database in memory (:data:`IN_MEMORY`) for a PKI that writes nothing to disk.
 
 Two tables: ``certificates`` (one row per issued user certificate: issuing CA generation, serial,
 persona label, validity, DER) and ``events`` (revoke / hold / release, each effective at a
 moment). A certificate's state at any moment is computed from its events by
 :func:`jpki.revocation.certificate_status`, never stored, so time travel stays consistent.
 
-Each call opens its own connection (cheap, and safe across threads and processes); writes that
-check before they change run in one ``BEGIN IMMEDIATE`` transaction.
+On a file, each call opens its own connection (cheap, and safe across threads and processes);
+in memory, every call uses the database's one connection, one thread at a time (a lock). Writes
+that check before they change run in one ``BEGIN IMMEDIATE`` transaction.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,7 +35,16 @@ from jpki.revocation import (
     check_new_event,
 )
 
-__all__ = ["CertificateDatabase", "CertificateRecord", "DuplicateSerialError", "authority_id"]
+__all__ = [
+    "IN_MEMORY",
+    "CertificateDatabase",
+    "CertificateRecord",
+    "DuplicateSerialError",
+    "authority_id",
+]
+
+IN_MEMORY = ":memory:"
+"""The path that makes a :class:`CertificateDatabase` live in this process's memory only."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS certificates (
@@ -119,16 +132,28 @@ _INSERT = f"INSERT INTO certificates ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)
 
 
 class CertificateDatabase:
-    """The SQLite file of one PKI state directory."""
+    """The SQLite file of one PKI state directory, or (``path`` :data:`IN_MEMORY`) memory."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         self.path = path
+        self._memory: sqlite3.Connection | None = None
+        self._memory_lock = threading.RLock()
+        if isinstance(path, str) and path == IN_MEMORY:
+            # one connection: each connection to ":memory:" would be a database of its own
+            self._memory = sqlite3.connect(IN_MEMORY, isolation_level=None, check_same_thread=False)
+            self._memory.execute("PRAGMA foreign_keys=ON")
+            weakref.finalize(self, self._memory.close)
         with self._connect() as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
+            if self._memory is None:
+                connection.execute("PRAGMA journal_mode=WAL")
             connection.executescript(_SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        if self._memory is not None:
+            with self._memory_lock:  # the connection serves one thread at a time
+                yield self._memory
+            return
         connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             connection.execute("PRAGMA foreign_keys=ON")
