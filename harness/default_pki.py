@@ -44,7 +44,7 @@ def personalize_shared(persona: Persona) -> CardContent:
     """:func:`~card_emulator.personalize.personalize` by the shared PKI, each distinct persona
     once per process; every call returns independent credentials (full or preset counters)."""
     store = pki_store()
-    key = (str(store.directory), persona.digest)
+    key = (store.location, persona.digest)
     with _cache_lock:
         content = _cache.get(key)
         if content is None:

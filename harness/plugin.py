@@ -235,6 +235,11 @@ class RunningPki:
     def url(self) -> str:
         return self.server.url
 
+    def card(self, persona: str | Path) -> Card:
+        """A fresh in-memory card from the persona file, its certificates issued and recorded
+        by this PKI (``Card.from_persona`` alone uses a throwaway PKI this one does not know)."""
+        return Card.from_persona(persona, pki=self.store)
+
     def ocsp_url(self, tree: str = "auth", style: str = "test") -> str:
         return self.url + self.store.ocsp_path(Tree(tree), NameStyle(style))
 

@@ -34,7 +34,6 @@ def test_one_try_left(myna_persona):
 
 
 def test_revoked_certificate_seen_through_ocsp(myna_persona, myna_pki):
-    from card_emulator import Card
     from cryptography.x509 import ReasonFlags, ocsp
     from readers.client import MynaClient
     from readers.transport import InProcessTransport
@@ -42,13 +41,13 @@ def test_revoked_certificate_seen_through_ocsp(myna_persona, myna_pki):
     revoked = myna_persona(
         label="revoked", certificates={"auth_state": "revoked", "auth_reason": "keyCompromise"}
     )
-    client = MynaClient(InProcessTransport(Card.from_persona(revoked)))
+    client = MynaClient(InProcessTransport(myna_pki.card(revoked)))
     client.select_jpki()
     certificate, issuer = client.certificate(0x000A), client.certificate(0x000B)
     answer = myna_pki.ocsp(certificate, issuer)
     assert answer.certificate_status == ocsp.OCSPCertStatus.REVOKED
     assert answer.revocation_reason == ReasonFlags.key_compromise
-    good = MynaClient(InProcessTransport(Card.from_persona(myna_persona(label="good"))))
+    good = MynaClient(InProcessTransport(myna_pki.card(myna_persona(label="good"))))
     good.select_jpki()
     status = myna_pki.ocsp(good.certificate(0x000A), good.certificate(0x000B)).certificate_status
     assert status == ocsp.OCSPCertStatus.GOOD
