@@ -38,15 +38,15 @@ from typing import IO, Protocol
 
 from apdu import TraceRecord
 from apdu.errors import MynacardError
-from readers.pcscd import (
+from readers.card_side.pcscd import (
     DEFAULT_SOCKET,
     SOCKET_ENV,
     PrivatePcscd,
     find_running_vpcd,
     socket_is_live,
 )
-from readers.virtual_card import VirtualCard
-from readers.vpcd import VpcdClient
+from readers.card_side.virtual_card import VirtualCard
+from readers.card_side.vpcd import VpcdClient
 
 MAX_READERS = 16
 LOOPBACK = ("127.0.0.1", "::1", "localhost")

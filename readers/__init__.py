@@ -3,7 +3,7 @@
 Threads and sockets live here; the chip (``card_emulator``) stays pure.
 """
 
-from readers.pcscd import (
+from readers.card_side.pcscd import (
     PcscdNotInstalledError,
     PcscdStartError,
     PcscError,
@@ -17,8 +17,8 @@ from readers.pcscd import (
     wait_for_card,
     wait_for_readers,
 )
-from readers.virtual_card import ECHO_ATR, EchoCard, VirtualCard
-from readers.vpcd import Removal, VpcdClient, VpcdConnectError
+from readers.card_side.virtual_card import ECHO_ATR, EchoCard, VirtualCard
+from readers.card_side.vpcd import Removal, VpcdClient, VpcdConnectError
 
 __all__ = [
     "ECHO_ATR",

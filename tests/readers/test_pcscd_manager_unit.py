@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from readers import pcscd
-from readers.pcscd import (
+from readers.card_side import pcscd
+from readers.card_side.pcscd import (
     PcscdNotInstalledError,
     PrivatePcscd,
     VpcdReader,

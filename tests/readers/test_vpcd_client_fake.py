@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from readers.virtual_card import ECHO_ATR, EchoCard
-from readers.vpcd import Removal, VpcdClient, VpcdConnectError
+from readers.card_side.virtual_card import ECHO_ATR, EchoCard
+from readers.card_side.vpcd import Removal, VpcdClient, VpcdConnectError
 
 TIMEOUT = 5.0
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from smartcard import scard
 
-from readers.pcscd import (
+from readers.card_side.pcscd import (
     PcscError,
     PrivatePcscd,
     find_running_vpcd,
@@ -21,8 +21,8 @@ from readers.pcscd import (
     wait_for_card,
     wait_for_readers,
 )
-from readers.virtual_card import ECHO_ATR, EchoCard
-from readers.vpcd import VpcdClient
+from readers.card_side.virtual_card import ECHO_ATR, EchoCard
+from readers.card_side.vpcd import VpcdClient
 
 pytestmark = pytest.mark.pcsc
 

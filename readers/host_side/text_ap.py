@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from apdu import CodecError, tlv
 from apdu.errors import MynacardError
 from jpki.cv_certificate import CvCertificate
-from readers.client import MynaClient
+from readers.host_side.client import MynaClient
 
 AID = bytes.fromhex("D3921000310001010408")
 MY_NUMBER_SIZE = 17

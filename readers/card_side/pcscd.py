@@ -68,7 +68,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from apdu.errors import MynacardError
-from readers import netns as netns_module
+from readers.card_side import netns as netns_module
 
 __all__ = [
     "DEFAULT_SOCKET",

@@ -4,7 +4,7 @@ Works the same on a real card in a USB reader and on an emulated card behind pcs
 Every PC/SC failure surfaces as one exception type, :class:`PcscTransportError`, which carries
 the SCARD code (``SCARD_W_REMOVED_CARD`` 0x80100069, ``SCARD_E_NOT_TRANSACTED`` 0x80100016,
 ``SCARD_E_NO_SMARTCARD`` 0x8010000C, ...) and a one-line message; it is a
-:class:`~readers.pcscd.PcscError`, so the CLI's handler prints it without a traceback.
+:class:`~readers.card_side.pcscd.PcscError`, so the CLI's handler prints it without a traceback.
 
 What a host sees when a card goes away (Debian pcscd 1.9.9 + vpcd, see the PC/SC runbook §7):
 
@@ -15,7 +15,7 @@ What a host sees when a card goes away (Debian pcscd 1.9.9 + vpcd, see the PC/SC
   else as ``SCARD_E_NOT_TRANSACTED`` (the exchange failed); later transmits fail with
   ``SCARD_W_REMOVED_CARD``.
 
-libpcsclite reads ``PCSCLITE_CSOCK_NAME`` once per process (see :mod:`readers.pcscd`): the
+libpcsclite reads ``PCSCLITE_CSOCK_NAME`` once per process (see :mod:`readers.card_side.pcscd`): the
 first PC/SC call of the process decides which pcscd every later call reaches.
 """
 
@@ -31,7 +31,7 @@ from typing import Any
 
 from apdu import TraceRecord
 from card_emulator.atrs import KNOWN_ATRS
-from readers.pcscd import PcscError
+from readers.card_side.pcscd import PcscError
 
 __all__ = [
     "JPKI_AID",

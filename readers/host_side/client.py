@@ -1,4 +1,4 @@
-"""Host-side client for My Number cards, over any :class:`~readers.transport.Transport`.
+"""Host-side client for My Number cards, over any :class:`~readers.host_side.transport.Transport`.
 
 Works the same against the emulator in-process, through PC/SC, and on a real card. Safety
 interlock for real cards: :meth:`MynaClient.verify` refuses an attempt that could block a
@@ -15,7 +15,7 @@ from cryptography import x509
 
 from apdu import CodecError, CommandApdu, ResponseApdu, builders, tlv
 from apdu.errors import MynacardError
-from readers.transport import Transport
+from readers.host_side.transport import Transport
 
 JPKI_AID = bytes.fromhex("D392F000260100000001")
 

@@ -21,8 +21,14 @@ from apdu import CommandApdu, tlv
 from apdu import secure_messaging as sm
 from apdu.errors import MynacardError
 from jpki.cv_certificate import decode_rsa_public_key
-from readers.client import CardError, MynaClient
-from readers.text_ap import AID, Attributes, parse_attributes, parse_my_number, read_and_verify
+from readers.host_side.client import CardError, MynaClient
+from readers.host_side.text_ap import (
+    AID,
+    Attributes,
+    parse_attributes,
+    parse_my_number,
+    read_and_verify,
+)
 
 PIN = 0x0011
 CHECK_CODE_A = 0x0014

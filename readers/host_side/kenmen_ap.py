@@ -20,8 +20,8 @@ from PIL import Image
 
 from apdu import CodecError, Tlv, tlv
 from jpki.cv_certificate import CvCertificate, decode_rsa_public_key
-from readers.client import MynaClient
-from readers.text_ap import VerificationError
+from readers.host_side.client import MynaClient
+from readers.host_side.text_ap import VerificationError
 
 AID = bytes.fromhex("D3921000310001010402")
 CV_CERTIFICATE_SIZE = 568

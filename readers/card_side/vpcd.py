@@ -1,5 +1,5 @@
-"""The card side of vsmartcard's vpcd: plug a :class:`~readers.virtual_card.VirtualCard` into a
-virtual reader slot over TCP.
+"""The card side of vsmartcard's vpcd: plug a
+:class:`~readers.card_side.virtual_card.VirtualCard` into a virtual reader slot over TCP.
 
 vpcd (the pcscd driver ``libifdvpcd``) listens on one TCP port per reader slot; the card is the
 TCP client. Every message, both ways, is a 2-byte big-endian length and a payload:
@@ -33,8 +33,8 @@ from collections.abc import Callable
 from types import TracebackType
 
 from apdu.errors import MynacardError
-from readers import netns as netns_module
-from readers.virtual_card import VirtualCard
+from readers.card_side import netns as netns_module
+from readers.card_side.virtual_card import VirtualCard
 
 __all__ = [
     "DEFAULT_HOST",
@@ -114,7 +114,7 @@ class VpcdClient:
         backoff (10 ms doubling to 0.5 s) while vpcd is not listening yet.
         ``quickack=False`` exists only to demonstrate the 44 ms stall; leave it on.
         ``netns`` names the network namespace the port lives in (a private pcscd's, see
-        :mod:`readers.netns`), looked up at every connection.
+        :mod:`readers.card_side.netns`), looked up at every connection.
         ``reconnect_for`` > 0: when vpcd closes the connection (pcscd exited or restarted), the
         card goes back into the reader as soon as vpcd listens again, retrying with backoff
         for that many seconds; if it cannot, :attr:`lost` is set, :attr:`error` says why and
