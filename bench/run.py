@@ -43,7 +43,8 @@ from harness import issue_cli
 from readers.card_side.pcscd import PrivatePcscd
 from readers.card_side.vicc import ViccUnavailableError, load_virtualsmartcard
 from readers.card_side.vpcd import VpcdClient
-from readers.host_side.client import JpkiCredential, MynaClient
+from readers.host_side.client import MynaClient
+from readers.host_side.jpki import JpkiCredential
 from readers.host_side.pcsc import PcscTransport, PcscTransportError
 
 ROOT = Path(__file__).resolve().parent.parent

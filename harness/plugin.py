@@ -46,9 +46,9 @@ from harness.personas import (
 from jpki.names import NameStyle, Tree
 from jpki.pki_store import PkiStore
 from jpki.service import PkiServer
-from readers.card_side.pcscd import (
+from readers.card_side.pcscd import PrivatePcscd
+from readers.card_side.reader_conf import (
     PcscdNotInstalledError,
-    PrivatePcscd,
     VpcdReader,
     find_pcscd,
     find_vpcd_driver,

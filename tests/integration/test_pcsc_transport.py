@@ -18,9 +18,10 @@ from smartcard import scard
 from apdu import builders
 from card_emulator import Card
 from card_emulator.atrs import KNOWN_ATRS
-from readers.card_side.pcscd import PcscError, VpcdReader, wait_for_card
+from readers.card_side.reader_conf import VpcdReader
 from readers.card_side.vpcd import Removal
-from readers.host_side.client import JpkiCredential, MynaClient
+from readers.host_side.client import MynaClient
+from readers.host_side.jpki import JpkiCredential
 from readers.host_side.pcsc import (
     SCARD_E_NO_SMARTCARD,
     SCARD_E_NOT_TRANSACTED,
@@ -34,6 +35,7 @@ from readers.host_side.pcsc import (
     find_my_number_cards,
     scard_name,
 )
+from readers.scard import PcscError, wait_for_card
 from tests.integration.conftest import (
     AUTH_PIN,
     DEMO_PERSONA,

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from card_emulator import Card
-from readers.card_side.pcscd import VpcdReader, wait_for_card
+from readers.card_side.reader_conf import VpcdReader
 from readers.card_side.vicc import (
     ViccConnectError,
     ViccRunner,
@@ -20,6 +20,7 @@ from readers.card_side.vicc import (
 )
 from readers.host_side.client import MynaClient
 from readers.host_side.pcsc import PcscTransport
+from readers.scard import wait_for_card
 from tests.integration.conftest import DEMO_PERSONA, der_object
 
 pytestmark = pytest.mark.pcsc

@@ -28,7 +28,8 @@ from jpki.clock import FrozenClock
 from jpki.declaration import default_declaration
 from jpki.names import NameStyle
 from jpki.pki_store import PkiStore
-from readers.host_side.client import JpkiCredential, MynaClient
+from readers.host_side.client import MynaClient
+from readers.host_side.jpki import JpkiCredential
 from readers.host_side.transport import InProcessTransport
 from tests.conftest import DEMO_PERSONA, ROOT
 
