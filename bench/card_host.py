@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/card_host.py KIND:PORT [KIND:PORT …]
 
-KIND is ``ours`` (the demo persona's card, a :class:`~readers.vpcd.VpcdClient` per slot, as
-``mynacard serve`` does), ``echo`` (:class:`~readers.virtual_card.EchoCard`, same client) or
-``vicc`` (vsmartcard's own built-in ISO 7816 card in vsmartcard's own ``VirtualICC`` loop, only
-with our ``TCP_QUICKACK`` socket wrapper; see :mod:`readers.vicc`). Every card is inserted into
+KIND is ``ours`` (the demo persona's card, a :class:`~readers.card_side.vpcd.VpcdClient` per
+slot, as ``mynacard serve`` does), ``echo`` (:class:`~readers.card_side.virtual_card.EchoCard`,
+same client) or ``vicc`` (vsmartcard's own built-in ISO 7816 card in vsmartcard's own
+``VirtualICC`` loop, only with our ``TCP_QUICKACK`` socket wrapper; see
+:mod:`readers.card_side.vicc`). Every card is inserted into
 the vpcd slot at ``127.0.0.1:PORT``; then one line ``ready`` is printed (or ``error: …`` and
 exit status 1), and the cards stay in until standard input closes.
 
@@ -22,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from card_emulator import Card
-from readers.vicc import ViccRunner, load_virtualsmartcard
-from readers.virtual_card import EchoCard
-from readers.vpcd import VpcdClient
+from readers.card_side.vicc import ViccRunner, load_virtualsmartcard
+from readers.card_side.virtual_card import EchoCard
+from readers.card_side.vpcd import VpcdClient
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,9 +4,10 @@
 
 Inserts the demo persona's card into the vpcd slot at each ``127.0.0.1:PORT``, prints
 ``ready`` and serves until standard input closes. The vpcd protocol is the one
-:mod:`readers.vpcd` speaks (length-prefixed frames; control bytes 00/01/02 without a reply, 04
-answered with the ATR; longer frames are C-APDUs), with ``TCP_QUICKACK`` re-armed before every
-``recv`` and again after each answer. It has none of :class:`~readers.vpcd.VpcdClient`'s
+:mod:`readers.card_side.vpcd_frames` defines (length-prefixed frames; control bytes 00/01/02
+without a reply, 04 answered with the ATR; longer frames are C-APDUs), with ``TCP_QUICKACK``
+re-armed before every ``recv`` and again after each answer. It has none of
+:class:`~readers.card_side.vpcd.VpcdClient`'s
 extras (insertion and removal on demand, hooks, connection retries), and a slow card would hold
 up every other card, so it is a measurement of what one serving thread could do, not a server:
 ``bench/run.py`` reports it beside the real thread-per-card client (``bench/card_host.py``).

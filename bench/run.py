@@ -40,11 +40,12 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from card_emulator import Card
 from harness import issue_cli
-from readers.client import JpkiCredential, MynaClient
-from readers.pcsc import PcscTransport, PcscTransportError
-from readers.pcscd import PrivatePcscd
-from readers.vicc import ViccUnavailableError, load_virtualsmartcard
-from readers.vpcd import VpcdClient
+from readers.card_side.pcscd import PrivatePcscd
+from readers.card_side.vicc import ViccUnavailableError, load_virtualsmartcard
+from readers.card_side.vpcd import VpcdClient
+from readers.host_side.client import MynaClient
+from readers.host_side.jpki import JpkiCredential
+from readers.host_side.pcsc import PcscTransport, PcscTransportError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -35,7 +35,7 @@ from apdu.errors import MynacardError
 from card_emulator.access import AccessRules, RulesError, load_rules
 from card_emulator.apps import common, jpki, juki, kenmen, text
 from card_emulator.credential_names import CREDENTIALS
-from readers.transport import Transport
+from readers.host_side.transport import Transport
 
 SW_OK = 0x9000
 SW_DENIED = 0x6982

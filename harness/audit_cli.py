@@ -28,9 +28,9 @@ from harness.audit import (
     load_rules_file,
     run_audit,
 )
-from readers.pcsc import PcscTransport
-from readers.pcscd import PcscError
-from readers.transport import InProcessTransport, Transport
+from readers.host_side.pcsc import PcscTransport
+from readers.host_side.transport import InProcessTransport, Transport
+from readers.scard import PcscError
 
 FORMATS = ("text", "markdown", "html", "json")
 

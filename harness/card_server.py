@@ -13,9 +13,9 @@ Every APDU can be written, masked, to a JSON Lines trace.
 
 Exposure: Debian's vpcd listens on ``0.0.0.0`` (no bind-address setting), and whoever connects
 to an empty reader's port is a card to every PC/SC client on the host — and receives their PINs.
-A pcscd of our own therefore runs in a network namespace of its own (``readers/netns.py``) when
-this process may create one (root); in every other case :attr:`CardServer.warnings` says which
-ports are open to the network.
+A pcscd of our own therefore runs in a network namespace of its own
+(``readers/card_side/netns.py``) when this process may create one (root); in every other case
+:attr:`CardServer.warnings` says which ports are open to the network.
 
 Losing a reader: when vpcd closes a card's connection (pcscd exited or restarted), the card goes
 back in as soon as vpcd listens again; a pcscd of our own that died is restarted with the same
@@ -37,15 +37,12 @@ from typing import Protocol
 from apdu import Observer, TraceRecord
 from apdu.errors import MynacardError
 from harness.trace_decode import TraceWriter
-from readers.pcscd import (
-    DEFAULT_SOCKET,
-    SOCKET_ENV,
-    PrivatePcscd,
-    find_running_vpcd,
-    socket_is_live,
-)
-from readers.virtual_card import VirtualCard
-from readers.vpcd import VpcdClient
+from readers.card_side.pcscd import PrivatePcscd
+from readers.card_side.running_pcscd import find_running_vpcd
+from readers.card_side.sockets import socket_is_live
+from readers.card_side.virtual_card import VirtualCard
+from readers.card_side.vpcd import VpcdClient
+from readers.scard import DEFAULT_SOCKET, SOCKET_ENV
 
 MAX_READERS = 16
 LOOPBACK = ("127.0.0.1", "::1", "localhost")

@@ -27,9 +27,9 @@ from harness.faults import FaultyCard, Scenario
 from harness.kiosk_catalogue import load_catalogue
 from harness.personas import card_from_persona
 from harness.summary import jpki_summary
-from readers.client import MynaClient
-from readers.text_ap import parse_attributes
-from readers.transport import InProcessTransport
+from readers.host_side.client import MynaClient
+from readers.host_side.text_ap import parse_attributes
+from readers.host_side.transport import InProcessTransport
 
 DEMO_PERSONA = Path(__file__).resolve().parent.parent / "vectors" / "personas" / "demo.toml"
 

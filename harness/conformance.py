@@ -53,7 +53,9 @@ from harness.trace_decode import Trace, TraceWriter, read_trace
 from jpki.names import Tree
 from jpki.pki_store import PkiStore
 from jpki.service import PkiServer
-from readers.pcscd import PcscError, PrivatePcscd, VpcdReader
+from readers.card_side.pcscd import PrivatePcscd
+from readers.card_side.reader_conf import VpcdReader
+from readers.scard import PcscError
 
 DEFAULT_TIMEOUT = 60.0
 OUTPUT_LIMIT = 64 * 1024  # bytes of kiosk stdout / stderr kept in the report

@@ -23,7 +23,7 @@ from harness.faults import ScenarioError
 from harness.kiosk_catalogue import load_catalogue, select
 from harness.kiosk_rules import GENERAL_RULES
 from jpki.pki_store import PkiError
-from readers.pcscd import PcscError
+from readers.scard import PcscError
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -14,10 +14,10 @@ from card_emulator.check_codes import check_code_b
 from harness.card_server import CardServer
 from harness.default_pki import pki_store, shared_card
 from harness.summary import jpki_summary
-from readers.client import MynaClient
-from readers.kenmen_ap import KenmenReader
-from readers.pcsc import PcscTransport
-from readers.secure_messaging import TextApSession
+from readers.host_side.client import MynaClient
+from readers.host_side.kenmen_ap import KenmenReader
+from readers.host_side.pcsc import PcscTransport
+from readers.host_side.secure_messaging import TextApSession
 
 OPENSC_LABEL = re.compile(r"^X\.509 Certificate \[(.+)\]$", re.MULTILINE)
 

@@ -1,8 +1,8 @@
 """Fault injection between a transport and a card, declared per scenario as data.
 
 :class:`FaultyCard` wraps any card object (``transmit`` / ``atr`` / power events) and has the
-same API, so it works in-process and behind :class:`~readers.vpcd.VpcdClient`. A scenario is
-a TOML file (or a dict)::
+same API, so it works in-process and behind :class:`~readers.card_side.vpcd.VpcdClient`. A
+scenario is a TOML file (or a dict)::
 
     seed = 7                      # reproducible jitter / probabilities
     atr = "jpki2"                 # any ATR of card-facts §1.2 by name (atrs.KNOWN_ATRS) or hex
@@ -24,7 +24,7 @@ a TOML file (or a dict)::
     [[fault]]
     kind = "remove"               # the card leaves the reader
     nth = 3
-    when = "after-answer"         # readers.vpcd.Removal: before-processing, after-processing
+    when = "after-answer"         # readers.card_side.vpcd.Removal: before-, after-processing
 
     [[fault]]
     kind = "glitch"               # power glitch: volatile state lost before the command runs
@@ -58,8 +58,8 @@ from apdu.errors import MynacardError
 from card_emulator.atrs import resolve_atr
 from card_emulator.credential_names import CREDENTIALS
 from harness.personas import card_from_persona
-from readers.virtual_card import VirtualCard
-from readers.vpcd import Removal, VpcdClient
+from readers.card_side.virtual_card import VirtualCard
+from readers.card_side.vpcd import Removal, VpcdClient
 
 KINDS = ("latency", "status", "remove", "glitch", "truncate", "extended")
 SW_WRONG_LENGTH = b"\x67\x00"

@@ -47,14 +47,14 @@ from harness.personas import (
 from jpki.names import NameStyle, Tree
 from jpki.pki_store import PkiStore
 from jpki.service import PkiServer
-from readers.pcscd import (
+from readers.card_side.pcscd import PrivatePcscd
+from readers.card_side.reader_conf import (
     PcscdNotInstalledError,
-    PrivatePcscd,
     VpcdReader,
     find_pcscd,
     find_vpcd_driver,
 )
-from readers.vpcd import VpcdClient
+from readers.card_side.vpcd import VpcdClient
 
 READERS = 4
 _PCSC_FIXTURES = frozenset({"myna_reader", "myna_serve", "myna_pcscd"})

@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from jpki.holder import holder_from_certificate
-from readers.client import JpkiCredential, MynaClient
+from readers.host_side.client import MynaClient
+from readers.host_side.jpki import JpkiCredential
 
 DEMO_MESSAGE = "mynacard demo: 本人確認".encode()
 

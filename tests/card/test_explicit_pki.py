@@ -10,10 +10,10 @@ from card_emulator import Card
 from card_emulator import persona as persona_module
 from card_emulator.personalize import personalize
 from jpki.pki_store import PkiStore
-from readers.client import MynaClient
-from readers.kenmen_ap import KenmenReader
-from readers.text_ap import TextApReader
-from readers.transport import InProcessTransport
+from readers.host_side.client import MynaClient
+from readers.host_side.kenmen_ap import KenmenReader
+from readers.host_side.text_ap import TextApReader
+from readers.host_side.transport import InProcessTransport
 from tests.conftest import DEMO_PERSONA
 
 

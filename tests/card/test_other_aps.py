@@ -15,10 +15,10 @@ from apdu import builders, tlv
 from card_emulator import Card, PersonaError
 from card_emulator.card import throwaway_pki
 from jpki.cv_certificate import decode_rsa_public_key
-from readers.client import MynaClient
-from readers.kenmen_ap import KenmenReader, parse_face, verify_face
-from readers.text_ap import TextApReader, VerificationError, verify_text_ap
-from readers.transport import InProcessTransport
+from readers.host_side.client import MynaClient
+from readers.host_side.kenmen_ap import KenmenReader, parse_face, verify_face
+from readers.host_side.text_ap import TextApReader, VerificationError, verify_text_ap
+from readers.host_side.transport import InProcessTransport
 from tests.conftest import DEMO_PERSONA, Transmit, exchange
 
 TEXT = "D3921000310001010408"

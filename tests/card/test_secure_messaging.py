@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from card_emulator import Card
-from readers.client import MynaClient
-from readers.secure_messaging import SessionBrokenError, TextApSession
-from readers.transport import InProcessTransport
+from readers.host_side.client import MynaClient
+from readers.host_side.secure_messaging import SessionBrokenError, TextApSession
+from readers.host_side.transport import InProcessTransport
 from tests.conftest import DEMO_PERSONA, Transmit, exchange
 
 TEXT = "D3921000310001010408"

@@ -18,13 +18,14 @@ from harness.trace_decode import TraceError
 from jpki.declaration import DeclarationError
 from jpki.pki_store import PkiError
 from jpki.revocation import RevocationError
-from readers.client import CardError, InterlockError, MynaClient, PinBlockedError, WrongPinError
-from readers.pcscd import PcscError
-from readers.secure_messaging import SessionBrokenError
-from readers.text_ap import VerificationError
-from readers.transport import InProcessTransport
-from readers.vicc import ViccConnectError, ViccUnavailableError
-from readers.vpcd import VpcdConnectError
+from readers.card_side.vicc import ViccConnectError, ViccUnavailableError
+from readers.card_side.vpcd import VpcdConnectError
+from readers.host_side.client import MynaClient
+from readers.host_side.protocol import CardError, InterlockError, PinBlockedError, WrongPinError
+from readers.host_side.secure_messaging import SessionBrokenError
+from readers.host_side.text_ap import VerificationError
+from readers.host_side.transport import InProcessTransport
+from readers.scard import PcscError
 from tests.conftest import DEMO_PERSONA
 
 TEXT_AID = bytes.fromhex("D3921000310001010408")

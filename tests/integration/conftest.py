@@ -23,10 +23,12 @@ import pytest
 
 from apdu import tlv
 from card_emulator import Card
-from readers.pcsc import list_readers
-from readers.pcscd import PrivatePcscd, VpcdReader, wait_for_card
-from readers.virtual_card import VirtualCard
-from readers.vpcd import VpcdClient
+from readers.card_side.pcscd import PrivatePcscd
+from readers.card_side.reader_conf import VpcdReader
+from readers.card_side.virtual_card import VirtualCard
+from readers.card_side.vpcd import VpcdClient
+from readers.host_side.pcsc import list_readers
+from readers.scard import wait_for_card
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_PERSONA = ROOT / "vectors" / "personas" / "demo.toml"

@@ -11,8 +11,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from readers.client import JpkiCredential, MynaClient
-from readers.pcsc import PcscTransport
+from readers.host_side.client import MynaClient
+from readers.host_side.jpki import JpkiCredential
+from readers.host_side.pcsc import PcscTransport
 from tests.integration.conftest import AUTH_PIN, Served, der_object
 
 pytestmark = pytest.mark.pcsc

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from readers.netns import isolation_available
+from readers.card_side.netns import isolation_available
 from tests.conftest import ROOT, listening_ports
 from tests.integration.test_serve import opensc_list, start_serve
 

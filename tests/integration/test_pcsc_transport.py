@@ -1,6 +1,6 @@
-"""readers.pcsc against demo cards behind a private pcscd + vpcd: presence events, card removal
-in the middle of a transaction (both cases of runbook §7) with a durable card image, long
-responses, discovery, and the error type."""
+"""readers.host_side.pcsc against demo cards behind a private pcscd + vpcd: presence events,
+card removal in the middle of a transaction (both cases of runbook §7) with a durable card
+image, long responses, discovery, and the error type."""
 
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ from smartcard import scard
 from apdu import builders
 from card_emulator import Card
 from card_emulator.atrs import KNOWN_ATRS
-from readers.client import JpkiCredential, MynaClient
-from readers.pcsc import (
+from readers.card_side.reader_conf import VpcdReader
+from readers.card_side.vpcd import Removal
+from readers.host_side.client import MynaClient
+from readers.host_side.jpki import JpkiCredential
+from readers.host_side.pcsc import (
     SCARD_E_NO_SMARTCARD,
     SCARD_E_NOT_TRANSACTED,
     SCARD_W_REMOVED_CARD,
@@ -32,8 +35,7 @@ from readers.pcsc import (
     find_my_number_cards,
     scard_name,
 )
-from readers.pcscd import PcscError, VpcdReader, wait_for_card
-from readers.vpcd import Removal
+from readers.scard import PcscError, wait_for_card
 from tests.integration.conftest import (
     AUTH_PIN,
     DEMO_PERSONA,

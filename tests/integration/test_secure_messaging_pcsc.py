@@ -12,9 +12,9 @@ from typing import Any
 from apdu import TraceRecord
 from card_emulator import Card
 from card_emulator.card import throwaway_pki
-from readers.client import MynaClient
-from readers.pcsc import PcscTransport
-from readers.secure_messaging import TextApSession
+from readers.host_side.client import MynaClient
+from readers.host_side.pcsc import PcscTransport
+from readers.host_side.secure_messaging import TextApSession
 from tests.integration.conftest import DEMO_PERSONA
 
 MY_NUMBER = "314159265352"

@@ -9,10 +9,8 @@ import sys
 import pytest
 
 from card_emulator import Card
-from readers.client import MynaClient
-from readers.pcsc import PcscTransport
-from readers.pcscd import VpcdReader, wait_for_card
-from readers.vicc import (
+from readers.card_side.reader_conf import VpcdReader
+from readers.card_side.vicc import (
     ViccConnectError,
     ViccRunner,
     ViccUnavailableError,
@@ -20,6 +18,9 @@ from readers.vicc import (
     serve_vicc,
     smartcard_os,
 )
+from readers.host_side.client import MynaClient
+from readers.host_side.pcsc import PcscTransport
+from readers.scard import wait_for_card
 from tests.integration.conftest import DEMO_PERSONA, der_object
 
 pytestmark = pytest.mark.pcsc

@@ -29,8 +29,9 @@ from jpki.clock import FrozenClock
 from jpki.declaration import default_declaration
 from jpki.names import NameStyle
 from jpki.pki_store import PkiStore
-from readers.client import JpkiCredential, MynaClient
-from readers.transport import InProcessTransport
+from readers.host_side.client import MynaClient
+from readers.host_side.jpki import JpkiCredential
+from readers.host_side.transport import InProcessTransport
 from tests.conftest import DEMO_PERSONA, ROOT
 
 JST = dt.timezone(dt.timedelta(hours=9), "JST")

@@ -13,7 +13,7 @@ from apdu import builders
 from harness.faults import FaultyCard, Scenario
 from harness.personas import card_from_persona
 from harness.plugin import ServedReader
-from readers.pcsc import PcscTransport, PcscTransportError, Share
+from readers.host_side.pcsc import PcscTransport, PcscTransportError, Share
 
 SCARD_E_NOT_TRANSACTED = 0x80100016
 SCARD_W_REMOVED_CARD = 0x80100069

@@ -35,8 +35,8 @@ def test_one_try_left(myna_persona):
 
 def test_revoked_certificate_seen_through_ocsp(myna_persona, myna_pki):
     from cryptography.x509 import ReasonFlags, ocsp
-    from readers.client import MynaClient
-    from readers.transport import InProcessTransport
+    from readers.host_side.client import MynaClient
+    from readers.host_side.transport import InProcessTransport
 
     revoked = myna_persona(
         label="revoked", certificates={"auth_state": "revoked", "auth_reason": "keyCompromise"}

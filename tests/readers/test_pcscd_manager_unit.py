@@ -10,14 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from readers import pcscd
-from readers.pcscd import (
-    PcscdNotInstalledError,
-    PrivatePcscd,
-    VpcdReader,
-    find_running_vpcd,
-    parse_vpcd_config,
-)
+from readers.card_side import pcscd_process, reader_conf
+from readers.card_side.pcscd import PrivatePcscd
+from readers.card_side.reader_conf import PcscdNotInstalledError, VpcdReader, parse_vpcd_config
+from readers.card_side.running_pcscd import find_running_vpcd
 
 STOCK_VPCD_CONF = """\
 FRIENDLYNAME "Virtual PCD"
@@ -65,9 +61,9 @@ LIBPATH      /usr/lib/pcsc/drivers/serial/libccidtwin.so
 
 def test_missing_pcscd_names_the_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda _name: None)
-    monkeypatch.setattr(pcscd, "_PCSCD_CANDIDATES", ("/nonexistent/pcscd",))
+    monkeypatch.setattr(reader_conf, "_PCSCD_CANDIDATES", ("/nonexistent/pcscd",))
     with pytest.raises(PcscdNotInstalledError, match="Debian package 'pcscd'"):
-        pcscd.find_pcscd()
+        reader_conf.find_pcscd()
     with pytest.raises(PcscdNotInstalledError, match="'pcscd'"):
         PrivatePcscd(2).start()
 
@@ -75,9 +71,9 @@ def test_missing_pcscd_names_the_debian_package(monkeypatch: pytest.MonkeyPatch)
 def test_missing_vpcd_driver_names_the_debian_package(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(pcscd, "_DRIVER_DIRS", (str(tmp_path),))
+    monkeypatch.setattr(reader_conf, "_DRIVER_DIRS", (str(tmp_path),))
     with pytest.raises(PcscdNotInstalledError, match="'vsmartcard-vpcd'"):
-        pcscd.find_vpcd_driver()
+        reader_conf.find_vpcd_driver()
     with pytest.raises(PcscdNotInstalledError, match="'vsmartcard-vpcd'"):
         PrivatePcscd(2, pcscd="/bin/true", driver=str(tmp_path / "libifdvpcd.so")).start()
 
@@ -105,7 +101,7 @@ def test_terminate_escalates_to_sigkill() -> None:
     assert stubborn.stdout is not None
     assert stubborn.stdout.readline() == b"ready\n"
     started = time.monotonic()
-    pcscd._terminate(stubborn, 0.3)
+    pcscd_process.terminate(stubborn, 0.3)
     assert stubborn.returncode == -9
     assert time.monotonic() - started < 5
     stubborn.stdout.close()

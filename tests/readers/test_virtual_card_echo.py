@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from readers.virtual_card import ECHO_ATR, EchoCard, VirtualCard
+from readers.card_side.virtual_card import ECHO_ATR, EchoCard, VirtualCard
 
 
 def test_echo_card_satisfies_the_protocol() -> None:

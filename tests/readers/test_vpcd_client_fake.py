@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from apdu import TraceRecord
-from readers.virtual_card import ECHO_ATR, EchoCard
-from readers.vpcd import Removal, VpcdClient, VpcdConnectError
+from readers.card_side.virtual_card import ECHO_ATR, EchoCard
+from readers.card_side.vpcd import Removal, VpcdClient, VpcdConnectError
 
 TIMEOUT = 5.0
 

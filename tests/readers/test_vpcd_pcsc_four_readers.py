@@ -13,16 +13,11 @@ from pathlib import Path
 import pytest
 from smartcard import scard
 
-from readers.pcscd import (
-    PcscError,
-    PrivatePcscd,
-    find_running_vpcd,
-    list_readers,
-    wait_for_card,
-    wait_for_readers,
-)
-from readers.virtual_card import ECHO_ATR, EchoCard
-from readers.vpcd import VpcdClient
+from readers.card_side.pcscd import PrivatePcscd
+from readers.card_side.running_pcscd import find_running_vpcd
+from readers.card_side.virtual_card import ECHO_ATR, EchoCard
+from readers.card_side.vpcd import VpcdClient
+from readers.scard import PcscError, list_readers, wait_for_card, wait_for_readers
 
 pytestmark = pytest.mark.pcsc
 

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from smartcard import scard
 
-from readers.pcscd import PrivatePcscd, wait_for_card
-from readers.virtual_card import ECHO_ATR, EchoCard
-from readers.vpcd import Removal, VpcdClient
+from readers.card_side.pcscd import PrivatePcscd
+from readers.card_side.virtual_card import ECHO_ATR, EchoCard
+from readers.card_side.vpcd import Removal, VpcdClient
+from readers.scard import wait_for_card
 
 pytestmark = pytest.mark.pcsc
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from card_emulator import Card
-from readers.vpcd import VpcdClient, VpcdConnectError
+from readers.card_side.vpcd import VpcdClient, VpcdConnectError
 from tests.conftest import DEMO_PERSONA
 from tests.readers.test_vpcd_client_fake import FakeVpcd
 

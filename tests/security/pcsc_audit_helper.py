@@ -13,7 +13,7 @@ import sys
 from card_emulator import Card
 from harness import audit_cli
 from harness.card_server import CardServer
-from readers.pcscd import PcscdNotInstalledError
+from readers.card_side.reader_conf import PcscdNotInstalledError
 
 SKIP = 77
 

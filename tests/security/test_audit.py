@@ -14,7 +14,7 @@ from apdu import CommandApdu
 from card_emulator import Card
 from harness import audit_cli
 from harness.audit import run_audit
-from readers.transport import InProcessTransport
+from readers.host_side.transport import InProcessTransport
 from tests.conftest import DEMO_PERSONA, ROOT
 from tests.security.facts import DEMO_SECRETS, READ, USE, opens
 

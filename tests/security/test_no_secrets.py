@@ -25,9 +25,9 @@ from harness import audit_cli
 from harness.card_server import CardServer, Endpoint, parse_endpoint
 from harness.default_pki import pki_store
 from jpki import service
-from readers import vpcd
-from readers.netns import isolation_available
-from readers.pcscd import PrivatePcscd
+from readers.card_side import vpcd
+from readers.card_side.netns import isolation_available
+from readers.card_side.pcscd import PrivatePcscd
 from tests.conftest import DEMO_PERSONA, listening_ports
 from tests.security.facts import AIDS, DEMO_SECRETS
 

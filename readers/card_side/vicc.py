@@ -1,10 +1,10 @@
 """The ``virtualsmartcard`` (vsmartcard's vicc) library adapter.
 
-:func:`smartcard_os` wraps any :class:`~readers.virtual_card.VirtualCard` (``card_emulator.Card``
-included) as a ``virtualsmartcard.VirtualSmartcard.SmartcardOS``; :class:`ViccRunner` plugs it
-into a vpcd slot with the library's own ``VirtualICC`` loop. :class:`readers.vpcd.VpcdClient`
-does the same job without the library and is what the project uses by default; this adapter
-exists for setups built around vicc.
+:func:`smartcard_os` wraps any :class:`~readers.card_side.virtual_card.VirtualCard`
+(``card_emulator.Card`` included) as a ``virtualsmartcard.VirtualSmartcard.SmartcardOS``;
+:class:`ViccRunner` plugs it into a vpcd slot with the library's own ``VirtualICC`` loop.
+:class:`~readers.card_side.vpcd.VpcdClient` does the same job without the library and is what
+the project uses by default; this adapter exists for setups built around vicc.
 
 The library is imported lazily (the rest of ``readers`` works without it). On Debian it is the
 package ``python3-virtualsmartcard``, installed at a path that is on nobody's ``sys.path``
@@ -45,8 +45,8 @@ from types import TracebackType
 from typing import Any
 
 from apdu.errors import MynacardError
-from readers import netns as netns_module
-from readers.virtual_card import VirtualCard
+from readers.card_side import netns as netns_module
+from readers.card_side.virtual_card import VirtualCard
 
 __all__ = [
     "DEBIAN_PACKAGE",
@@ -228,7 +228,7 @@ class ViccRunner:
         netns: Callable[[], str | None] | None = None,
     ) -> None:
         """``netns`` names the network namespace of the port (a network-isolated pcscd's
-        :attr:`~readers.pcscd.VpcdReader.netns`)."""
+        :attr:`~readers.card_side.reader_conf.VpcdReader.netns`)."""
         if not 0 < port < 65536:
             raise ValueError(f"port out of range: {port}")
         self.netns = netns

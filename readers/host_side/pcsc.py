@@ -1,10 +1,11 @@
 """The PC/SC transport (pyscard) and discovery of My Number cards in PC/SC readers.
 
 Works the same on a real card in a USB reader and on an emulated card behind pcscd + vpcd.
-Every PC/SC failure surfaces as one exception type, :class:`PcscTransportError`, which carries
-the SCARD code (``SCARD_W_REMOVED_CARD`` 0x80100069, ``SCARD_E_NOT_TRANSACTED`` 0x80100016,
-``SCARD_E_NO_SMARTCARD`` 0x8010000C, ...) and a one-line message; it is a
-:class:`~readers.pcscd.PcscError`, so the CLI's handler prints it without a traceback.
+Every PC/SC failure surfaces as one exception type, :class:`PcscTransportError` (the one PC/SC
+error :class:`~readers.scard.ScardError`), which carries the SCARD code (``SCARD_W_REMOVED_CARD``
+0x80100069, ``SCARD_E_NOT_TRANSACTED`` 0x80100016, ``SCARD_E_NO_SMARTCARD`` 0x8010000C, ...) and
+a one-line message; it is a :class:`~readers.scard.PcscError`, so the CLI's handler prints it
+without a traceback.
 
 What a host sees when a card goes away (Debian pcscd 1.9.9 + vpcd, see the PC/SC runbook §7):
 
@@ -15,7 +16,7 @@ What a host sees when a card goes away (Debian pcscd 1.9.9 + vpcd, see the PC/SC
   else as ``SCARD_E_NOT_TRANSACTED`` (the exchange failed); later transmits fail with
   ``SCARD_W_REMOVED_CARD``.
 
-libpcsclite reads ``PCSCLITE_CSOCK_NAME`` once per process (see :mod:`readers.pcscd`): the
+libpcsclite reads ``PCSCLITE_CSOCK_NAME`` once per process (see :mod:`readers.scard`): the
 first PC/SC call of the process decides which pcscd every later call reaches.
 """
 
@@ -29,12 +30,28 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from apdu import Observer, TraceRecord
-from card_emulator.atrs import KNOWN_ATRS
-from readers.pcscd import PcscError
+from apdu import Observer, TraceRecord, builders
+from apdu.vocabulary import KNOWN_ATRS, Jpki
+from readers.scard import (
+    SCARD_E_INVALID_HANDLE,
+    SCARD_E_NO_SMARTCARD,
+    SCARD_E_NOT_TRANSACTED,
+    SCARD_E_SHARING_VIOLATION,
+    SCARD_S_SUCCESS,
+    SCARD_W_REMOVED_CARD,
+    STATE_PRESENT,
+    ScardError,
+    atr_in,
+    call_error,
+    check,
+    establish,
+    list_readers,
+    pyscard,
+    scard_name,
+    u32,
+)
 
 __all__ = [
-    "JPKI_AID",
     "SCARD_E_NOT_TRANSACTED",
     "SCARD_E_NO_SMARTCARD",
     "SCARD_E_SHARING_VIOLATION",
@@ -50,111 +67,15 @@ __all__ = [
     "scard_name",
 ]
 
-JPKI_AID = bytes.fromhex("D392F000260100000001")
-
-SCARD_S_SUCCESS = 0x00000000
-SCARD_E_INVALID_HANDLE = 0x80100003
-SCARD_E_TIMEOUT = 0x8010000A
-SCARD_E_SHARING_VIOLATION = 0x8010000B
-SCARD_E_NO_SMARTCARD = 0x8010000C
-SCARD_E_NOT_TRANSACTED = 0x80100016
-SCARD_E_NO_SERVICE = 0x8010001D
-SCARD_E_NO_READERS_AVAILABLE = 0x8010002E
-SCARD_W_REMOVED_CARD = 0x80100069
-
-# Not every pyscard build exports every name; these are the codes of pcsc-lite's pcsclite.h.
-_FALLBACK_NAMES = {
-    SCARD_E_INVALID_HANDLE: "SCARD_E_INVALID_HANDLE",
-    SCARD_E_TIMEOUT: "SCARD_E_TIMEOUT",
-    SCARD_E_SHARING_VIOLATION: "SCARD_E_SHARING_VIOLATION",
-    SCARD_E_NO_SMARTCARD: "SCARD_E_NO_SMARTCARD",
-    SCARD_E_NOT_TRANSACTED: "SCARD_E_NOT_TRANSACTED",
-    SCARD_E_NO_SERVICE: "SCARD_E_NO_SERVICE",
-    SCARD_E_NO_READERS_AVAILABLE: "SCARD_E_NO_READERS_AVAILABLE",
-    SCARD_W_REMOVED_CARD: "SCARD_W_REMOVED_CARD",
-}
+PcscTransportError = ScardError
+"""What every failure of the transport raises: the one PC/SC error of :mod:`readers.scard`."""
 
 _LEAVE_CARD = 0  # SCARD_LEAVE_CARD
 _RESET_CARD = 1  # SCARD_RESET_CARD
-_STATE_PRESENT = 0x0020  # SCARD_STATE_PRESENT (pcsc-lite)
 
-_SELECT_JPKI = bytes.fromhex("00A4040C0A") + JPKI_AID
-_SELECT_TOKEN_INFO = bytes.fromhex("00A4020C020006")
-_READ_TOKEN_LABEL = bytes.fromhex("00B0000020")  # the first 32 bytes of EF 0006: the label
-
-_scard_module: Any = None
-_names: dict[int, str] | None = None
-
-
-def _scard() -> Any:
-    """pyscard's low-level ``smartcard.scard``, imported on first use."""
-    global _scard_module  # noqa: PLW0603 - a lazily imported module
-    if _scard_module is None:
-        try:
-            from smartcard import scard  # noqa: PLC0415
-        except ImportError as exc:  # pragma: no cover - pyscard is a dependency
-            raise PcscTransportError(
-                SCARD_E_NO_SERVICE,
-                "pyscard is not importable; install it (pip install pyscard; on Linux it "
-                "builds from source and needs the Debian package libpcsclite-dev)",
-            ) from exc
-        _scard_module = scard
-    return _scard_module
-
-
-def _u32(hresult: int) -> int:
-    return hresult & 0xFFFFFFFF
-
-
-def scard_name(code: int) -> str:
-    """``SCARD_*`` name of a PC/SC return code (hex text when unknown)."""
-    global _names  # noqa: PLW0603 - built once from pyscard's constants
-    code = _u32(code)
-    if _names is None:
-        names = dict(_FALLBACK_NAMES)
-        with contextlib.suppress(PcscTransportError):
-            scard = _scard()
-            for name in sorted(dir(scard), reverse=True):
-                value = getattr(scard, name)
-                if name.startswith(("SCARD_E_", "SCARD_W_", "SCARD_F_", "SCARD_P_")) and (
-                    isinstance(value, int)
-                ):
-                    names.setdefault(_u32(value), name)
-        _names = names
-    return _names.get(code, f"0x{code:08X}")
-
-
-class PcscTransportError(PcscError):
-    """A PC/SC call failed. ``code`` is the SCARD return code (unsigned 32-bit), ``name`` its
-    ``SCARD_*`` name, ``message`` the explanation; ``str()`` is one readable line."""
-
-    def __init__(self, code: int, message: str) -> None:
-        self.code = _u32(code)
-        self.message = message
-        super().__init__(f"{message} [{scard_name(self.code)} 0x{self.code:08X}]")
-
-    @property
-    def name(self) -> str:
-        return scard_name(self.code)
-
-    @property
-    def card_gone(self) -> bool:
-        """True when the card was removed (or the exchange with it broke off)."""
-        return self.code in (SCARD_W_REMOVED_CARD, SCARD_E_NOT_TRANSACTED, SCARD_E_NO_SMARTCARD)
-
-
-def _error(hresult: int, what: str) -> PcscTransportError:
-    code = _u32(hresult)
-    try:
-        text = str(_scard().SCardGetErrorMessage(hresult)).strip()
-    except Exception:  # pragma: no cover - defensive
-        text = ""
-    return PcscTransportError(code, f"{what}: {text}" if text else what)
-
-
-def _check(hresult: int, what: str) -> None:
-    if _u32(hresult) != SCARD_S_SUCCESS:
-        raise _error(hresult, what)
+_SELECT_JPKI = builders.select_aid(Jpki.AID).to_bytes()
+_SELECT_TOKEN_INFO = builders.select_ef(Jpki.EF_TOKEN).to_bytes()
+_READ_TOKEN_LABEL = builders.read_binary(0, 32).to_bytes()  # the first 32 bytes: the label
 
 
 class Share(enum.IntEnum):
@@ -170,31 +91,6 @@ class Protocol(enum.IntFlag):
     T0 = 1  # SCARD_PROTOCOL_T0
     T1 = 2  # SCARD_PROTOCOL_T1
     ANY = T0 | T1
-
-
-@contextlib.contextmanager
-def _context() -> Iterator[Any]:
-    scard = _scard()
-    hresult, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    _check(hresult, "cannot reach pcscd (SCardEstablishContext)")
-    try:
-        yield ctx
-    finally:
-        scard.SCardReleaseContext(ctx)
-
-
-def _list(ctx: Any) -> list[str]:
-    hresult, names = _scard().SCardListReaders(ctx, [])
-    if _u32(hresult) == SCARD_E_NO_READERS_AVAILABLE:
-        return []
-    _check(hresult, "SCardListReaders")
-    return list(names)
-
-
-def list_readers() -> list[str]:
-    """Names of the PC/SC readers this process's pcscd lists (empty when there are none)."""
-    with _context() as ctx:
-        return _list(ctx)
 
 
 class PcscTransport:
@@ -242,14 +138,13 @@ class PcscTransport:
         """Connect to the card (raises ``SCARD_E_NO_SMARTCARD`` when the reader is empty)."""
         if self._handle is not None:
             return self
-        scard = _scard()
-        hresult, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-        _check(hresult, "cannot reach pcscd (SCardEstablishContext)")
+        scard = pyscard()
+        ctx = establish()
         try:
             hresult, handle, active = scard.SCardConnect(
                 ctx, self.reader_name, int(self.share), int(self.protocol)
             )
-            _check(hresult, f"cannot connect to the card in {self.reader_name!r}")
+            check(hresult, f"cannot connect to the card in {self.reader_name!r}")
         except BaseException:
             scard.SCardReleaseContext(ctx)
             raise
@@ -262,7 +157,7 @@ class PcscTransport:
         handle, ctx = self._handle, self._ctx
         self._handle = self._ctx = None
         self._active = 0
-        scard = _scard()
+        scard = pyscard()
         if handle is not None:
             scard.SCardDisconnect(handle, _RESET_CARD if reset else _LEAVE_CARD)
         if ctx is not None:
@@ -276,13 +171,13 @@ class PcscTransport:
         if self._handle is None:
             self.connect()
             return
-        hresult, active = _scard().SCardReconnect(
+        hresult, active = pyscard().SCardReconnect(
             self._handle,
             int(self.share),
             int(self.protocol),
             _RESET_CARD if reset else _LEAVE_CARD,
         )
-        _check(hresult, f"cannot reconnect to the card in {self.reader_name!r}")
+        check(hresult, f"cannot reconnect to the card in {self.reader_name!r}")
         self._active = int(active)
 
     def __enter__(self) -> PcscTransport:
@@ -301,8 +196,8 @@ class PcscTransport:
     @property
     def atr(self) -> bytes:
         """The card's ATR as pcscd reports it for this connection."""
-        hresult, _reader, _state, _protocol, atr = _scard().SCardStatus(self._require())
-        _check(hresult, f"SCardStatus({self.reader_name!r})")
+        hresult, _reader, _state, _protocol, atr = pyscard().SCardStatus(self._require())
+        check(hresult, f"SCardStatus({self.reader_name!r})")
         return bytes(atr)
 
     def _require(self) -> Any:
@@ -317,8 +212,8 @@ class PcscTransport:
         """Exclusive use of the card for a sequence of APDUs (SCardBeginTransaction /
         SCardEndTransaction); other clients' commands wait until it ends."""
         handle = self._require()
-        scard = _scard()
-        _check(scard.SCardBeginTransaction(handle), f"SCardBeginTransaction({self.reader_name!r})")
+        scard = pyscard()
+        check(scard.SCardBeginTransaction(handle), f"SCardBeginTransaction({self.reader_name!r})")
         try:
             yield self
         finally:
@@ -328,13 +223,13 @@ class PcscTransport:
     def transmit(self, command: bytes) -> bytes:
         """Send one C-APDU (short or extended) and return the R-APDU (data ‖ SW1 SW2)."""
         handle = self._require()
-        scard = _scard()
+        scard = pyscard()
         started, start = time.time(), time.perf_counter()
         hresult, response = scard.SCardTransmit(handle, self._active, list(command))
         duration = time.perf_counter() - start
         error: PcscTransportError | None = None
-        if _u32(hresult) != SCARD_S_SUCCESS:
-            error = _error(hresult, f"transmit to {self.reader_name!r} failed")
+        if u32(hresult) != SCARD_S_SUCCESS:
+            error = call_error(hresult, f"transmit to {self.reader_name!r} failed")
         elif len(response) < 2:
             error = self._no_answer()
         if error is not None:
@@ -355,9 +250,9 @@ class PcscTransport:
     def _no_answer(self) -> PcscTransportError:
         """SCardTransmit succeeded without a status word: the card went away mid-command."""
         where = f"the card in {self.reader_name!r} returned no response"
-        result = _scard().SCardStatus(self._handle)
-        if _u32(result[0]) in (SCARD_W_REMOVED_CARD, SCARD_E_NO_SMARTCARD) or (
-            _u32(result[0]) == SCARD_S_SUCCESS and not result[2] & _STATE_PRESENT
+        result = pyscard().SCardStatus(self._handle)
+        if u32(result[0]) in (SCARD_W_REMOVED_CARD, SCARD_E_NO_SMARTCARD) or (
+            u32(result[0]) == SCARD_S_SUCCESS and not result[2] & STATE_PRESENT
         ):
             return PcscTransportError(SCARD_W_REMOVED_CARD, f"{where}: it was removed")
         return PcscTransportError(SCARD_E_NOT_TRANSACTED, f"{where} (removed during the command?)")
@@ -406,7 +301,7 @@ def _probe(reader: str) -> FoundCard | None:
         transport.connect()
     except PcscTransportError as exc:
         if exc.code == SCARD_E_SHARING_VIOLATION:
-            atr = _atr_of(reader)
+            atr = atr_in(reader)
             if atr in _KNOWN_ATR_VALUES:
                 return FoundCard(reader, atr, CardKind.UNKNOWN)
         return None  # empty reader, mute card, reader gone meanwhile
@@ -426,18 +321,9 @@ def _probe(reader: str) -> FoundCard | None:
         transport.disconnect()
 
 
-def _atr_of(reader: str) -> bytes:
-    scard = _scard()
-    with _context() as ctx:
-        hresult, states = scard.SCardGetStatusChange(ctx, 0, [(reader, 0)])
-        if _u32(hresult) != SCARD_S_SUCCESS:
-            return b""
-        return bytes(states[0][2])
-
-
 def find_my_number_cards(readers: list[str] | None = None) -> list[FoundCard]:
     """The readers (all by default) that hold a My Number card: a known My Number ATR
-    (:data:`card_emulator.atrs.KNOWN_ATRS`) or a JPKI-AP that answers SELECT with ``9000``.
+    (:data:`apdu.vocabulary.KNOWN_ATRS`) or a JPKI-AP that answers SELECT with ``9000``.
     ``kind`` comes from the token label in JPKI EF ``0006``. Non-destructive: sends only
     SELECT and READ BINARY, and never VERIFY."""
     names = list_readers() if readers is None else readers

@@ -18,18 +18,23 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from apdu import CodecError, tlv
-from apdu.errors import MynacardError
-from jpki.cv_certificate import CvCertificate
-from readers.client import MynaClient
+from apdu.vocabulary import Text
+from jpki.cv_certificate import CERTIFICATE_LENGTH, CvCertificate
+from readers.host_side.protocol import CardProtocol, VerificationError
 
-AID = bytes.fromhex("D3921000310001010408")
-MY_NUMBER_SIZE = 17
-INTEGRITY_SIZE = 336
-CV_CERTIFICATE_SIZE = 568
+__all__ = [
+    "Attributes",
+    "TextApReader",
+    "VerificationError",
+    "parse_attributes",
+    "parse_my_number",
+    "read_and_verify",
+    "signed_part_of_attributes",
+    "verify_text_ap",
+]
 
-
-class VerificationError(MynacardError, ValueError):
-    """Card data whose signature or digest does not check out."""
+MY_NUMBER_SIZE = 17  # EF 0001 as stored: FF10 0C + 12 digits + filler
+INTEGRITY_SIZE = 336  # EF 0003: FF30 { DF31, DF32, DF33 }
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,31 +106,32 @@ def read_and_verify(
     read_ef: Callable[[int], bytes], root_public_key: rsa.RSAPublicKey
 ) -> tuple[str, Attributes]:
     """個人番号 and 基本4情報, read with ``read_ef(fid)`` and checked up to the CV root."""
-    number_ef, attributes_ef = read_ef(0x0001), read_ef(0x0002)
-    verify_text_ap(number_ef, attributes_ef, read_ef(0x0003), read_ef(0x0004), root_public_key)
+    number_ef, attributes_ef = read_ef(Text.EF_MY_NUMBER), read_ef(Text.EF_ATTRIBUTES)
+    integrity_ef, certificate_ef = read_ef(Text.EF_INTEGRITY), read_ef(Text.EF_CV_CERTIFICATE)
+    verify_text_ap(number_ef, attributes_ef, integrity_ef, certificate_ef, root_public_key)
     return parse_my_number(number_ef), parse_attributes(attributes_ef)
 
 
 class TextApReader:
-    """Reads the text AP through a :class:`MynaClient` (any transport)."""
+    """Reads the text AP through a :class:`CardProtocol` (any transport), in the clear."""
 
-    def __init__(self, client: MynaClient) -> None:
+    def __init__(self, client: CardProtocol) -> None:
         self.client = client
 
     def _open(self, credential_fid: int, secret: str) -> None:
-        self.client.unlock(AID, credential_fid, secret)
+        self.client.unlock(Text.AID, credential_fid, secret)
 
     def unlock_with_pin(self, pin: str) -> None:
         """VERIFY the 4-digit PIN (``0011``): opens everything."""
-        self._open(0x0011, pin)
+        self._open(Text.PIN, pin)
 
     def unlock_with_check_code_a(self, my_number: str) -> None:
         """VERIFY 照合番号A (``0014``): opens 個人番号, not 基本4情報."""
-        self._open(0x0014, my_number)
+        self._open(Text.CHECK_CODE_A, my_number)
 
     def unlock_with_check_code_b(self, code: str) -> None:
         """VERIFY 照合番号B (``0015``): opens 基本4情報, not 個人番号."""
-        self._open(0x0015, code)
+        self._open(Text.CHECK_CODE_B, code)
 
     def raw(self, fid: int, size: int | None = None) -> bytes:
         """A whole EF of the (already selected and unlocked) AP."""
@@ -133,13 +139,17 @@ class TextApReader:
 
     def my_number(self) -> str:
         """個人番号 (needs the PIN or 照合番号A)."""
-        return parse_my_number(self.raw(0x0001, MY_NUMBER_SIZE))
+        return parse_my_number(self.raw(Text.EF_MY_NUMBER, MY_NUMBER_SIZE))
 
     def attributes(self) -> Attributes:
         """基本4情報 (needs the PIN or 照合番号B)."""
-        return parse_attributes(self.raw(0x0002))
+        return parse_attributes(self.raw(Text.EF_ATTRIBUTES))
 
     def verify(self, root_public_key: rsa.RSAPublicKey) -> tuple[str, Attributes]:
         """Read 個人番号 and 基本4情報 and check them (needs the PIN)."""
-        sizes = {0x0001: MY_NUMBER_SIZE, 0x0003: INTEGRITY_SIZE, 0x0004: CV_CERTIFICATE_SIZE}
+        sizes = {
+            Text.EF_MY_NUMBER: MY_NUMBER_SIZE,
+            Text.EF_INTEGRITY: INTEGRITY_SIZE,
+            Text.EF_CV_CERTIFICATE: CERTIFICATE_LENGTH,
+        }
         return read_and_verify(lambda fid: self.raw(fid, sizes.get(fid)), root_public_key)

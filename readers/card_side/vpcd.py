@@ -1,20 +1,10 @@
-"""The card side of vsmartcard's vpcd: plug a :class:`~readers.virtual_card.VirtualCard` into a
-virtual reader slot over TCP.
+"""The card side of vsmartcard's vpcd: plug a
+:class:`~readers.card_side.virtual_card.VirtualCard` into a virtual reader slot over TCP.
 
 vpcd (the pcscd driver ``libifdvpcd``) listens on one TCP port per reader slot; the card is the
-TCP client. Every message, both ways, is a 2-byte big-endian length and a payload:
-
-* a 1-byte payload from vpcd is a control message: ``00`` power off, ``01`` power on,
-  ``02`` reset (no reply to any of these), ``04`` "send your ATR" (reply: the ATR);
-* any longer payload is a C-APDU; the reply is the R-APDU (data ‖ SW1 SW2).
-
-Connecting is inserting the card, closing the socket is removing it. pcscd polls presence by
-asking for the ATR about every 400 ms per reader.
-
-Speed: Debian's vpcd 0.8 writes the length and the payload with two ``send()`` calls on a
-socket without ``TCP_NODELAY``; the payload then waits for our delayed ACK and every APDU costs
-44 ms. Re-arming ``TCP_QUICKACK`` before every ``recv`` removes the stall (about 0.1 ms per
-round trip). We also set ``TCP_NODELAY`` and send each reply with one ``send``.
+TCP client, speaking the frames of :mod:`readers.card_side.vpcd_frames`. Connecting is inserting
+the card, closing the socket is removing it. pcscd polls presence by asking for the ATR about
+every 400 ms per reader.
 
 One :class:`VpcdClient` is one card in one slot, served by its own thread (``start()``) or by
 the caller (``run()``). Several clients may run in one process.
@@ -34,32 +24,24 @@ from types import TracebackType
 
 from apdu import Observer, TraceRecord
 from apdu.errors import MynacardError
-from readers import netns as netns_module
-from readers.virtual_card import VirtualCard
+from readers.card_side import netns as netns_module
+from readers.card_side.virtual_card import VirtualCard
+from readers.card_side.vpcd_frames import (
+    CTRL_ATR,
+    QUICKACK,
+    apply_control,
+    execute,
+    recv_exact,
+    send_frame,
+)
 
-__all__ = [
-    "DEFAULT_HOST",
-    "DEFAULT_PORT",
-    "Removal",
-    "VpcdClient",
-    "VpcdConnectError",
-]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Removal", "VpcdClient", "VpcdConnectError"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 #: Port of slot 0 of the stock /etc/reader.conf.d/vpcd (0x8C7B); slot 1 is 35964.
 DEFAULT_PORT = 35963
-
-CTRL_POWER_OFF = 0x00
-CTRL_POWER_ON = 0x01
-CTRL_RESET = 0x02
-CTRL_ATR = 0x04
-
-_CONTROL_EVENTS = {CTRL_POWER_OFF: "power_off", CTRL_POWER_ON: "power_on", CTRL_RESET: "reset"}
-_SW_NO_DIAGNOSIS = b"\x6f\x00"
-_MAX_FRAME = 0xFFFF
-_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 class VpcdConnectError(MynacardError, ConnectionError):
@@ -116,7 +98,7 @@ class VpcdClient:
         backoff (10 ms doubling to 0.5 s) while vpcd is not listening yet.
         ``quickack=False`` exists only to demonstrate the 44 ms stall; leave it on.
         ``netns`` names the network namespace the port lives in (a private pcscd's, see
-        :mod:`readers.netns`), looked up at every connection.
+        :mod:`readers.card_side.netns`), looked up at every connection.
         ``reconnect_for`` > 0: when vpcd closes the connection (pcscd exited or restarted), the
         card goes back into the reader as soon as vpcd listens again, retrying with backoff
         for that many seconds; if it cannot, :attr:`lost` is set, :attr:`error` says why and
@@ -130,7 +112,7 @@ class VpcdClient:
         self.on_exchange = on_exchange
         self.reader = reader or f"vpcd {host}:{port}"
         self.quickack = quickack
-        self._quickack_opt = _QUICKACK if quickack else None
+        self._quickack_opt = QUICKACK if quickack else None
         self.netns = netns
         self.reconnect_for = reconnect_for
         self.on_lost = on_lost
@@ -429,32 +411,22 @@ class VpcdClient:
     def _serve(self, sock: socket.socket) -> None:
         """Answer vpcd until EOF, an error, or a removal."""
         card = self.card
-        recv = self._recv_exact
+        quickack = self._quickack_opt
         while self._want_inserted:  # remove() from the card or a hook: after the answer
-            header = recv(sock, 2)
+            header = recv_exact(sock, 2, quickack)
             if header is None:
                 return
             (size,) = struct.unpack(">H", header)
-            msg = recv(sock, size) if size else b""
+            msg = recv_exact(sock, size, quickack) if size else b""
             if msg is None:
                 return
             if size == 1:
-                code = msg[0]
-                if code == CTRL_ATR:
-                    # a card whose ``atr`` raises ends the loop (the error is recorded):
-                    # without an answer, vpcd would wait forever
-                    if not self._send(sock, card.atr):
-                        return
-                    continue
-                event = _CONTROL_EVENTS.get(code)
-                if event is None:
-                    log.debug("%r: ignoring unknown control byte %02X", self, code)
-                    continue
-                try:
-                    getattr(card, event)()
-                except Exception:
-                    log.exception("%r: card.%s() raised", self, event)
-                self._observe(TraceRecord.card_event(event, reader=self.reader))
+                if msg[0] != CTRL_ATR:
+                    event = apply_control(card, msg[0], self)
+                    if event is not None:
+                        self._observe(TraceRecord.card_event(event, reader=self.reader))
+                elif not send_frame(sock, card.atr):  # a card whose ``atr`` raises ends the
+                    return  # loop (the error is recorded): unanswered, vpcd would wait forever
                 continue
             if size == 0:
                 continue
@@ -462,11 +434,23 @@ class VpcdClient:
             when = self._check_armed()
             if when is Removal.BEFORE_PROCESSING:
                 return
-            response = self._execute(msg)
+            started, start = time.time(), time.perf_counter()
+            response = execute(card, msg, self)
+            if self.on_exchange is not None:
+                duration = time.perf_counter() - start
+                self._observe(TraceRecord(started, msg, response, duration, reader=self.reader))
             if when is Removal.AFTER_PROCESSING:
                 return
-            if not self._send(sock, response) or when is Removal.AFTER_ANSWER:
+            if not send_frame(sock, response) or when is Removal.AFTER_ANSWER:
                 return
+
+    def _observe(self, record: TraceRecord) -> None:
+        if self.on_exchange is None:
+            return
+        try:
+            self.on_exchange(record)
+        except Exception:
+            log.exception("%r: on_exchange hook raised", self)
 
     def _check_armed(self) -> Removal | None:
         if self._armed is None:
@@ -482,51 +466,3 @@ class VpcdClient:
             self._want_inserted = False
             self._close_requested = True
             return when
-
-    def _execute(self, command: bytes) -> bytes:
-        started, start = time.time(), time.perf_counter()
-        try:
-            response = self.card.transmit(command)
-        except Exception:
-            log.exception("%r: card raised on %s", self, command[:4].hex())
-            response = _SW_NO_DIAGNOSIS
-        if len(response) > _MAX_FRAME:
-            log.error("%r: %d-byte response does not fit a vpcd frame", self, len(response))
-            response = _SW_NO_DIAGNOSIS
-        if self.on_exchange is not None:
-            duration = time.perf_counter() - start
-            self._observe(TraceRecord(started, command, response, duration, reader=self.reader))
-        return response
-
-    def _observe(self, record: TraceRecord) -> None:
-        if self.on_exchange is None:
-            return
-        try:
-            self.on_exchange(record)
-        except Exception:
-            log.exception("%r: on_exchange hook raised", self)
-
-    def _recv_exact(self, sock: socket.socket, size: int) -> bytes | None:
-        """Read exactly ``size`` bytes; None on EOF or a socket error."""
-        quickack = self._quickack_opt
-        buf = bytearray(size)
-        view = memoryview(buf)
-        got = 0
-        try:
-            while got < size:
-                if quickack is not None:
-                    sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
-                n = sock.recv_into(view[got:])
-                if n == 0:
-                    return None
-                got += n
-        except OSError:
-            return None
-        return bytes(buf)
-
-    def _send(self, sock: socket.socket, payload: bytes) -> bool:
-        try:
-            sock.sendall(struct.pack(">H", len(payload)) + payload)
-        except OSError:
-            return False
-        return True

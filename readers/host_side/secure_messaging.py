@@ -20,14 +20,18 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from apdu import CommandApdu, tlv
 from apdu import secure_messaging as sm
 from apdu.errors import MynacardError
+from apdu.vocabulary import Text
 from jpki.cv_certificate import decode_rsa_public_key
-from readers.client import CardError, MynaClient
-from readers.text_ap import AID, Attributes, parse_attributes, parse_my_number, read_and_verify
+from readers.host_side.protocol import CardError, CardProtocol
+from readers.host_side.text_ap import (
+    Attributes,
+    parse_attributes,
+    parse_my_number,
+    read_and_verify,
+)
 
-PIN = 0x0011
-CHECK_CODE_A = 0x0014
-CHECK_CODE_B = 0x0015
-EF_SESSION_KEY_PUBLIC = 0x0006
+__all__ = ["SM_ERRORS", "SessionBrokenError", "TextApSession", "session_public_key"]
+
 SM_ERRORS = frozenset({0x6882, 0x6987, 0x6988, 0x69FC})
 """Status words of the SM layer: after any of them the card's session is gone."""
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
@@ -49,7 +53,7 @@ def session_public_key(ef_0006: bytes) -> rsa.RSAPublicKey:
 class TextApSession:
     """An open secure-messaging session with the text AP; tracks the message counter."""
 
-    def __init__(self, client: MynaClient, key: bytes) -> None:
+    def __init__(self, client: CardProtocol, key: bytes) -> None:
         self.client = client
         self._key = key
         self.counter = 1
@@ -57,14 +61,14 @@ class TextApSession:
         self.broken = False
 
     @classmethod
-    def open(cls, client: MynaClient, pin: str, *, seed: bytes | None = None) -> TextApSession:
+    def open(cls, client: CardProtocol, pin: str, *, seed: bytes | None = None) -> TextApSession:
         """SELECT the AP, VERIFY the PIN (in the clear: unavoidable) and deliver a session key.
 
         ``seed`` (32 bytes) is for tests only; by default it comes from ``os.urandom``, fresh
         for every session, as it must (a reused seed repeats every IV).
         """
-        client.unlock(AID, PIN, pin)
-        public = session_public_key(client.read_ef(EF_SESSION_KEY_PUBLIC))
+        client.unlock(Text.AID, Text.PIN, pin)
+        public = session_public_key(client.read_ef(Text.EF_SM_KEY))
         seed = os.urandom(sm.SEED_LENGTH) if seed is None else seed
         cryptogram = public.encrypt(sm.key_delivery_message(seed), _OAEP)
         client.expect_ok(
@@ -116,11 +120,11 @@ class TextApSession:
 
     def verify_check_code_a(self, my_number: str) -> None:
         """Present 照合番号A (the 個人番号) without it crossing the interface in the clear."""
-        self.verify(CHECK_CODE_A, my_number)
+        self.verify(Text.CHECK_CODE_A, my_number)
 
     def verify_check_code_b(self, code: str) -> None:
         """Present 照合番号B encrypted."""
-        self.verify(CHECK_CODE_B, code)
+        self.verify(Text.CHECK_CODE_B, code)
 
     def read_ef(self, fid: int) -> bytes:
         """A whole EF as stored (filler included): SELECT and READ BINARY, two counter steps."""
@@ -129,11 +133,11 @@ class TextApSession:
 
     def my_number(self) -> str:
         """個人番号, read encrypted (needs the PIN or 照合番号A)."""
-        return parse_my_number(self.read_ef(0x0001))
+        return parse_my_number(self.read_ef(Text.EF_MY_NUMBER))
 
     def attributes(self) -> Attributes:
         """基本4情報, read encrypted (needs the PIN or 照合番号B)."""
-        return parse_attributes(self.read_ef(0x0002))
+        return parse_attributes(self.read_ef(Text.EF_ATTRIBUTES))
 
     def verified_contents(self, root_public_key: rsa.RSAPublicKey) -> tuple[str, Attributes]:
         """個人番号 and 基本4情報 read encrypted and checked against the integrity record."""

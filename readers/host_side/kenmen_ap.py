@@ -19,14 +19,18 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from PIL import Image
 
 from apdu import CodecError, Tlv, tlv
+from apdu.vocabulary import FACE_DIGEST_INFO_HEADER, FACE_SIGNED_GROUPS, Kenmen
 from jpki.cv_certificate import CvCertificate, decode_rsa_public_key
-from readers.client import MynaClient
-from readers.text_ap import VerificationError
+from readers.host_side.protocol import CardProtocol, VerificationError
 
-AID = bytes.fromhex("D3921000310001010402")
-CV_CERTIFICATE_SIZE = 568
-FACE_DIGEST_INFO_HEADER = bytes.fromhex("3071300D060960864801650304020105000460")
-SIGNED_GROUPS = ((0xDF22, 0xDF23, 0xDF24), (0xDF25, 0xDF26), (0xDF27,))
+__all__ = [
+    "CardFace",
+    "KenmenReader",
+    "parse_face",
+    "verify_cv_certificate",
+    "verify_face",
+    "verify_signed_record",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +115,7 @@ def verify_face(face: CardFace, signer_key: rsa.RSAPublicKey) -> None:
     """Check ``DF28`` over the three hash groups; raises :class:`VerificationError`."""
     digests = b"".join(
         hashlib.sha256(b"".join(face.raw_fields[tag] for tag in group)).digest()
-        for group in SIGNED_GROUPS
+        for group in FACE_SIGNED_GROUPS
     )
     try:
         recovered = signer_key.recover_data_from_signature(face.signature, padding.PKCS1v15(), None)
@@ -136,45 +140,48 @@ def verify_signed_record(raw: bytes, signer_key: rsa.RSAPublicKey) -> dict[int, 
 
 
 class KenmenReader:
-    """Reads the 券面AP through a :class:`MynaClient` (any transport)."""
+    """Reads the 券面AP through a :class:`CardProtocol` (any transport)."""
 
-    def __init__(self, client: MynaClient) -> None:
+    def __init__(self, client: CardProtocol) -> None:
         self.client = client
 
     def _open(self, credential_fid: int, secret: str) -> None:
-        self.client.unlock(AID, credential_fid, secret)
+        self.client.unlock(Kenmen.AID, credential_fid, secret)
 
     def unlock_with_check_code_a(self, my_number: str) -> None:
         """照合番号A (``0013``): opens the face and the my-number image."""
-        self._open(0x0013, my_number)
+        self._open(Kenmen.CHECK_CODE_A, my_number)
 
     def unlock_with_check_code_b(self, code: str) -> None:
         """照合番号B (``0012``): opens the face, not the my-number image."""
-        self._open(0x0012, code)
+        self._open(Kenmen.CHECK_CODE_B, code)
 
     def unlock_with_birth_date(self, key: str) -> None:
         """Birth-date key (``0011``, era ``YYMMDD``): opens only the age record."""
-        self._open(0x0011, key)
+        self._open(Kenmen.BIRTH_DATE_KEY, key)
 
     def signer_key(self, root_public_key: rsa.RSAPublicKey) -> rsa.RSAPublicKey:
         """The data-signing key, verified up to the root (EF ``0004`` is free to read)."""
         return verify_cv_certificate(
-            self.client.read_ef(0x0004, CV_CERTIFICATE_SIZE), root_public_key
+            self.client.read_ef(Kenmen.EF_CV_CERTIFICATE, Kenmen.CV_CERTIFICATE_SIZE),
+            root_public_key,
         )
 
     def face(self, root_public_key: rsa.RSAPublicKey | None = None) -> CardFace:
         """The card face (needs 照合番号A or B); verified when a root key is given."""
-        face = parse_face(self.client.read_ef(0x0002))
+        face = parse_face(self.client.read_ef(Kenmen.EF_FACE))
         if root_public_key is not None:
             verify_face(face, self.signer_key(root_public_key))
         return face
 
     def birth_date(self, root_public_key: rsa.RSAPublicKey) -> dt.date:
         """The age-verification record (needs the birth-date key), verified."""
-        values = verify_signed_record(self.client.read_ef(0x0001), self.signer_key(root_public_key))
+        record = self.client.read_ef(Kenmen.EF_AGE)
+        values = verify_signed_record(record, self.signer_key(root_public_key))
         return _date(values[0xDF11])
 
     def my_number_image(self, root_public_key: rsa.RSAPublicKey) -> Image.Image:
         """The rendered 個人番号 (needs 照合番号A), verified."""
-        values = verify_signed_record(self.client.read_ef(0x0005), self.signer_key(root_public_key))
+        record = self.client.read_ef(Kenmen.EF_MY_NUMBER_IMAGE)
+        values = verify_signed_record(record, self.signer_key(root_public_key))
         return _image(values[0xDF41])
