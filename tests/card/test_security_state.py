@@ -30,7 +30,8 @@ def test_selecting_an_application_forgets_credentials_and_session() -> None:
     assert state.verified == {0x18}
     assert state.sm is not None
     state.select_application(text)
-    assert (state.app, state.ef, set(state.verified), state.sm) == (text, None, set(), None)
+    assert (state.app, state.ef, set(state.verified)) == (text, None, set())
+    assert state.sm is None
     assert state.ap_was_selected
 
 
