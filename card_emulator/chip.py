@@ -1,20 +1,19 @@
-"""The chip: volatile selection and security state, class checks and command dispatch.
+"""The chip: class checks and command dispatch over one security state.
 
-Security state model (card-facts §4, DESIGN.md): verified credentials and the secure-messaging
-session belong to the selected application and are forgotten on any SELECT by AID (also of the
-same AP, by default: ``docs/fidelity.md`` gives the evidence), on reset and on power-off.
-Selecting EFs inside the AP keeps them. Because only the selected AP's state can ever matter, one
-set of verified IEFs is kept.
+The volatile state (selected AP, current EF, verified IEFs, SM session) lives in
+:class:`~card_emulator.security_state.SecurityState`; handlers reach it, the content and storage
+through one :class:`~card_emulator.command_context.CommandContext` built with the chip.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Set
 
 from apdu import CodecError, CommandApdu
 from card_emulator.access import AccessRules
+from card_emulator.command_context import CommandContext, Handler
 from card_emulator.commands import (
     authenticate,
     challenge,
@@ -29,12 +28,11 @@ from card_emulator.commands import (
 )
 from card_emulator.commands import replies as r
 from card_emulator.content import CardContent
-from card_emulator.image import CardStore, StorageError
-from card_emulator.objects import Application, Credential
+from card_emulator.image import CardStore
+from card_emulator.objects import Application
+from card_emulator.security_state import SecurityState, SmSession
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[["Chip", CommandApdu], bytes]
 
 
 # (class, INS) -> handler. Class 00 = interindustry, 80 = JICSAP / proprietary.
@@ -72,53 +70,62 @@ class Chip:
         self.policy = content.policy
         self.random_bytes = random_bytes
         self.strict = strict
-        self.by_aid = {app.aid: app for app in content.applications}
-        self.app: Application | None = None
-        self.rules: AccessRules = AccessRules()
-        self.ef: int | None = None
-        self.verified: set[int] = set()
-        self.sm: secure_messaging.SmSession | None = None
-        self.ap_was_selected = False
-        self.storage_failed = False
-        """Set by a failed credential write; survives resets, cleared only by reopening."""
+        self._state = SecurityState(
+            content.rules, reselect_clears_state=self.policy.reselect_clears_state
+        )
+        self._context = CommandContext(
+            content, store, self._state, random_bytes=random_bytes, run=self.run
+        )
         if self.policy.remap:  # only such cards pay for it
             self.process = self._process_remapped  # type: ignore[method-assign]
 
-    # --- power and selection -------------------------------------------------------------
+    # --- read-only views of the state (inspection; handlers use the context) ----------------
+
+    @property
+    def by_aid(self) -> Mapping[bytes, Application]:
+        """The card's applications by AID."""
+        return self._context.applications
+
+    @property
+    def app(self) -> Application | None:
+        """The selected application (``None``: the issuer security domain)."""
+        return self._state.app
+
+    @property
+    def rules(self) -> AccessRules:
+        """The selected application's access rules."""
+        return self._state.rules
+
+    @property
+    def ef(self) -> int | None:
+        """The current EF."""
+        return self._state.ef
+
+    @property
+    def verified(self) -> Set[int]:
+        """The verified IEFs of the selected application."""
+        return self._state.verified
+
+    @property
+    def sm(self) -> SmSession | None:
+        """The secure-messaging session, if any."""
+        return self._state.sm
+
+    @property
+    def ap_was_selected(self) -> bool:
+        """An application was selected since the last reset."""
+        return self._state.ap_was_selected
+
+    @property
+    def storage_failed(self) -> bool:
+        """Set by a failed credential write; survives resets, cleared only by reopening."""
+        return self._context.storage_failed
+
+    # --- power ------------------------------------------------------------------------------
 
     def power_reset(self) -> None:
         """Power-on / reset / power-off: back to the issuer security domain, nothing verified."""
-        self.app = None
-        self.rules = AccessRules()
-        self.ef = None
-        self.verified.clear()
-        self.sm = None
-        self.ap_was_selected = False
-
-    def select_application(self, app: Application) -> None:
-        """Make ``app`` current and clear the security state (and any SM session)."""
-        if app is not self.app or self.policy.reselect_clears_state:
-            self.verified.clear()
-            self.sm = None
-        self.app = app
-        self.rules = self.content.rules[app.name]
-        self.ef = None
-        self.ap_was_selected = True
-
-    def persist(self, credential: Credential) -> bool:
-        """Make a credential change durable before the response leaves the card.
-
-        ``False`` when the store failed: the card then refuses credential commands until it is
-        reopened (:attr:`storage_failed`).
-        """
-        assert self.app is not None
-        try:
-            self.store.save_credential(self.app.name, credential)
-        except StorageError as exc:
-            log.error("card storage failed, credential commands refused until reopened: %s", exc)
-            self.storage_failed = True
-            return False
-        return True
+        self._state.reset()
 
     # --- the one entry point --------------------------------------------------------------
 
@@ -142,7 +149,7 @@ class Chip:
         except CodecError:
             return r.WRONG_LENGTH
         try:
-            return handler(self, cmd)
+            return handler(self._context, cmd)
         except Exception:
             return self._internal_error(cmd)  # CommandApdu's repr masks PINs
 
@@ -156,7 +163,7 @@ class Chip:
         handler = HANDLERS.get((cmd.cla & 0x80, cmd.ins))
         if handler is None:
             return self._unknown(cmd.ins)
-        return handler(self, cmd)
+        return handler(self._context, cmd)
 
     def _unknown(self, ins: int) -> bytes:
         policy = self.policy
@@ -164,7 +171,7 @@ class Chip:
 
     def _secure_messaging(self, raw: bytes) -> bytes:
         try:
-            return secure_messaging.process(self, raw)
+            return secure_messaging.process(self._context, raw)
         except Exception:
             return self._internal_error("a secure-messaging command")  # no bytes logged
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apdu import tlv
-from apdu.vocabulary import Jpki
+from apdu.vocabulary import CREDENTIALS, Jpki
 from card_emulator import render
 from card_emulator.access import load_rules
 from card_emulator.apps import common as common_ap
@@ -33,7 +33,6 @@ from card_emulator.apps import kenmen as kenmen_ap
 from card_emulator.apps import text as text_ap
 from card_emulator.check_codes import birth_date_key, check_code_b
 from card_emulator.content import CardContent
-from card_emulator.credential_names import CREDENTIALS
 from card_emulator.objects import Application, KeyObject, KeyUse
 from card_emulator.persona import Persona, PersonaError
 from jpki.card_data_signer import CardDataSigner

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from apdu import TraceRecord
+from apdu.vocabulary import credential_name
 from card_emulator import Card, ImageError, PersonaError
 from card_emulator.access import AccessRules, RulesError, load_rules
-from card_emulator.credential_names import name_of
 from card_emulator.objects import CredentialFormat
 from harness.audit import (
     AuditError,
@@ -111,7 +111,7 @@ def _audit(args: argparse.Namespace) -> AuditReport:
             (app.name, fid): c.value
             for app in card.content.applications
             for fid, c in app.credentials.items()
-            if name_of(app.name, fid) is not None and c.format is not CredentialFormat.UNKNOWN
+            if credential_name(app.name, fid) is not None and c.format is not CredentialFormat.UNKNOWN
         }
         credentials.update(supplied)
         layouts = [

@@ -42,13 +42,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from card_emulator import Card
-from card_emulator import persona as persona_module
 from card_emulator.personalize import personalize
 from harness.card_server import CardServer, Endpoint
 from harness.faults import FaultyCard, traced
 from harness.kiosk_catalogue import KioskScenario
 from harness.kiosk_rules import Outcome, Verdict, judge
-from harness.personas import write_persona
+from harness.personas import written_persona
 from harness.trace_decode import Trace, TraceWriter, read_trace
 from jpki.names import Tree
 from jpki.pki_store import PkiStore
@@ -246,10 +245,8 @@ class ConformanceRunner:
         overrides["label"] = f"kiosk-{scenario.name}"
         if scenario.card.counters:
             overrides["counters"] = {**overrides.get("counters", {}), **scenario.card.counters}
-        path = write_persona(
-            self.out_dir / "personas" / f"{scenario.name}.toml", self.base_persona, **overrides
-        )
-        persona = persona_module.load(path)
+        path = self.out_dir / "personas" / f"{scenario.name}.toml"
+        persona = written_persona(path, self.base_persona, **overrides)  # the trace names the file
         return Card(personalize(persona, store=store)), path
 
     def _run_one(

@@ -55,8 +55,7 @@ from typing import Any
 
 from apdu import CodecError, CommandApdu, Observer, TraceRecord
 from apdu.errors import MynacardError
-from card_emulator.atrs import resolve_atr
-from card_emulator.credential_names import CREDENTIALS
+from apdu.vocabulary import CREDENTIALS, resolve_atr
 from harness.personas import card_from_persona
 from readers.card_side.virtual_card import VirtualCard
 from readers.card_side.vpcd import Removal, VpcdClient

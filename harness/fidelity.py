@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from apdu.errors import MynacardError
+from apdu.vocabulary import CREDENTIALS
 from card_emulator.access import load_rules
-from card_emulator.credential_names import CREDENTIALS
 from card_emulator.persona import CardData
 from card_emulator.policy import CardPolicy
 

@@ -1,16 +1,21 @@
-"""Personas as data: the demo persona's tables, overrides merged in, written as TOML, and
-fresh in-memory cards made from them (for fixtures, fault scenarios and the conformance suite).
+"""Personas as data: the demo persona's tables, overrides merged in, validated as a mapping
+(no TOML text on the way), written as TOML where a file is wanted, and fresh in-memory cards made
+from them (for fixtures, fault scenarios and the conformance suite).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from card_emulator import Card
 from card_emulator import persona as persona_module
+from card_emulator.persona import Persona
 from harness.default_pki import personalize_shared, shared_card
 
 #: The demo persona (DESIGN.md "Demo persona"); used when vectors/ is not installed.
@@ -48,6 +53,14 @@ def demo_persona_path() -> Path | None:
 # -- persona TOML ---------------------------------------------------------------------------
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_key(key: str) -> str:
+    """``key`` bare when TOML allows it, else quoted (``"B0 6986"`` in ``[policy.remap]``)."""
+    return key if _BARE_KEY.fullmatch(key) else _toml_value(key)
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -63,11 +76,13 @@ def _toml_value(value: Any) -> str:
 
 def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:
     """A small TOML writer for persona / scenario data (scalars, dates, nested tables)."""
-    scalars = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, Mapping)]
+    scalars = [
+        f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, Mapping)
+    ]
     out = "\n".join(scalars) + ("\n" if scalars else "")
     for key, value in data.items():
         if isinstance(value, Mapping):
-            name = f"{prefix}{key}"
+            name = f"{prefix}{_toml_key(key)}"
             out += f"\n[{name}]\n" + to_toml(value, name + ".")
     return out
 
@@ -93,12 +108,23 @@ def persona_data(base: str | Path | None = None) -> dict[str, Any]:
     return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
+def written_persona(path: str | Path, base: str | Path | None = None, **overrides: Any) -> Persona:
+    """Persona ``base`` with ``overrides``, validated, then written to ``path`` as TOML.
+
+    Its digest is the written file's, as :func:`card_emulator.persona.load` would give.
+    """
+    path = Path(path)
+    data = merge(persona_data(base), overrides)
+    persona = persona_module.from_mapping(data, str(path), path.parent)  # fail early, clearly
+    raw = to_toml(data).encode("utf-8")
+    path.write_bytes(raw)
+    return replace(persona, digest=hashlib.sha256(raw).hexdigest())
+
+
 def write_persona(path: str | Path, base: str | Path | None = None, **overrides: Any) -> Path:
     """Write persona ``base`` with ``overrides`` to ``path`` (validated) and return the path."""
     path = Path(path)
-    text = to_toml(merge(persona_data(base), overrides))
-    persona_module.parse(text.encode("utf-8"), str(path), path.parent)  # fail early, clearly
-    path.write_text(text, encoding="utf-8")
+    written_persona(path, base, **overrides)
     return path
 
 
@@ -109,5 +135,5 @@ def card_from_persona(persona: str | Path | None = None, **overrides: Any) -> Ca
         if path is not None:
             return shared_card(path)
     base = Path(persona).parent if persona is not None else Path.cwd()
-    text = to_toml(merge(persona_data(persona), overrides)).encode("utf-8")
-    return Card(personalize_shared(persona_module.parse(text, str(persona or "demo"), base)))
+    data = merge(persona_data(persona), overrides)
+    return Card(personalize_shared(persona_module.from_mapping(data, str(persona or "demo"), base)))

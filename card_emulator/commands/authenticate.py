@@ -7,32 +7,29 @@ deterministic. JPKI keys answer ``6982`` (they sit behind a PIN) and the 券面 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from apdu import CommandApdu
+from card_emulator.command_context import CommandContext
 from card_emulator.commands import replies as r
 from card_emulator.commands.sign import MAX_HASHED_INPUT, resolve_key
 from card_emulator.objects import KeyUse
 
-if TYPE_CHECKING:
-    from card_emulator.chip import Chip
 
-
-def internal_authenticate(chip: Chip, cmd: CommandApdu) -> bytes:
+def internal_authenticate(ctx: CommandContext, cmd: CommandApdu) -> bytes:
     """Sign the challenge with an internal-authentication key."""
     if cmd.p1 != 0x00 or cmd.p2 == 0x00:
         return r.INCORRECT_P1P2
-    key = resolve_key(chip, cmd.p2)
+    key = resolve_key(ctx, cmd.p2)
     if isinstance(key, bytes):
         return key
     if key.use is KeyUse.SIGN:
         return r.SECURITY_NOT_SATISFIED
     if key.use is not KeyUse.INTERNAL_AUTHENTICATE:
         return r.CONDITIONS_NOT_SATISFIED
-    if not chip.rules.use_condition(key.fid).opens(chip.verified):
+    state = ctx.state
+    if not state.rules.use_condition(key.fid).opens(state.verified):
         return r.SECURITY_NOT_SATISFIED
     if not 1 <= len(cmd.data) <= MAX_HASHED_INPUT:
         return r.WRONG_LENGTH

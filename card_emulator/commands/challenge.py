@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from apdu import CommandApdu
+from card_emulator.command_context import CommandContext
 from card_emulator.commands import replies as r
 
-if TYPE_CHECKING:
-    from card_emulator.chip import Chip
 
-
-def get_challenge(chip: Chip, cmd: CommandApdu) -> bytes:
+def get_challenge(ctx: CommandContext, cmd: CommandApdu) -> bytes:
     """Le random bytes (1-256); an extended Le is refused with ``6985`` (card-facts §1.1)."""
     if cmd.p1 or cmd.p2:
         return r.INCORRECT_P1P2
@@ -19,4 +15,4 @@ def get_challenge(chip: Chip, cmd: CommandApdu) -> bytes:
         return r.WRONG_LENGTH
     if cmd.is_extended:
         return r.CONDITIONS_NOT_SATISFIED
-    return chip.random_bytes(cmd.le) + r.OK
+    return ctx.random_bytes(cmd.le) + r.OK

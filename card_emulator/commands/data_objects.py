@@ -11,25 +11,21 @@ Absent objects answer ``6A88``, and so does any GET DATA while an AP is selected
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from apdu import CommandApdu
+from card_emulator.command_context import CommandContext
 from card_emulator.commands import replies as r
-
-if TYPE_CHECKING:
-    from card_emulator.chip import Chip
 
 ATR_TAG = 0x5F51
 
 
-def get_data(chip: Chip, cmd: CommandApdu) -> bytes:
+def get_data(ctx: CommandContext, cmd: CommandApdu) -> bytes:
     """The object named by P1-P2, if the card holds it."""
     if cmd.data or cmd.le is None:
         return r.WRONG_LENGTH
     tag = (cmd.p1 << 8) | cmd.p2
-    if chip.app is not None and not (tag == ATR_TAG and chip.policy.atr_object_in_applications):
+    if ctx.state.app is not None and not (tag == ATR_TAG and ctx.policy.atr_object_in_applications):
         return r.REFERENCED_DATA_NOT_FOUND
-    value = chip.content.data_objects.get(tag)
+    value = ctx.content.data_objects.get(tag)
     if value is None:
         return r.REFERENCED_DATA_NOT_FOUND
     if len(value) > cmd.le:

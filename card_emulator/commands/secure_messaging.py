@@ -19,18 +19,14 @@ The 券面事項入力補助AP is the only AP with key delivery (myna-card ``src
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from apdu import CodecError, CommandApdu
 from apdu import secure_messaging as sm
+from card_emulator.command_context import CommandContext
 from card_emulator.commands import replies as r
-
-if TYPE_CHECKING:
-    from card_emulator.chip import Chip
+from card_emulator.security_state import SmSession
 
 SM_SELECT = 0xA4
 SM_VERIFY = 0x20
@@ -40,25 +36,17 @@ _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(
 _READ_TO_END = 65536
 
 
-@dataclass(slots=True)
-class SmSession:
-    """One session: the AES key and the counter the next SM command must use."""
-
-    key: bytes = field(repr=False)
-    counter: int = 1
-    broken: bool = False
-
-
-def set_session_key(chip: Chip, cmd: CommandApdu) -> bytes:
+def set_session_key(ctx: CommandContext, cmd: CommandApdu) -> bytes:
     """Deliver a session key under the AP's key-delivery key (text AP), or refuse."""
-    app = chip.app
+    state = ctx.state
+    app = state.app
     key = app.session_key if app is not None else None
     if key is None:
-        return r.status(chip.policy.session_key_refusal(app.name if app is not None else "mf"))
+        return r.status(ctx.policy.session_key_refusal(app.name if app is not None else "mf"))
     if cmd.p1 or cmd.p2:
         return r.INCORRECT_P1P2
-    condition = chip.rules.session_key
-    if condition is None or not condition.opens(chip.verified):
+    condition = state.rules.session_key
+    if condition is None or not condition.opens(state.verified):
         return r.SECURITY_NOT_SATISFIED
     size = (key.private_key.key_size + 7) // 8
     if len(cmd.data) != size:
@@ -72,32 +60,31 @@ def set_session_key(chip: Chip, cmd: CommandApdu) -> bytes:
     session_key = sm.session_key_from_delivery(message)
     if session_key is None:
         return r.WRONG_DATA
-    chip.sm = SmSession(session_key)
+    state.open_session(session_key)
     return r.OK
 
 
-def process(chip: Chip, raw: bytes) -> bytes:
+def process(ctx: CommandContext, raw: bytes) -> bytes:
     """A command with a secure-messaging class byte (``raw`` has at least 4 bytes)."""
     cla, ins = raw[0], raw[1]
-    session = chip.sm
+    session = ctx.state.sm
     if session is None:
-        policy = chip.policy
+        policy = ctx.policy
         return r.status(policy.sm_select_refused_sw if ins == SM_SELECT else policy.sm_refused_sw)
     if session.broken:
-        return r.status(chip.policy.sm_refused_sw)
+        return r.status(ctx.policy.sm_refused_sw)
     if cla & 0x0C == 0x0C:
-        session.broken = True
+        session.destroy()
         return r.SM_DATA_OBJECT_MISSING
     try:
         if cla != sm.CLA_SM:
             raise sm.SecureMessagingError(f"class {cla:02X} is not secure messaging for this AP")
         plain = _unwrap(session, CommandApdu.parse(raw))
     except CodecError:  # SecureMessagingError included
-        session.broken = True
+        session.destroy()
         return r.SM_DATA_OBJECT_INCORRECT
-    counter = session.counter
-    session.counter += 1
-    response = chip.run(plain)
+    counter = session.advance()
+    response = ctx.run(plain)
     data, status = response[:-2], response[-2:]
     if not data:
         return status

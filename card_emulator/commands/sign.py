@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from apdu import CommandApdu
+from card_emulator.command_context import CommandContext
 from card_emulator.commands import replies as r
 from card_emulator.objects import KeyObject, KeyUse
 from card_emulator.rsa_raw import max_message_length, sign_pkcs1_v15_raw
-
-if TYPE_CHECKING:
-    from card_emulator.chip import Chip
 
 SHA256_SIZE = 32
 MAX_HASHED_INPUT = 255
@@ -72,18 +69,19 @@ SCHEMES: dict[int, Scheme] = {
 }
 
 
-def resolve_key(chip: Chip, p2: int) -> KeyObject | bytes:
+def resolve_key(ctx: CommandContext, p2: int) -> KeyObject | bytes:
     """The key named by P2: ``00`` AP default, ``80`` current EF, ``80|SFI``; else an error."""
-    app = chip.app
+    state = ctx.state
+    app = state.app
     if app is None:
         return r.NO_CURRENT_EF
     if p2 == 0x00:
         key = app.default_key()
         return r.INCORRECT_P1P2 if key is None else key
     if p2 == 0x80:
-        if chip.ef is None:
+        if state.ef is None:
             return r.NO_CURRENT_EF
-        key = app.keys.get(chip.ef)
+        key = app.keys.get(state.ef)
         return r.INCOMPATIBLE_FILE if key is None else key
     if p2 & 0x80 and p2 & 0x1F and not p2 & 0x60:
         key = app.keys.get(p2 & 0x1F)
@@ -91,15 +89,16 @@ def resolve_key(chip: Chip, p2: int) -> KeyObject | bytes:
     return r.INCORRECT_P1P2
 
 
-def compute_digital_signature(chip: Chip, cmd: CommandApdu) -> bytes:
+def compute_digital_signature(ctx: CommandContext, cmd: CommandApdu) -> bytes:
     """Sign with a key whose access condition is met; the 256-byte signature + ``9000``."""
-    key = resolve_key(chip, cmd.p2)
+    key = resolve_key(ctx, cmd.p2)
     if isinstance(key, bytes):
         return key
     if key.use is KeyUse.INTERNAL_AUTHENTICATE:
         return r.CONDITIONS_NOT_SATISFIED
-    if not chip.rules.use_condition(key.fid).opens(chip.verified):
-        return r.status(chip.policy.key_not_enabled_sw)
+    state = ctx.state
+    if not state.rules.use_condition(key.fid).opens(state.verified):
+        return r.status(ctx.policy.key_not_enabled_sw)
     scheme = SCHEMES.get(cmd.p1)
     if scheme is None:
         return r.INCORRECT_P1P2

@@ -11,25 +11,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from apdu import CodecError, CommandApdu, tlv
+from card_emulator.command_context import CommandContext
 from card_emulator.commands import replies as r
-
-if TYPE_CHECKING:
-    from card_emulator.chip import Chip
 
 SET_PUBLIC_IC_KEY_P1P2 = 0x00C1
 TERMINAL_CERTIFICATE_BODY = 307
 """Body (``5F4E``) length of a terminal CV certificate (myna-card ``card.rs``)."""
 
 
-def last_command_indicator(chip: Chip, cmd: CommandApdu) -> bytes:
+def last_command_indicator(ctx: CommandContext, cmd: CommandApdu) -> bytes:
     """``80 FC``: not part of the physical card's profile."""
-    return r.status(chip.policy.last_command_indicator_sw)
+    return r.status(ctx.policy.last_command_indicator_sw)
 
 
-def set_public_ic_key(chip: Chip, cmd: CommandApdu) -> bytes:
+def set_public_ic_key(ctx: CommandContext, cmd: CommandApdu) -> bytes:
     """``80 A2 00 C1 <terminal CV certificate>``: nothing here can verify one."""
     if (cmd.p1 << 8) | cmd.p2 != SET_PUBLIC_IC_KEY_P1P2:
         return r.INCORRECT_P1P2

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from smartcard import scard
 
 from apdu import builders
+from apdu.vocabulary import KNOWN_ATRS
 from card_emulator import Card
-from card_emulator.atrs import KNOWN_ATRS
 from readers.card_side.reader_conf import VpcdReader
 from readers.card_side.vpcd import Removal
 from readers.host_side.client import MynaClient

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from apdu import builders
+from apdu.vocabulary import KNOWN_ATRS
 from card_emulator import Card
-from card_emulator.atrs import KNOWN_ATRS
 from harness.faults import CardRemovedError, FaultyCard, Pattern, Scenario, ScenarioError
 
 JPKI = bytes.fromhex("D392F000260100000001")
