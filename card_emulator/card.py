@@ -52,7 +52,7 @@ class Card:
         path: str | Path,
         image: str | Path | None = None,
         *,
-        pki: PkiStore | None = None,
+        pki: PkiStore | Callable[[], PkiStore] | None = None,
         strict: bool = False,
     ) -> Card:
         """A card personalized from the persona file at ``path``.
@@ -64,13 +64,15 @@ class Card:
         ``pki`` issues the card's certificates and signs its data, and records them. Without
         it, the card comes from :func:`throwaway_pki`, which lives in memory and writes nothing;
         pass a directory store (``PkiStore.open(...)``) when the certificates must be known to
-        other processes (an OCSP responder, ``mynacard pki``).
+        other processes (an OCSP responder, ``mynacard pki``). A callable is asked for the
+        store only once certificates are issued, after the persona and the image path passed
+        their checks (so a bad input touches no PKI).
         """
         persona = persona_module.load(path)
         if image is None:
             if pki is None:
                 return cls(_throwaway_content(persona), strict=strict)
-            return cls(personalize(persona, store=pki), strict=strict)
+            return cls(personalize(persona, store=_resolve(pki)), strict=strict)
         image = Path(image)
         if image.exists():
             card = cls.open(image, strict=strict)
@@ -82,7 +84,7 @@ class Card:
                 )
             return card
         SqliteImage.check_creatable(image)  # before certificates are issued for it
-        content = personalize(persona, store=pki if pki is not None else throwaway_pki())
+        content = personalize(persona, store=_resolve(pki) if pki is not None else throwaway_pki())
         store = SqliteImage.create(image, content)
         store.close()
         return cls.open(image, strict=strict)
@@ -138,6 +140,10 @@ class Card:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _resolve(pki: PkiStore | Callable[[], PkiStore]) -> PkiStore:
+    return pki if isinstance(pki, PkiStore) else pki()
 
 
 @functools.cache

@@ -111,7 +111,8 @@ def _audit(args: argparse.Namespace) -> AuditReport:
             (app.name, fid): c.value
             for app in card.content.applications
             for fid, c in app.credentials.items()
-            if credential_name(app.name, fid) is not None and c.format is not CredentialFormat.UNKNOWN
+            if credential_name(app.name, fid) is not None
+            and c.format is not CredentialFormat.UNKNOWN
         }
         credentials.update(supplied)
         layouts = [

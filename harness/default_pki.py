@@ -54,6 +54,6 @@ def personalize_shared(persona: Persona) -> CardContent:
 
 def shared_card(path: str | Path, image: str | Path | None = None, *, strict: bool = False) -> Card:
     """``Card.from_persona`` with its certificates issued and recorded by the shared PKI."""
-    if image is not None:
-        return Card.from_persona(path, image, pki=pki_store(), strict=strict)
+    if image is not None:  # the PKI is opened only once the persona and image path are fine
+        return Card.from_persona(path, image, pki=pki_store, strict=strict)
     return Card(personalize_shared(persona_module.load(path)), strict=strict)
