@@ -17,7 +17,9 @@ __all__ = [
     "JST",
     "PRODUCTION_AUTH_OCSP_URL",
     "VALIDITY_BIRTHDAYS",
+    "birthday_in",
     "certificate_policy_oid",
+    "nth_birthday_after",
     "random_serial_number",
     "validity_end",
 ]
@@ -58,13 +60,30 @@ def random_serial_number() -> int:
             return serial
 
 
-def _birthday_in(year: int, birth_date: date) -> date:
-    # A 29 February birthday falls on 28 February in common years: the date on which Japanese
-    # age reckoning (年齢計算ニ関スル法律) completes the year, so the certificate never outlives
-    # the nominal rule and always ends in the birth month.
+def birthday_in(year: int, birth_date: date) -> date:
+    """The holder's birthday in ``year``: the birth month and day, 29 Feb → 28 Feb in common years.
+
+    28 February is the day on which Japanese age reckoning (年齢計算ニ関スル法律) completes the
+    year of a 29 February birth in a common year, so a term ending on it never outlives the
+    nominal rule and always ends in the birth month.
+    """
     if birth_date.month == 2 and birth_date.day == 29 and not calendar.isleap(year):
         return date(year, 2, 28)
     return birth_date.replace(year=year)
+
+
+def nth_birthday_after(issued: date, birth_date: date, n: int) -> date:
+    """The ``n``-th birthday (``n`` ≥ 1) after ``issued`` (発行日後: not the issue date itself).
+
+    Birthdays fall on :func:`birthday_in`'s dates, e.g. issued 2019-07-25, born 05-02, n=5 →
+    2024-05-02; issued on the birthday 2019-05-02 → also 2024-05-02.
+    """
+    if n < 1:
+        raise ValueError(f"n must be 1 or more, not {n}")
+    first_year = issued.year
+    if birthday_in(first_year, birth_date) <= issued:
+        first_year += 1
+    return birthday_in(first_year + n - 1, birth_date)
 
 
 def validity_end(issued: date, birth_date: date) -> datetime:
@@ -80,8 +99,4 @@ def validity_end(issued: date, birth_date: date) -> datetime:
         issued = issued.astimezone(JST).date()
     if birth_date > issued:
         raise ValueError(f"birth date {birth_date} is after issuance {issued}")
-    first_year = issued.year
-    if _birthday_in(first_year, birth_date) <= issued:
-        first_year += 1
-    last = _birthday_in(first_year + VALIDITY_BIRTHDAYS - 1, birth_date)
-    return jst_day_end(last)
+    return jst_day_end(nth_birthday_after(issued, birth_date, VALIDITY_BIRTHDAYS))

@@ -78,6 +78,3 @@ def build(
             Common.UNKNOWN_KEY_REFERENCE: unknown_key_reference(Common.UNKNOWN_KEY_REFERENCE),
         },
     )
-
-
-AID = Common.AID  # TEMPORARY alias until harness/audit.py imports apdu.vocabulary

@@ -108,7 +108,3 @@ def build(
             Jpki.UNKNOWN_KEY_REFERENCE: unknown_key_reference(Jpki.UNKNOWN_KEY_REFERENCE),
         },
     )
-
-
-AID = Jpki.AID  # TEMPORARY alias until harness/audit.py imports apdu.vocabulary
-EF_TOKEN = Jpki.EF_TOKEN  # TEMPORARY

@@ -42,6 +42,3 @@ def build(*, resident_code: str, pin: str, layout: str = "record") -> Applicatio
     else:
         app.files[Juki.EF_RESIDENT_CODE] = code
     return app
-
-
-AID = Juki.AID  # TEMPORARY alias until harness/audit.py imports apdu.vocabulary

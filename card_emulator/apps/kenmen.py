@@ -184,6 +184,3 @@ def build(
             **{fid: unknown_key_reference(fid) for fid in Kenmen.UNKNOWN_KEY_REFERENCES},
         },
     )
-
-
-AID = Kenmen.AID  # TEMPORARY alias until harness/audit.py imports apdu.vocabulary

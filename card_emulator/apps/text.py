@@ -158,9 +158,3 @@ def build(
         credentials=credentials,
         session_key=KeyObject(Text.EF_SM_KEY, "SM鍵配送用秘密鍵", sm_key, KeyUse.KEY_DELIVERY),
     )
-
-
-BLOCKED_KEY = (
-    Text.BLOCKED_KEY
-)  # TEMPORARY alias until card_emulator/persona.py imports apdu.vocabulary
-AID = Text.AID  # TEMPORARY alias until harness/audit.py imports apdu.vocabulary

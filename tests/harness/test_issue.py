@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ from apdu.vocabulary import Jpki, Text
 from card_emulator import Card, mynumber
 from card_emulator import persona as persona_module
 from card_emulator.personalize import personalize
-from harness import issue_cli
+from harness import issuance, issue_cli
 from harness.default_pki import pki_store
 from harness.issue_cli import card_expiry, derive_personas
+from harness.issue_personas import adult_birth_dates
 from harness.personas import persona_data
 from jpki import pki_store as pki_store_module
 from jpki.names import Municipality
@@ -236,18 +238,47 @@ def test_a_card_that_fails_stops_the_run(
     monkeypatch: pytest.MonkeyPatch,
     jobs: str,
 ) -> None:
-    if jobs != "1" and issue_cli._mp_context().get_start_method() != "fork":
+    if jobs != "1" and issuance._mp_context().get_start_method() != "fork":
         pytest.skip("the failure is planted by monkeypatching, which only forked workers see")
-    real = issue_cli.personalize
+    real = issuance.personalize
 
     def failing(persona: persona_module.Persona, **kwargs: Any) -> Any:
         if persona.label == "demo-0002":
             raise persona_module.PersonaError("certificates.issued: planted failure")
         return real(persona, **kwargs)
 
-    monkeypatch.setattr(issue_cli, "personalize", failing)
+    monkeypatch.setattr(issuance, "personalize", failing)  # where the engine looks it up
     out = tmp_path / "cards"
     assert _issue("--count", "3", "--out", str(out), "--jobs", jobs) == 2
     err = capsys.readouterr().err
     assert "card demo-0002: certificates.issued: planted failure" in err
     assert "Traceback" not in err and not (out / "index.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("issued", "birth", "expiry"),
+    [
+        (date(2025, 3, 3), date(1980, 5, 2), date(2034, 5, 2)),
+        (date(2025, 5, 2), date(1980, 5, 2), date(2035, 5, 2)),  # issued on the birthday
+        (date(2021, 2, 27), date(2000, 2, 29), date(2030, 2, 28)),
+        (date(2021, 2, 28), date(2000, 2, 29), date(2031, 2, 28)),  # 28 Feb: that year's birthday
+        (date(2022, 3, 1), date(2000, 2, 29), date(2032, 2, 29)),  # ends in a leap year
+        (date(2020, 2, 29), date(2000, 2, 29), date(2030, 2, 28)),
+    ],
+)
+def test_card_expiry_is_the_10th_birthday_after_issue(
+    issued: date, birth: date, expiry: date
+) -> None:
+    assert card_expiry(issued, birth) == expiry
+
+
+@pytest.mark.parametrize(
+    ("issued", "oldest", "youngest"),
+    [
+        (date(2025, 3, 3), date(1944, 3, 4), date(2005, 3, 3)),
+        (date(2024, 2, 29), date(1943, 3, 1), date(2004, 2, 29)),  # issued on a leap day
+        (date(2025, 2, 28), date(1944, 2, 29), date(2005, 2, 28)),
+    ],
+)
+def test_adult_birth_dates(issued: date, oldest: date, youngest: date) -> None:
+    assert adult_birth_dates(issued) == (oldest, youngest)

@@ -1,0 +1,105 @@
+"""Shared by the benchmark modules: paths, the APDUs sent, timing, and the results record.
+
+bench/ is not a package: ``bench/run.py`` runs as a script, so its directory is first on
+``sys.path`` and the ``bench_*`` modules beside it import each other by their plain names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PERSONA = ROOT / "vectors" / "personas" / "demo.toml"
+CARD_HOST = ROOT / "bench" / "card_host.py"
+MUX_HOST = ROOT / "bench" / "mux_host.py"
+
+SELECT_JPKI = bytes.fromhex("00A4040C0AD392F000260100000001")
+SELECT_MF = bytes.fromhex("00A4000C023F00")  # what vicc's built-in ISO 7816 card answers 9000
+SELECT_EF_000A = bytes.fromhex("00A4020C02000A")
+READ_256 = bytes.fromhex("00B0000000")
+VERIFY_OK = bytes.fromhex("002000980431323334")
+VERIFY_BAD = bytes.fromhex("002000980439393939")
+DIGEST_INFO = (
+    bytes.fromhex("3031300D060960864801650304020105000420") + hashlib.sha256(b"bench").digest()
+)
+SIGN = bytes.fromhex("802A009733") + DIGEST_INFO + b"\x00"
+
+REAL_READER_MS = (30.0, 50.0)
+"""Time per APDU of a real contact reader with a real card (ms, low and high)."""
+
+# Names of the PC/SC round-trip measurements (section 2).
+OURS = "our card (SELECT JPKI-AP)"
+ECHO = "EchoCard (SELECT JPKI-AP)"
+VICC = "vicc iso7816 card (SELECT MF)"
+
+
+@dataclass
+class Stat:
+    """Median and p99 of a sample of durations, in nanoseconds."""
+
+    n: int
+    median_ns: float
+    p99_ns: float
+
+    @classmethod
+    def of(cls, samples: list[int]) -> Stat:
+        """The statistics of ``samples`` (nanoseconds)."""
+        ordered = sorted(samples)
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return cls(len(ordered), float(statistics.median(ordered)), float(p99))
+
+
+@dataclass
+class Results:
+    """Everything a run measured, section by section, and the targets checked."""
+
+    quick: bool
+    env: dict[str, str]
+    inproc: dict[str, Stat] = field(default_factory=dict)
+    pcsc: dict[str, Stat] = field(default_factory=dict)
+    vicc: str = ""
+    """Why vicc's card was not measured (empty when it was)."""
+    kiosk: dict[str, Any] = field(default_factory=dict)
+    throughput: dict[str, float] = field(default_factory=dict)
+    throughput_cpu: dict[str, dict[str, float]] = field(default_factory=dict)
+    """CPU µs per APDU of pcscd, the card process and the clients, per throughput run."""
+    issuance: dict[str, Any] = field(default_factory=dict)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+
+
+def check(response: bytes, what: str, sw: bytes = b"\x90\x00") -> None:
+    """Stop the run when a card answers ``what`` with anything but ``sw``."""
+    if response[-2:] != sw:
+        raise RuntimeError(f"{what}: unexpected answer {response.hex()}")
+
+
+def time_calls(fn: Callable[[], object], n: int, warmup: int) -> Stat:
+    """Durations of ``n`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(n):
+        t0 = clock()
+        fn()
+        samples.append(clock() - t0)
+    return Stat.of(samples)
+
+
+def time_with_setup(setup: Callable[[], object], fn: Callable[[], object], n: int) -> Stat:
+    """Like :func:`time_calls`, but run ``setup`` (untimed) before each call."""
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(n):
+        setup()
+        t0 = clock()
+        fn()
+        samples.append(clock() - t0)
+    return Stat.of(samples)

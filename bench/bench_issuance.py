@@ -1,0 +1,41 @@
+"""Section 5 of the benchmark: bulk issuance (``mynacard issue``) in cards per second."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness import issuance
+
+
+def bench_issuance(count: int, unique_count: int) -> dict[str, Any]:
+    """``mynacard issue``'s engine (its real code path, default jobs) into a temporary
+    directory, with a temporary test PKI made beforehand (its CA keys are a one-time setup, not
+    issuance)."""
+    saved = os.environ.get("MYNACARD_PKI")
+    out: dict[str, Any] = {"cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="mynabench-issue-") as tmp:
+        os.environ["MYNACARD_PKI"] = str(Path(tmp) / "pki")
+        try:
+            issuance.issue(issuance.IssueOptions(count=1, out=Path(tmp) / "warm", jobs=1))
+            for label, n, unique in (("shared", count, False), ("unique", unique_count, True)):
+                result = issuance.issue(
+                    issuance.IssueOptions(
+                        count=n, out=Path(tmp) / label, unique_keys=unique, prefix=label
+                    )
+                )
+                out[label] = {
+                    "count": result.count,
+                    "seconds": result.seconds,
+                    "cards_per_second": result.cards_per_second,
+                    "jobs": result.jobs,
+                    "seconds_per_1000": 1000 / result.cards_per_second,
+                }
+        finally:
+            if saved is None:
+                os.environ.pop("MYNACARD_PKI", None)
+            else:
+                os.environ["MYNACARD_PKI"] = saved
+    return out

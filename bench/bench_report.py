@@ -1,0 +1,178 @@
+"""The benchmark's targets, and its report: Markdown for people, JSON for tools."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from bench_core import ECHO, OURS, Results
+
+# Targets.
+T_INPROC_US = 15.0
+T_SIGN_RATIO = 1.3
+T_PCSC_RATIO = 1.3
+T_KIOSK_MS = 5.0
+T_AGG_16 = 15_000.0
+T_ISSUE_1000_S = 60.0
+
+
+def us(ns: float) -> str:
+    """Nanoseconds as microseconds, two decimals below 10 µs."""
+    return f"{ns / 1000:,.2f} µs" if ns < 10_000 else f"{ns / 1000:,.1f} µs"
+
+
+def evaluate(res: Results) -> None:
+    """Check the targets against the figures of ``res``; record each in ``res.targets``."""
+    ip = res.inproc
+
+    def target(name: str, value: str, goal: str, met: bool) -> None:
+        res.targets.append({"target": name, "value": value, "goal": goal, "met": met})
+
+    for op in ("SELECT AID", "READ BINARY 256"):
+        med = ip[op].median_ns / 1000
+        target(f"in-process {op} median", f"{med:.1f} µs", f"≤ {T_INPROC_US:g} µs", med <= 15)
+    ratio = ip["COMPUTE DIGITAL SIGNATURE"].median_ns / ip["baseline: raw RSA-2048 sign"].median_ns
+    target("signing vs raw RSA", f"{ratio:.2f}×", f"≤ {T_SIGN_RATIO}×", ratio <= T_SIGN_RATIO)
+    if res.pcsc:
+        ratio = res.pcsc[OURS].median_ns / res.pcsc[ECHO].median_ns
+        p99 = res.pcsc[OURS].p99_ns / res.pcsc[ECHO].p99_ns
+        target(
+            "PC/SC round trip vs echo (median; p99)",
+            f"{ratio:.2f}×; {p99:.2f}×",
+            f"≤ {T_PCSC_RATIO}× median",
+            ratio <= T_PCSC_RATIO,
+        )
+        kiosk_ms = res.kiosk["stat"].median_ns / 1e6
+        target("kiosk flow median", f"{kiosk_ms:.2f} ms", f"≤ {T_KIOSK_MS:g} ms", kiosk_ms <= 5)
+        agg = res.throughput["16 reader(s)"]
+        target("16 readers aggregate", f"{agg:,.0f} APDU/s", f"≥ {T_AGG_16:,.0f}", agg >= T_AGG_16)
+    if res.issuance:
+        shared = res.issuance["shared"]
+        projected = shared["seconds_per_1000"]
+        measured = f"{shared['count']:,} cards in {shared['seconds']:.1f} s"
+        if shared["count"] < 1000:
+            measured += ", projected: setup not amortized"
+        target(
+            "1,000 personas issued",
+            f"{projected:.1f} s ({measured})",
+            f"≤ {T_ISSUE_1000_S:g} s",
+            projected <= T_ISSUE_1000_S,
+        )
+
+
+def markdown(res: Results) -> str:
+    """The report in Markdown: one section per part measured, then the targets."""
+    lines = [
+        f"# Benchmark ({'quick' if res.quick else 'full'} run)",
+        "",
+        " · ".join(f"{k}: {v}" for k, v in res.env.items()),
+        *_inproc_section(res),
+    ]
+    if res.pcsc:
+        lines += _pcsc_section(res) + _throughput_section(res)
+    if res.issuance:
+        lines += _issuance_section(res)
+    lines += ["", "## Targets", "", "| Target | Value | Goal | Met |", "|---|---:|---:|---|"]
+    for t in res.targets:
+        lines.append(
+            f"| {t['target']} | {t['value']} | {t['goal']} | {'met' if t['met'] else 'NOT met'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _inproc_section(res: Results) -> list[str]:
+    ip = res.inproc
+    call = ip["baseline: bare Python call"].median_ns
+    rsa_ns = ip["baseline: raw RSA-2048 sign"].median_ns
+    lines = [
+        "",
+        "## 1. In-process cost per APDU",
+        "",
+        "| Operation | n | median | p99 | × bare call | × raw RSA |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in ip.items():
+        lines.append(
+            f"| {name} | {s.n} | {us(s.median_ns)} | {us(s.p99_ns)} "
+            f"| {s.median_ns / call:,.0f} | {s.median_ns / rsa_ns:.2f} |"
+        )
+    return lines
+
+
+def _pcsc_section(res: Results) -> list[str]:
+    echo = res.pcsc[ECHO]
+    lines = [
+        "",
+        "## 2–3. Through pcscd + vpcd (one private pcscd; cards served by a separate process)",
+        "",
+        "| Measurement | n | median | p99 | × echo (median) | × echo (p99) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in res.pcsc.items():
+        lines.append(
+            f"| PC/SC {name} | {s.n} | {us(s.median_ns)} | {us(s.p99_ns)} "
+            f"| {s.median_ns / echo.median_ns:.2f} | {s.p99_ns / echo.p99_ns:.2f} |"
+        )
+    k = res.kiosk
+    s = k["stat"]
+    lo, hi = k["real_reader_ms"]
+    lines += [
+        f"| Kiosk flow ({k['apdus']} APDUs) | {s.n} | {s.median_ns / 1e6:.2f} ms "
+        f"| {s.p99_ns / 1e6:.2f} ms | real readers at 30–50 ms/APDU: {lo:.0f}–{hi:.0f} ms "
+        f"({lo / (s.median_ns / 1e6):,.0f}–{hi / (s.median_ns / 1e6):,.0f}× slower) | |",
+    ]
+    if res.vicc:
+        return [*lines, "", f"vicc not measured: {res.vicc}"]
+    return [
+        *lines,
+        "",
+        "vicc: vsmartcard's built-in ISO 7816 card in its own VirtualICC loop (with our "
+        "TCP_QUICKACK socket wrapper, without which every APDU stalls 40 ms); it answers "
+        "SELECT MF, not the JPKI-AP.",
+    ]
+
+
+def _throughput_section(res: Results) -> list[str]:
+    lines = [
+        "",
+        "## 4. Aggregate throughput (SELECT EF + READ BINARY 256, one pyscard thread per reader)",
+        "",
+        "| Readers | APDU/s | × 1 reader | CPU µs/APDU: pcscd | card process | clients "
+        "| cores busy |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    one = res.throughput["1 reader(s)"]
+    for name, v in res.throughput.items():
+        cpu = res.throughput_cpu.get(name, {})
+        card = cpu.get("card process µs/APDU", 0.0)
+        lines.append(
+            f"| {name} | {v:,.0f} | {v / one:.2f} | {cpu.get('pcscd µs/APDU', 0):.1f} "
+            f"| {f'{card:.1f}' if card else '(in clients)'} "
+            f"| {cpu.get('client process µs/APDU', 0):.1f} | {cpu.get('cores busy', 0):.2f} |"
+        )
+    return lines
+
+
+def _issuance_section(res: Results) -> list[str]:
+    lines = [
+        "",
+        "## 5. Bulk issuance (`mynacard issue`, default jobs)",
+        "",
+        "| Keys | cards | seconds | cards/s | jobs | projected s / 1,000 cards |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, what in (
+        ("shared", "JPKI keys per card, other 4 shared by the run (default)"),
+        ("unique", "all 6 keys per card (--unique-keys)"),
+    ):
+        r = res.issuance[label]
+        lines.append(
+            f"| {what} | {r['count']:,} | {r['seconds']:.1f} | {r['cards_per_second']:.1f} "
+            f"| {r['jobs']} | {r['seconds_per_1000']:.1f} |"
+        )
+    return lines
+
+
+def to_json(res: Results) -> dict[str, Any]:
+    """``res`` as JSON data."""
+    return asdict(res)

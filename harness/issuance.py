@@ -1,0 +1,416 @@
+"""Bulk card issuance (the engine of ``mynacard issue``): N personas, one durable card image each.
+
+:func:`issue` derives the batch's personas (:mod:`harness.issue_personas`), checks the base and
+the output directory, warms up the test PKI, and has ``jobs`` worker processes personalize the
+cards: each writes ``<label>.toml`` (the persona; the card image records its digest, so
+``Card.from_persona(toml, image=sqlite)`` reopens the card) and ``<label>.sqlite`` (the card
+image). Then ``index.json`` lists every card (label, 個人番号, 氏名, persona and image file,
+certificate serials). Certificates are issued by the test PKI (``$MYNACARD_PKI``) and recorded
+there under the label, so ``mynacard pki revoke --persona LABEL`` works on issued cards.
+Progress is reported through a callback (cards done so far).
+
+Keys: generating an RSA-2048 key takes ≈40 ms and a card has six, so by default only the two
+JPKI keys (利用者証明用 and 署名用, certified and unique to each card) are generated per card; the
+four others (:data:`SHARED_KEY_PURPOSES`: 券面事項入力補助AP key and secure-messaging key, 券面AP
+key, common AP key) come from a pool generated once per run and shared by its cards. They prove
+the card and its 券面 data genuine rather than identify the holder, and the signed card data that
+carries them stays valid, but the cards of one run hold the same four keys (and, e.g., answer the
+common AP's INTERNAL AUTHENTICATE alike): a test that tells cards apart by those keys needs
+``unique_keys`` (``--unique-keys``), which generates all six per card (about 2.5 times slower: 7
+instead of 17 cards/s on 2 cores). Cards are made by ``jobs`` worker processes (default: one per
+CPU), forked when that is safe so that they inherit the warmed-up PKI.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import multiprocessing
+import os
+import re
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from card_emulator import ImageError, PersonaError, render
+from card_emulator import persona as persona_module
+from card_emulator.content import CardContent
+from card_emulator.image import SqliteImage
+from card_emulator.persona import Persona
+from card_emulator.personalize import KEY_PURPOSES, personalize
+from harness.default_pki import default_cv_signer, pki_store
+from harness.issue_personas import IssueError, derive_personas, persona_text
+from jpki.clock import jst_day_start
+from jpki.keys import generate_rsa_key
+from jpki.names import NameStyle, Tree
+from jpki.pki_store import PkiError, default_directory
+
+__all__ = [
+    "DEFAULT_BASE",
+    "INDEX_FILE",
+    "INDEX_FORMAT",
+    "LABEL_PREFIX",
+    "MAX_COUNT",
+    "SHARED_KEY_PURPOSES",
+    "IssueError",
+    "IssueOptions",
+    "IssueResult",
+    "issue",
+]
+
+DEFAULT_BASE = Path(__file__).resolve().parent.parent / "vectors" / "personas" / "demo.toml"
+INDEX_FILE = "index.json"
+INDEX_FORMAT = "mynacard-issue/1"
+MAX_COUNT = 1_000_000
+LABEL_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+SHARED_KEY_PURPOSES: tuple[str, ...] = tuple(p for p in KEY_PURPOSES if not p.startswith("jpki_"))
+"""The card keys a run shares between its cards unless ``unique_keys`` (never the JPKI keys)."""
+
+
+@dataclass(frozen=True)
+class IssueOptions:
+    """What ``mynacard issue`` was asked to do."""
+
+    count: int
+    out: Path
+    base: Path = DEFAULT_BASE
+    seed: int = 1
+    jobs: int = 0
+    """Worker processes; 0 means one per CPU."""
+    prefix: str | None = None
+    """Label prefix; default: the base persona's label."""
+    unique_keys: bool = False
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class IssueResult:
+    """What a run made and how long it took."""
+
+    count: int
+    seconds: float
+    jobs: int
+    shared_keys: bool
+    index: Path
+    entries: list[dict[str, Any]]
+
+    @property
+    def cards_per_second(self) -> float:
+        """Throughput of the whole run (setup, key pool and worker start included)."""
+        return self.count / self.seconds if self.seconds > 0 else float("inf")
+
+
+# --- the workers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Job:
+    number: int
+    label: str
+    text: bytes
+    persona_file: Path
+    image_file: Path
+
+
+@dataclass
+class _WorkerState:
+    pool: dict[str, rsa.RSAPrivateKey] = field(default_factory=dict)
+    replace: bool = False
+    addresses: dict[str, bytes] = field(default_factory=dict)
+    """Rendered address images by address text: cards of a run share the base's address."""
+
+    def images(self, persona: Persona) -> dict[str, bytes] | None:
+        """The 券面 images this worker has already rendered for ``persona``."""
+        address = persona.holder.address
+        if "address" in persona.images:
+            return None
+        if address not in self.addresses:
+            try:
+                self.addresses[address] = render.render_address_png(address)
+            except ValueError:
+                return None  # personalize() reports it, naming the field
+        return {"address": self.addresses[address]}
+
+    def key(self, purpose: str) -> rsa.RSAPrivateKey:
+        """The run's shared key for ``purpose``, or a new one."""
+        shared = self.pool.get(purpose)
+        return shared if shared is not None else generate_rsa_key()
+
+
+_state = _WorkerState()
+
+
+def _init_worker(pool_der: Mapping[str, bytes], replace: bool) -> None:
+    """Set up a worker process: the run's shared key pool (PKCS#8 DER) and whether to replace."""
+    global _state  # noqa: PLW0603 - one state per worker process
+    pool: dict[str, rsa.RSAPrivateKey] = {}
+    for purpose, der in pool_der.items():
+        # Made by this run a moment ago: skip OpenSSL's slow consistency check (≈35 ms a key).
+        key = serialization.load_der_private_key(
+            der, password=None, unsafe_skip_rsa_key_validation=True
+        )
+        assert isinstance(key, rsa.RSAPrivateKey)
+        pool[purpose] = key
+    _state = _WorkerState(pool, replace)
+
+
+def _remove_image(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", ".creating", ".creating-wal", ".creating-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+def _make_card(job: _Job) -> dict[str, Any]:
+    """Issue one card (in a worker): persona file, certificates, card image; its index entry."""
+    persona = persona_module.parse(job.text, str(job.persona_file), job.persona_file.parent)
+    content = personalize(
+        persona, store=pki_store(), keys=_state.key, images=_state.images(persona)
+    )
+    if _state.replace:
+        _remove_image(job.image_file)
+    job.persona_file.write_bytes(job.text)
+    SqliteImage.create(job.image_file, content).close()
+    return _index_entry(job, persona, content)
+
+
+def _index_entry(job: _Job, persona: Persona, content: CardContent) -> dict[str, Any]:
+    meta = content.meta
+    return {
+        "number": job.number,
+        "label": job.label,
+        "my_number": persona.holder.my_number,
+        "name": persona.holder.name,
+        "persona": job.persona_file.name,
+        "image": job.image_file.name,
+        "card_serial": persona.card.serial,
+        "auth_certificate_serial": meta["auth_certificate_serial"],
+        "sign_certificate_serial": meta["sign_certificate_serial"],
+    }
+
+
+def _run_job(job: _Job) -> tuple[bool, Any]:
+    """``(True, entry)`` or ``(False, message)``: errors cross the process boundary as text."""
+    try:
+        return True, _make_card(job)
+    except (PersonaError, PkiError, ImageError, OSError, ValueError) as exc:
+        return False, f"card {job.label}: {exc}"
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """Fork (workers inherit the warmed-up PKI) unless threads make forking unsafe."""
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+class _Collector:
+    """The index entries of the cards made so far, and the first failure."""
+
+    def __init__(self, progress: Callable[[int], None] | None) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self.failure: str | None = None
+        self._progress = progress
+
+    def collect(self, results: Iterable[tuple[bool, Any]]) -> None:
+        """Take results until the first failure."""
+        for ok, value in results:
+            if not ok:
+                self.failure = str(value)
+                return
+            self.entries.append(value)
+            if self._progress is not None:
+                self._progress(len(self.entries))
+
+
+def _make_cards(
+    work: Sequence[_Job], jobs: int, pool_der: Mapping[str, bytes], replace: bool, into: _Collector
+) -> None:
+    """Make the cards of ``work`` in this process (``jobs`` == 1) or in ``jobs`` workers."""
+    if jobs == 1:
+        _init_worker(pool_der, replace)
+        try:
+            into.collect(_run_job(job) for job in work)
+        finally:
+            _init_worker({}, replace=False)
+        return
+    gc.freeze()  # forked workers: no collector passes over (or copies of) inherited objects
+    workers = ProcessPoolExecutor(
+        jobs, mp_context=_mp_context(), initializer=_init_worker, initargs=(pool_der, replace)
+    )
+    try:
+        futures = [workers.submit(_run_job, job) for job in work]
+        into.collect(future.result() for future in as_completed(futures))
+    except BrokenProcessPool:
+        into.failure = "a worker process died (out of memory? killed?)"
+    finally:
+        workers.shutdown(wait=True, cancel_futures=True)
+        gc.unfreeze()
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def _check_numbers(options: IssueOptions) -> int:
+    """The number of worker processes to use; :class:`IssueError` for a bad count or jobs."""
+    if not 1 <= options.count <= MAX_COUNT:
+        raise IssueError(f"--count must be 1-{MAX_COUNT:,}, not {options.count}")
+    if options.jobs < 0:
+        raise IssueError(f"--jobs must be 1 or more (0: one per CPU), not {options.jobs}")
+    return min(options.jobs or os.cpu_count() or 1, options.count)
+
+
+def _load_base(options: IssueOptions) -> tuple[Persona, dict[str, Any], str]:
+    """The base persona, its TOML tables, and the label prefix (checked: it names files)."""
+    try:
+        base = persona_module.load(options.base)
+        tables = tomllib.loads(options.base.read_text(encoding="utf-8"))
+    except PersonaError as exc:
+        raise IssueError(f"--base: {exc}") from None
+    prefix = options.prefix if options.prefix is not None else base.label
+    if LABEL_PREFIX.fullmatch(prefix) is None:
+        what = (
+            f"--prefix {prefix!r}"
+            if options.prefix is not None
+            else (f"the base persona's label {prefix!r} (the default --prefix)")
+        )
+        raise IssueError(
+            f"{what}: labels become file names; use 1-64 of A-Z a-z 0-9 _ . - "
+            "(starting with a letter or digit)"
+        )
+    return base, tables, prefix
+
+
+def _plan(options: IssueOptions, base_tables: Mapping[str, Any], prefix: str) -> list[_Job]:
+    """One job per card: its persona file's text and the files it writes."""
+    out = options.out
+    derived = derive_personas(
+        base_tables, options.count, seed=options.seed, prefix=prefix, base_dir=options.base.parent
+    )
+    return [
+        _Job(
+            number,
+            label,
+            persona_text(tables, base=options.base, seed=options.seed),
+            out / f"{label}.toml",
+            out / f"{label}.sqlite",
+        )
+        for number, (label, tables) in enumerate(derived, start=1)
+    ]
+
+
+def _check_out(out: Path, force: bool, files: Sequence[Path]) -> None:
+    if out.exists() and not out.is_dir():
+        raise IssueError(f"--out {out} exists and is not a directory")
+    if out.is_dir() and not force and any(out.iterdir()):
+        raise IssueError(
+            f"--out {out} is not empty; use a new directory, or --force to replace the "
+            "persona, image and index files this run writes (other files are left alone)"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IssueError(f"--out {out}: cannot create the directory ({exc.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise IssueError(f"--out {out}: not writable")
+    for path in files:
+        if path.exists() and path.is_dir():
+            raise IssueError(f"{path} is a directory; cannot write a card file there")
+
+
+def _check_first(work: Sequence[_Job], options: IssueOptions) -> None:
+    """Parse the first card's persona here: a bad base fails before any work."""
+    try:
+        persona_module.parse(work[0].text, str(work[0].persona_file), options.out)
+    except PersonaError as exc:
+        raise IssueError(
+            f"--base {options.base}: the derived personas are invalid: {exc}"
+        ) from None
+
+
+def _warm_up(base: Persona) -> None:
+    """Before the workers fork: the PKI (created on first use), CA and CV keys, the font."""
+    try:
+        store = pki_store()
+        style = NameStyle.PRODUCTION if base.certificates.style == "production" else NameStyle.TEST
+        for tree in Tree:  # loading a CA key checks it (≈35 ms): once here, not in every worker
+            store.authority_in_force(tree, style, jst_day_start(base.certificates.issued))
+        default_cv_signer("text")
+        default_cv_signer("kenmen")
+    except (PkiError, OSError) as exc:
+        raise IssueError(f"test PKI: {exc}") from None
+    render.find_cjk_font()
+
+
+def _shared_keys(unique_keys: bool) -> dict[str, bytes]:
+    """The run's shared key pool (PKCS#8 DER by purpose); empty with ``unique_keys``."""
+    if unique_keys:
+        return {}
+    return {
+        purpose: generate_rsa_key().private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        for purpose in SHARED_KEY_PURPOSES
+    }
+
+
+def _write_index(
+    options: IssueOptions, entries: list[dict[str, Any]], shared: Sequence[str]
+) -> Path:
+    """Write ``index.json`` (atomically) and return its path."""
+    index = options.out / INDEX_FILE
+    document = {
+        "format": INDEX_FORMAT,
+        "base": str(options.base),
+        "seed": options.seed,
+        "count": options.count,
+        "pki": str(default_directory()),
+        "shared_keys": list(shared),
+        "cards": entries,
+    }
+    temporary = index.with_suffix(".tmp")
+    try:
+        temporary.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", "utf-8")
+        temporary.replace(index)
+    except OSError as exc:
+        raise IssueError(f"{index}: cannot write the index ({exc.strerror})") from None
+    return index
+
+
+def issue(options: IssueOptions, *, progress: Callable[[int], None] | None = None) -> IssueResult:
+    """Issue ``options.count`` cards into ``options.out``; :class:`IssueError` if it cannot.
+
+    ``progress(done)`` is called after each card is made.
+    """
+    started = time.perf_counter()
+    jobs = _check_numbers(options)
+    base, base_tables, prefix = _load_base(options)
+    work = _plan(options, base_tables, prefix)
+    files = [f for job in work for f in (job.persona_file, job.image_file)]
+    _check_out(options.out, options.force, files)
+    _check_first(work, options)
+    _warm_up(base)
+    pool_der = _shared_keys(options.unique_keys)
+
+    made = _Collector(progress)
+    _make_cards(work, jobs, pool_der, options.force, made)
+    if made.failure is not None:
+        raise IssueError(
+            f"{made.failure}; {len(made.entries)} card(s) were issued into {options.out} "
+            "before it stopped"
+        )
+    entries = sorted(made.entries, key=lambda entry: int(entry["number"]))
+    index = _write_index(options, entries, list(pool_der))
+    return IssueResult(
+        options.count, time.perf_counter() - started, jobs, bool(pool_der), index, entries
+    )
