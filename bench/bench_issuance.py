@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness import issuance
+from harness.issuance import engine as issuance
 
 
 def bench_issuance(count: int, unique_count: int) -> dict[str, Any]:

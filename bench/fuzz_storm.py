@@ -17,7 +17,7 @@ from pathlib import Path
 
 from apdu.status import is_valid
 from card_emulator import Card
-from harness.apdu_storm import storm
+from harness.faults.apdu_storm import storm
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -36,7 +36,7 @@ from typing import Protocol
 
 from apdu import Observer, TraceRecord
 from apdu.errors import MynacardError
-from harness.trace_decode import TraceWriter
+from harness.traces.trace_file import TraceWriter
 from readers.card_side.pcscd import PrivatePcscd
 from readers.card_side.running_pcscd import find_running_vpcd
 from readers.card_side.sockets import socket_is_live

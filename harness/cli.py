@@ -14,19 +14,24 @@ from typing import Any
 from apdu import MynacardError, TraceRecord
 from card_emulator import Card
 from card_emulator import persona as persona_module
-from harness import audit_cli, conformance_cli, fidelity, issue_cli, pki_cli, trace_cli
+from harness.audit import cli as audit_cli
 from harness.card_server import (
     MAX_READERS,
     CardServer,
     ServableCard,
     parse_endpoint,
 )
+from harness.commands import fidelity
+from harness.commands import pki as pki_cli
+from harness.commands import trace as trace_cli
+from harness.commands.demo import run_demo
+from harness.commands.summary import jpki_summary
+from harness.conformance import cli as conformance_cli
+from harness.conformance.catalogue import load_catalogue
 from harness.default_pki import shared_card
-from harness.demo import run_demo
 from harness.faults import FaultyCard, Scenario
-from harness.kiosk_catalogue import load_catalogue
+from harness.issuance import cli as issue_cli
 from harness.personas import card_from_persona
-from harness.summary import jpki_summary
 from readers.host_side.client import MynaClient
 from readers.host_side.text_ap import parse_attributes
 from readers.host_side.transport import InProcessTransport
@@ -227,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenario",
         metavar="NAME|FILE",
         help="inject faults: a kiosk scenario by name (mynacard conformance list) or a fault "
-        "scenario TOML file (harness/faults.py)",
+        "scenario TOML file (harness/faults/)",
     )
     serve.add_argument("--trace", type=Path, help="append masked APDUs to this JSON Lines file")
     serve.add_argument(

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.conformance import parse_outcome
+from harness.conformance.catalogue import REASONS, load_catalogue, parse_catalogue, select
+from harness.conformance.rules import RULES
+from harness.conformance.runner import parse_outcome
 from harness.faults import ScenarioError
-from harness.kiosk_catalogue import REASONS, load_catalogue, parse_catalogue, select
-from harness.kiosk_rules import RULES
 
 ISSUE_SCENARIOS = {
     "normal",

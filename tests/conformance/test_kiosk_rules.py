@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from apdu import mask_hex
-from harness.kiosk_rules import (
+from harness.conformance.rules import (
     GENERAL_RULES,
     RULES,
     Expectation,
@@ -15,7 +15,7 @@ from harness.kiosk_rules import (
     judge,
     steps,
 )
-from harness.trace_decode import Event, Exchange, Trace
+from harness.traces.trace_file import Event, Exchange, Trace
 
 SELECT_JPKI = "00A4040C0AD392F000260100000001"
 SELECT_TEXT_AP = "00A4040C0AD3921000310001010408"

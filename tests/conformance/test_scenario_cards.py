@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from card_emulator import persona as persona_module
-from harness.conformance import ConformanceRunner
-from harness.kiosk_catalogue import load_catalogue, select
+from harness.conformance.catalogue import load_catalogue, select
+from harness.conformance.runner import ConformanceRunner
 from jpki.pki_store import PkiStore
 from tests.conftest import exchange
 

@@ -10,7 +10,7 @@ import pytest
 
 from card_emulator import Card, PersonaError
 from harness import cli
-from harness.fidelity import Behaviour, FidelityError, check, load, markdown
+from harness.commands.fidelity import Behaviour, FidelityError, check, load, markdown
 from tests.conftest import DEMO_PERSONA, ROOT, exchange
 
 DOC = ROOT / "docs" / "fidelity.md"

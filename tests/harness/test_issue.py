@@ -17,10 +17,11 @@ from apdu.vocabulary import Jpki, Text
 from card_emulator import Card, mynumber
 from card_emulator import persona as persona_module
 from card_emulator.personalize import personalize
-from harness import issuance, issue_cli
 from harness.default_pki import pki_store
-from harness.issue_cli import card_expiry, derive_personas
-from harness.issue_personas import adult_birth_dates
+from harness.issuance import cli as issue_cli
+from harness.issuance import engine as issuance
+from harness.issuance.cli import card_expiry, derive_personas
+from harness.issuance.personas import adult_birth_dates
 from harness.personas import persona_data
 from jpki import pki_store as pki_store_module
 from jpki.names import Municipality

@@ -2,7 +2,7 @@
 
 Each module gets its own PKI directory (the ``test`` name style only, to keep key generation
 short) and points ``$MYNACARD_PKI`` at it, so personalization in this process and every
-subprocess (``python -m harness.pki_cli pki …``, the server) share it.
+subprocess (``python -m harness.commands.pki pki …``, the server) share it.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def at_jst(year: int, month: int, day: int, hour: int = 12) -> dt.datetime:
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """``mynacard pki …`` in a subprocess (stand-alone entry point)."""
     result = subprocess.run(
-        [sys.executable, "-m", "harness.pki_cli", "pki", *args],
+        [sys.executable, "-m", "harness.commands.pki", "pki", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -157,7 +157,7 @@ class Served:
             [
                 sys.executable,
                 "-m",
-                "harness.pki_cli",
+                "harness.commands.pki",
                 "pki",
                 "serve",
                 "--dir",

@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from card_emulator import PersonaError
 from card_emulator.persona import load, parse
 from card_emulator.personalize import personalize
-from harness import pki_cli
+from harness.commands import pki as pki_cli
 from jpki.clock import FrozenClock
 from jpki.declaration import parse_declaration
 from jpki.holder import HolderIdentity, Sex

@@ -129,7 +129,7 @@ def test_scenario_file_with_counters(tmp_path: Path) -> None:
     )
     scenario = Scenario.load(path)
     assert scenario.name == "one try left" and scenario.faults[0].match == Pattern((0x80, 0x2A))
-    card = scenario.card(None)
+    card = FaultyCard.for_persona(scenario)
     assert card.atr == KNOWN_ATRS["jpki2"]
     card.transmit(SELECT_JPKI)
     assert card.transmit(builders.verify(sfi=0x18).to_bytes()) == b"\x63\xc1"
@@ -138,7 +138,7 @@ def test_scenario_file_with_counters(tmp_path: Path) -> None:
 
 
 def test_blocked_counter_preset() -> None:
-    card = Scenario.from_mapping({"counters": {"jpki_sign": 0}}).card(None)
+    card = FaultyCard.for_persona(Scenario.from_mapping({"counters": {"jpki_sign": 0}}))
     card.transmit(SELECT_JPKI)
     assert card.transmit(builders.verify(b"ABC123", sfi=0x1B).to_bytes()) == b"\x69\x84"
 

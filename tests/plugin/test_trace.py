@@ -11,10 +11,12 @@ import pytest
 
 from apdu import TraceRecord, builders
 from card_emulator import Card
-from harness import trace_cli
+from harness.commands import trace as trace_cli
 from harness.faults import FaultyCard, Scenario, traced
 from harness.personas import demo_persona_path
-from harness.trace_decode import Decoder, Exchange, TraceWriter, read_trace, replay
+from harness.traces.decoder import Decoder
+from harness.traces.replay import replay
+from harness.traces.trace_file import Exchange, TraceWriter, read_trace
 
 JPKI = bytes.fromhex("D392F000260100000001")
 TEXT = bytes.fromhex("D3921000310001010408")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from card_emulator import Card
-from harness import audit_cli
+from harness.audit import cli as audit_cli
 from harness.card_server import CardServer
 from readers.card_side.reader_conf import PcscdNotInstalledError
 

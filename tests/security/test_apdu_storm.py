@@ -6,7 +6,7 @@ import random
 
 from apdu.status import is_valid
 from card_emulator import Card
-from harness.apdu_storm import storm
+from harness.faults.apdu_storm import storm
 from tests.conftest import DEMO_PERSONA
 from tests.security.test_access_fuzz import _key_windows
 

@@ -12,8 +12,8 @@ import pytest
 
 from apdu import CommandApdu
 from card_emulator import Card
-from harness import audit_cli
-from harness.audit import run_audit
+from harness.audit import cli as audit_cli
+from harness.audit.engine import run_audit
 from readers.host_side.transport import InProcessTransport
 from tests.conftest import DEMO_PERSONA, ROOT
 from tests.security.facts import DEMO_SECRETS, READ, USE, opens
@@ -127,7 +127,7 @@ def test_bad_credentials_file_and_missing_reader_exit_2(
     assert "SECRET99" not in err
     # in a child process: libpcsclite fixes its pcscd socket at the first PC/SC call
     done = subprocess.run(
-        [sys.executable, "-m", "harness.audit_cli", "audit", "--reader", "No Such Reader 00 00"],
+        [sys.executable, "-m", "harness.audit.cli", "audit", "--reader", "No Such Reader 00 00"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -21,7 +21,7 @@ import pytest
 
 from apdu import CommandApdu, TraceRecord, builders
 from card_emulator import Card
-from harness import audit_cli
+from harness.audit import cli as audit_cli
 from harness.card_server import CardServer, Endpoint, parse_endpoint
 from harness.default_pki import pki_store
 from jpki import service

@@ -7,9 +7,9 @@ DigestInfo, and compares the matrix with the declared rules (``access_rules.toml
 rules file). Security state is per AP and cleared by SELECT by AID (card-facts §4), so every
 state starts with a fresh SELECT of its AP.
 
-The engine is here; the findings and their renderings are in :mod:`harness.audit_report`, the
-declared rules, the objects to probe and the comparison in :mod:`harness.audit_rules`, the
-commands in :mod:`harness.audit_probe`.
+The engine is here; the findings and their renderings are in :mod:`harness.audit.report`, the
+declared rules, the objects to probe and the comparison in :mod:`harness.audit.rules`, the
+commands in :mod:`harness.audit.probe`.
 
 Safety on real cards (DESIGN.md "Durability and safety"):
 
@@ -29,14 +29,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from card_emulator.access import AccessRules, load_rules
-from harness.audit_probe import (
+from harness.audit.probe import (
     PROBE_CHALLENGE,
     PROBE_DIGEST_INFO,
     Prober,
     read_token,
     wrong_value,
 )
-from harness.audit_report import (
+from harness.audit.report import (
     SW_BLOCKED,
     SW_CONDITIONS,
     SW_DENIED,
@@ -50,7 +50,7 @@ from harness.audit_report import (
     Difference,
     State,
 )
-from harness.audit_rules import (
+from harness.audit.rules import (
     APPLICATION_AIDS,
     EXTRA_IEFS,
     CardLayout,

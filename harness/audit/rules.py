@@ -17,7 +17,7 @@ from typing import Any
 
 from apdu.vocabulary import APPLICATIONS, CREDENTIALS
 from card_emulator.access import AccessRules, RulesError
-from harness.audit_report import ApplicationMatrix, AuditError, Difference
+from harness.audit.report import ApplicationMatrix, AuditError, Difference
 
 __all__ = [
     "APPLICATION_AIDS",

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from card_emulator import Card, PersonaError
 from harness.faults import FaultyCard, Scenario, ScenarioError
-from harness.trace_decode import ReplayCard, TraceError, format_trace, read_trace, replay
+from harness.traces.replay import ReplayCard, replay
+from harness.traces.trace_file import TraceError, format_trace, read_trace
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:

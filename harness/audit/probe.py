@@ -11,7 +11,7 @@ import hashlib
 
 from apdu import CommandApdu, builders
 from apdu.vocabulary import Jpki
-from harness.audit_report import (
+from harness.audit.report import (
     SW_CONDITIONS,
     SW_INCOMPATIBLE,
     SW_OK,

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from card_emulator import PersonaError
-from harness.conformance import DEFAULT_TIMEOUT, ConformanceRunner
-from harness.conformance_report import write_reports
+from harness.conformance.catalogue import load_catalogue, select
+from harness.conformance.report import write_reports
+from harness.conformance.rules import GENERAL_RULES
+from harness.conformance.runner import DEFAULT_TIMEOUT, ConformanceRunner
 from harness.faults import ScenarioError
-from harness.kiosk_catalogue import load_catalogue, select
-from harness.kiosk_rules import GENERAL_RULES
 from jpki.pki_store import PkiError
 from readers.scard import PcscError
 

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from apdu import describe
-from harness.conformance import ConformanceReport, ScenarioResult
-from harness.kiosk_rules import GENERAL_RULES, OUTCOME_RULES, Rule
-from harness.trace_decode import Event, Exchange
+from harness.conformance.rules import GENERAL_RULES, OUTCOME_RULES, Rule
+from harness.conformance.runner import ConformanceReport, ScenarioResult
+from harness.traces.trace_file import Event, Exchange
 
 # -- JUnit -----------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ JST, or an ISO datetime; the clock runs on from there)::
 is used); every recorded card of that persona is changed. Reasons: the RFC 5280
 names (``keyCompromise``, ``affiliationChanged``, …), snake_case, or 記載内容変更 / 更新.
 Exit status: 0 done, 1 nothing changed, 2 bad input. Wire into ``mynacard`` with
-``register(subparsers)``; ``python -m harness.pki_cli pki …`` runs it stand-alone.
+``register(subparsers)``; ``python -m harness.commands.pki pki …`` runs it stand-alone.
 """
 
 from __future__ import annotations
@@ -394,7 +394,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m harness.pki_cli pki …``: the ``pki`` command without the rest of mynacard."""
+    """``python -m harness.commands.pki pki …``: the ``pki`` command alone."""
     parser = argparse.ArgumentParser(prog="mynacard", description="The mynacard test PKI.")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)

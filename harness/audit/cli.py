@@ -20,7 +20,7 @@ from apdu.vocabulary import credential_name
 from card_emulator import Card, ImageError, PersonaError
 from card_emulator.access import AccessRules, RulesError, load_rules
 from card_emulator.objects import CredentialFormat
-from harness.audit import (
+from harness.audit.engine import (
     AuditError,
     AuditReport,
     CardLayout,
@@ -146,7 +146,7 @@ def _audit(args: argparse.Namespace) -> AuditReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m harness.audit_cli audit ...``)."""
+    """Stand-alone entry point (``python -m harness.audit.cli audit ...``)."""
     parser = argparse.ArgumentParser(prog="mynacard")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

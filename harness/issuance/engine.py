@@ -1,6 +1,6 @@
 """Bulk card issuance (the engine of ``mynacard issue``): N personas, one durable card image each.
 
-:func:`issue` derives the batch's personas (:mod:`harness.issue_personas`), checks the base and
+:func:`issue` derives the batch's personas (:mod:`harness.issuance.personas`), checks the base and
 the output directory, warms up the test PKI, and has ``jobs`` worker processes personalize the
 cards: each writes ``<label>.toml`` (the persona; the card image records its digest, so
 ``Card.from_persona(toml, image=sqlite)`` reopens the card) and ``<label>.sqlite`` (the card
@@ -48,7 +48,7 @@ from card_emulator.image import SqliteImage
 from card_emulator.persona import Persona
 from card_emulator.personalize import KEY_PURPOSES, personalize
 from harness.default_pki import default_cv_signer, pki_store
-from harness.issue_personas import IssueError, derive_personas, persona_text
+from harness.issuance.personas import IssueError, derive_personas, persona_text
 from jpki.clock import jst_day_start
 from jpki.keys import generate_rsa_key
 from jpki.names import NameStyle, Tree
@@ -67,7 +67,7 @@ __all__ = [
     "issue",
 ]
 
-DEFAULT_BASE = Path(__file__).resolve().parent.parent / "vectors" / "personas" / "demo.toml"
+DEFAULT_BASE = Path(__file__).resolve().parents[2] / "vectors" / "personas" / "demo.toml"
 INDEX_FILE = "index.json"
 INDEX_FORMAT = "mynacard-issue/1"
 MAX_COUNT = 1_000_000

@@ -3,15 +3,15 @@
     mynacard issue --count 1000 --out cards/ [--base PERSONA.toml] [--seed 1] [--jobs J]
                    [--prefix LABEL] [--unique-keys] [--force]
 
-The command line of :mod:`harness.issuance` (the engine: workers, key pool, files written) and
-:mod:`harness.issue_personas` (how each card's persona is derived from ``--base``, default
-``vectors/personas/demo.toml``, reproducibly from ``--seed``). ``DIR`` receives
+The command line of :mod:`harness.issuance.engine` (the engine: workers, key pool, files
+written) and :mod:`harness.issuance.personas` (how each card's persona is derived from
+``--base``, default ``vectors/personas/demo.toml``, reproducibly from ``--seed``). ``DIR`` receives
 ``<label>.toml``, ``<label>.sqlite`` and ``index.json``; a progress bar is drawn on a terminal's
 stderr, a summary line is printed on stdout.
 
 Exit status: 0 done, 2 bad arguments or a card that could not be made (the message says why),
 130 interrupted. Wire into ``mynacard`` with ``issue_cli.register(sub)``;
-``python -m harness.issue_cli issue …`` runs it stand-alone.
+``python -m harness.issuance.cli issue …`` runs it stand-alone.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from harness.issuance import (
+from harness.issuance.engine import (
     DEFAULT_BASE,
     INDEX_FILE,
     INDEX_FORMAT,
@@ -34,7 +34,7 @@ from harness.issuance import (
     IssueResult,
     issue,
 )
-from harness.issue_personas import (
+from harness.issuance.personas import (
     ADULT_AGES,
     FAMILY_NAMES,
     FEMALE_NAMES,
@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m harness.issue_cli issue …``: the ``issue`` command without the rest."""
+    """``python -m harness.issuance.cli issue …``: the ``issue`` command without the rest."""
     parser = argparse.ArgumentParser(prog="mynacard", description="Bulk card issuance.")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)

@@ -12,8 +12,8 @@ from pathlib import Path
 from card_emulator import persona as persona_module
 from card_emulator.check_codes import check_code_b
 from harness.card_server import CardServer
+from harness.commands.summary import jpki_summary
 from harness.default_pki import pki_store, shared_card
-from harness.summary import jpki_summary
 from readers.host_side.client import MynaClient
 from readers.host_side.kenmen_ap import KenmenReader
 from readers.host_side.pcsc import PcscTransport

@@ -11,7 +11,7 @@ Two kinds of rule:
   (e.g. reject a revoked certificate, report a removed card).
 
 The trace is walked once into :class:`Step` s (which AP, which EF, which credential or key each
-command addressed — with a :class:`~harness.trace_decode.Decoder`, as the card tracks them);
+command addressed — with a :class:`~harness.traces.decoder.Decoder`, as the card tracks them);
 every rule is then a plain function of the steps and the outcome.
 """
 
@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from apdu import CodecError, CommandApdu
-from harness.trace_decode import Decoder, Event, Exchange, Trace
+from harness.traces.decoder import Decoder
+from harness.traces.trace_file import Event, Exchange, Trace
 
 AUTH_PIN = 0x0018
 AUTH_KEY = 0x0017

@@ -15,11 +15,11 @@ The kiosk protocol — what the kiosk program gets and must give back:
   walks away;
 * stdout: its last JSON line ``{"outcome": "accepted"}`` or
   ``{"outcome": "refused", "reason": "<reason>"}`` (the reasons are
-  :data:`~harness.kiosk_catalogue.REASONS`).
+  :data:`~harness.conformance.catalogue.REASONS`).
   No such line (a crash) or no exit within the timeout is an outcome too, and fails
   ``finish-cleanly``.
 
-The trace and the outcome are then judged by :mod:`harness.kiosk_rules`.
+The trace and the outcome are then judged by :mod:`harness.conformance.rules`.
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from card_emulator import Card
 from card_emulator.personalize import personalize
 from harness.card_server import CardServer, Endpoint
+from harness.conformance.catalogue import KioskScenario
+from harness.conformance.rules import Outcome, Verdict, judge
 from harness.faults import FaultyCard, traced
-from harness.kiosk_catalogue import KioskScenario
-from harness.kiosk_rules import Outcome, Verdict, judge
 from harness.personas import written_persona
-from harness.trace_decode import Trace, TraceWriter, read_trace
+from harness.traces.trace_file import Trace, TraceWriter, read_trace
 from jpki.names import Tree
 from jpki.pki_store import PkiStore
 from jpki.service import PkiServer

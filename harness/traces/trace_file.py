@@ -1,4 +1,4 @@
-"""Decode APDU traces into the names card-facts uses, and record / read / replay them.
+"""The one trace format: :class:`TraceWriter` writes it, :func:`read_trace` reads it back.
 
 A trace is JSON Lines (format 2, :data:`TRACE_FORMAT`): a header
 ``{"type": "header", "version": 2, "t": ..., "persona": ...}`` (the persona the card was made
@@ -10,9 +10,8 @@ from, when known), then one line per :class:`~apdu.TraceRecord`, an exchange::
 
 or a card event ``{"type": "event", "t": ..., "event": "reset", "reader": ...}`` (``insert``,
 ``remove``, ``power_on``, ``power_off``, ``reset``). ``reader`` is absent in process. The data of
-every command not known to be public is masked. :class:`Decoder` keeps state across records
-(selected AP, current EF), like the card does, so ``READ BINARY`` names the EF the preceding
-SELECT made current.
+every command not known to be public is masked. ``meaning`` comes from
+:class:`~harness.traces.decoder.Decoder`, one per reader.
 """
 
 from __future__ import annotations
@@ -24,123 +23,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
-from apdu import CodecError, CommandApdu, TraceRecord, describe
+from apdu import TraceRecord, describe
 from apdu.errors import MynacardError
 from apdu.trace import EVENTS
-from apdu.vocabulary import APPLICATION_BY_AID, APPLICATIONS, ISSUER_SECURITY_DOMAIN_AID
-
-_ISSUER_SECURITY_DOMAIN = ("isd", "Issuer Security Domain")
-
-_INS = {
-    0xA4: "SELECT",
-    0xB0: "READ BINARY",
-    0xB2: "READ RECORD",
-    0x20: "VERIFY",
-    0x24: "CHANGE REFERENCE DATA",
-    0x2A: "COMPUTE DIGITAL SIGNATURE",
-    0x88: "INTERNAL AUTHENTICATE",
-    0x84: "GET CHALLENGE",
-    0xCA: "GET DATA",
-    0x32: "CHANGE KEY",
-    0xAE: "SET SESSION KEY",
-    0xFC: "LAST COMMAND INDICATOR",
-    0xA2: "SET PUBLIC IC KEY",
-}
-
-
-@dataclass
-class Decoder:
-    """Names each command, tracking the selected AP and current EF across commands."""
-
-    application: str | None = None
-    current: int | None = None
-
-    def reset(self) -> None:
-        """Power event: back to the power-on state."""
-        self.application = None
-        self.current = None
-
-    def _name(self, fid: int) -> str | None:
-        app = APPLICATIONS.get(self.application or "")
-        return app.files.get(fid) if app else None
-
-    def _ef(self, fid: int) -> str:
-        name = self._name(fid)
-        return f"{fid:04X} {name}" if name else f"{fid:04X}"
-
-    def _credential(self, fid: int) -> str:
-        name = self._name(fid)
-        app = APPLICATIONS.get(self.application or "")
-        where = f"{app.short if app else '?'} {fid:04X}"
-        return f"{name} ({where})" if name else where
-
-    def command(self, raw: bytes, response: bytes | None = None) -> str:
-        """The meaning of ``raw``; ``response`` (when known) updates the state only on 9000."""
-        try:
-            cmd = CommandApdu.parse(raw)
-        except CodecError as exc:
-            return f"malformed APDU ({exc})"
-        ok = response is None or response[-2:] == b"\x90\x00"
-        name = _INS.get(cmd.ins, f"INS {cmd.ins:02X}")
-        if cmd.cla & 0x0C:
-            return f"{name} (secure messaging CLA {cmd.cla:02X})"
-        if cmd.ins == 0xA4:
-            return self._select(cmd, ok)
-        if cmd.ins in (0xB0, 0xB2):
-            return self._read(cmd, name)
-        if cmd.ins in (0x20, 0x24, 0x32):
-            fid = cmd.p2 & 0x1F or self.current
-            what = "(no EF selected)" if fid is None else self._credential(fid)
-            suffix = " (retries query)" if cmd.ins == 0x20 and not cmd.data else ""
-            return f"{name} {what}{suffix}"
-        if cmd.ins in (0x2A, 0x88):
-            fid = cmd.p2 & 0x1F if cmd.p2 & 0x80 and cmd.p2 & 0x1F else self.current
-            if cmd.p2 == 0 and cmd.ins == 0x2A:
-                return f"{name} (AP default key)"
-            return f"{name} {'?' if fid is None else self._ef(fid)}"
-        if cmd.ins == 0xCA:
-            return f"{name} tag {cmd.p1:02X}{cmd.p2:02X}"
-        if cmd.ins == 0x84:
-            return f"{name} ({cmd.le or 0} bytes)"
-        return name
-
-    def _select(self, cmd: CommandApdu, ok: bool) -> str:
-        if cmd.p1 == 0x04:
-            app = APPLICATION_BY_AID.get(cmd.data)
-            known = (app.name, app.label) if app else None
-            if cmd.data == ISSUER_SECURITY_DOMAIN_AID:
-                known = _ISSUER_SECURITY_DOMAIN
-            label = known[1] if known else f"AID {cmd.data.hex().upper()}"
-            if ok:
-                self.application = known[0] if known else None
-                self.current = None
-            return f"SELECT {label}"
-        if cmd.p1 == 0x02 and len(cmd.data) == 2:
-            fid = int.from_bytes(cmd.data, "big")
-            text = f"SELECT EF {self._ef(fid)}"
-            if ok:
-                self.current = fid
-            return text
-        if cmd.p1 == 0x00 and not cmd.data:
-            return "SELECT MF"
-        return f"SELECT P1={cmd.p1:02X} {cmd.data.hex().upper()}"
-
-    def _read(self, cmd: CommandApdu, name: str) -> str:
-        fid: int | None
-        if cmd.ins == 0xB0:
-            if cmd.p1 & 0x80:
-                fid, offset = cmd.p1 & 0x1F, cmd.p2
-                self.current = fid
-            else:
-                fid, offset = self.current, (cmd.p1 << 8) | cmd.p2
-            where = "(no EF selected)" if fid is None else self._ef(fid)
-            return f"{name} {where} @0x{offset:04X}"
-        sfi = cmd.p2 >> 3
-        fid = sfi or self.current
-        where = "(no EF selected)" if fid is None else self._ef(fid)
-        return f"{name} {where} record {cmd.p1}"
+from harness.traces.decoder import Decoder
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,128 +314,3 @@ def format_trace(trace: Trace) -> Iterator[str]:
         yield f"{offset}  >> {item.command}  # {item.meaning}"
         status = describe(int(item.sw, 16)) if len(item.sw) == 4 else "(no status word)"
         yield f"{'':10}  << {item.response}  # {status}{took}"
-
-
-# -- replay ---------------------------------------------------------------------------------
-
-
-class SecretSource(Protocol):
-    """Where replay gets the value of a masked credential: a card made from a persona."""
-
-    def credential(self, application: str, fid: int) -> Any: ...
-
-
-def _wrong(value: bytes) -> bytes:
-    """A value of the same length and alphabet that differs from ``value`` at every position."""
-    out = bytearray()
-    for byte in value:
-        if 0x30 <= byte <= 0x39:
-            out.append(0x30 + (byte - 0x30 + 1) % 10)
-        elif 0x41 <= byte <= 0x5A:
-            out.append(0x41 + (byte - 0x41 + 1) % 26)
-        else:
-            out.append(byte ^ 0x01)
-    return bytes(out)
-
-
-def unmask(
-    exchange: Exchange, decoder: Decoder, secrets: SecretSource | None
-) -> tuple[bytes, str | None]:
-    """The command to send for ``exchange`` (masked data filled in) and a problem, if any.
-
-    A masked VERIFY / CHANGE gets the credential value of ``secrets`` when the recorded answer
-    was ``9000`` and a value that is wrong at every position otherwise, so right and wrong
-    attempts replay as right and wrong attempts.
-    """
-    raw = exchange.command_bytes
-    if raw is not None:
-        return raw, None
-    template = bytes.fromhex(exchange.command.replace("XX", "00").replace(" ", ""))
-    try:
-        cmd = CommandApdu.parse(template)
-    except CodecError as exc:
-        return template, f"masked command cannot be parsed ({exc})"
-    fid = cmd.p2 & 0x1F or decoder.current
-    app = decoder.application
-    if secrets is None or app is None or fid is None:
-        return template, "masked secret and no persona to take it from"
-    try:
-        value: bytes = secrets.credential(app, fid).value
-    except (KeyError, ValueError):
-        return template, f"no credential {fid:04X} in {app}"
-    if exchange.sw != "9000":
-        value = _wrong(value) if len(value) == len(cmd.data) else b"0" * len(cmd.data)
-    rebuilt = CommandApdu(cmd.cla, cmd.ins, cmd.p1, cmd.p2, value, cmd.le, cmd.extended)
-    return rebuilt.to_bytes(), None
-
-
-@dataclass(frozen=True, slots=True)
-class Difference:
-    """One exchange whose replayed answer differs from the recorded one."""
-
-    seq: int
-    meaning: str
-    expected: str
-    actual: str
-    problem: str | None = None
-
-    def text(self) -> str:
-        if self.problem:
-            return f"#{self.seq} {self.meaning}: {self.problem}"
-        return f"#{self.seq} {self.meaning}: recorded {self.expected}, replayed {self.actual}"
-
-
-class ReplayCard(Protocol):
-    """What replay drives (a Card, a FaultyCard, anything with the card API)."""
-
-    def transmit(self, command: bytes) -> bytes: ...
-
-    def reset(self) -> None: ...
-
-    def power_on(self) -> None: ...
-
-    def power_off(self) -> None: ...
-
-
-def replay(
-    trace: Trace,
-    card: ReplayCard,
-    *,
-    secrets: SecretSource | None = None,
-    compare_data: bool = True,
-) -> list[Difference]:
-    """Send every command of ``trace`` to ``card``; the exchanges whose answer differs.
-
-    ``compare_data=False`` compares status words only (signatures, challenges and other random
-    data always differ between cards).
-    """
-    differences: list[Difference] = []
-    decoder = Decoder()
-    for item in trace.items:
-        if isinstance(item, Event):
-            decoder.reset()
-            getattr(card, _REPLAYED_AS.get(item.event, item.event), card.reset)()
-            continue
-        command, problem = unmask(item, decoder, secrets)
-        if problem is not None:
-            differences.append(Difference(item.seq, item.meaning, "", "", problem))
-        answer = card.transmit(command)
-        decoder.command(command, answer)
-        actual = answer.hex(" ").upper()
-        expected = item.response
-        same = actual == expected if compare_data else actual[-5:] == expected[-5:]
-        if not same:
-            differences.append(Difference(item.seq, item.meaning, _short(expected), _short(actual)))
-    return differences
-
-
-_REPLAYED_AS = {"insert": "power_on", "remove": "power_off"}
-"""Card events replay turns into power events (a replayed card stays in its reader)."""
-
-
-def _short(hex_text: str) -> str:
-    """``<n bytes> SW`` for long responses, the hex otherwise."""
-    parts = hex_text.split()
-    if len(parts) <= 8:
-        return hex_text or "(nothing)"
-    return f"{len(parts) - 2} bytes … {' '.join(parts[-2:])}"

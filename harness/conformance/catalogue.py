@@ -3,7 +3,7 @@
 A scenario is data: the PINs the customer types, persona overrides (certificate states, token),
 a fault scenario for the card (:class:`harness.faults.Scenario`: counters, ATR, latency,
 removal) and the outcome the kiosk must report, checked by one of the outcome rules of
-:mod:`harness.kiosk_rules`.
+:mod:`harness.conformance.rules`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from harness.conformance.rules import OUTCOME_RULES, Expectation
 from harness.faults import Scenario, ScenarioError
-from harness.kiosk_rules import OUTCOME_RULES, Expectation
 
 OUTCOMES = ("accepted", "refused")
 REASONS = (
@@ -103,7 +103,11 @@ def parse_catalogue(text: str, source: str) -> list[KioskScenario]:
 def load_catalogue(path: str | Path | None = None) -> list[KioskScenario]:
     """The catalogue at ``path``, default the package's ``kiosk_scenarios.toml``."""
     if path is None:
-        text = resources.files("harness").joinpath("kiosk_scenarios.toml").read_text("utf-8")
+        text = (
+            resources.files("harness.conformance")
+            .joinpath("kiosk_scenarios.toml")
+            .read_text("utf-8")
+        )
         return parse_catalogue(text, "kiosk_scenarios.toml")
     try:
         text = Path(path).read_text(encoding="utf-8")
