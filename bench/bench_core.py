@@ -14,21 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from apdu import builders
+from apdu.vocabulary import DIGEST_INFO_PREFIXES, Jpki
+
 ROOT = Path(__file__).resolve().parent.parent
 
 PERSONA = ROOT / "vectors" / "personas" / "demo.toml"
 CARD_HOST = ROOT / "bench" / "card_host.py"
 MUX_HOST = ROOT / "bench" / "mux_host.py"
 
-SELECT_JPKI = bytes.fromhex("00A4040C0AD392F000260100000001")
+SELECT_JPKI = builders.select_aid(Jpki.AID).to_bytes()
 SELECT_MF = bytes.fromhex("00A4000C023F00")  # what vicc's built-in ISO 7816 card answers 9000
 SELECT_EF_000A = bytes.fromhex("00A4020C02000A")
 READ_256 = bytes.fromhex("00B0000000")
 VERIFY_OK = bytes.fromhex("002000980431323334")
 VERIFY_BAD = bytes.fromhex("002000980439393939")
-DIGEST_INFO = (
-    bytes.fromhex("3031300D060960864801650304020105000420") + hashlib.sha256(b"bench").digest()
-)
+DIGEST_INFO = DIGEST_INFO_PREFIXES["sha256"] + hashlib.sha256(b"bench").digest()
 SIGN = bytes.fromhex("802A009733") + DIGEST_INFO + b"\x00"
 
 REAL_READER_MS = (30.0, 50.0)

@@ -93,7 +93,12 @@ def main(argv: list[str]) -> int:
     for slot in slots:
         selector.register(slot.sock, selectors.EVENT_READ, slot)
     done = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+
+    def wait_for_eof() -> None:  # the parent closes our stdin to stop us
+        sys.stdin.read()
+        done.set()
+
+    threading.Thread(target=wait_for_eof, daemon=True).start()
     print("ready", flush=True)
     while not done.is_set() and selector.get_map():
         for key, _ in selector.select(0.2):

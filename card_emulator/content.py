@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from apdu.errors import MynacardError
+from apdu.vocabulary import MF_PROTECTED_EF
 from card_emulator.access import AccessRules, Condition
 from card_emulator.objects import Application
 from card_emulator.policy import CardPolicy
@@ -25,7 +26,7 @@ class CardContent:
     meta: dict[str, str] = field(default_factory=dict)
     data_objects: dict[int, bytes] = field(default_factory=dict)
     """Card-level GET DATA objects (tag → value), answered at the issuer security domain."""
-    mf_files: frozenset[int] = frozenset({0x001E})
+    mf_files: frozenset[int] = frozenset({MF_PROTECTED_EF})
     """Internal EFs under the MF: selectable with no AP selected, never readable (``6981``)."""
 
     def application(self, name: str) -> Application:

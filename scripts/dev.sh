@@ -101,6 +101,7 @@ run_tests() {
     }
     log "mypy"
     "$VENV/bin/mypy"
+    "$VENV/bin/mypy" bench/*.py  # the benchmarks, as scripts importing the installed package
     log "import contract (docs/architecture.md)"
     "$VENV/bin/lint-imports"
     log "pytest"

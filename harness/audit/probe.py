@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from apdu import CommandApdu, builders
-from apdu.vocabulary import Jpki
+from apdu.vocabulary import DIGEST_INFO_PREFIXES, Jpki
 from harness.audit.report import (
     SW_CONDITIONS,
     SW_INCOMPATIBLE,
@@ -23,8 +23,7 @@ from readers.host_side.transport import Transport
 __all__ = ["PROBE_CHALLENGE", "PROBE_DIGEST_INFO", "Prober", "read_token", "wrong_value"]
 
 PROBE_DIGEST_INFO = (
-    bytes.fromhex("3031300D060960864801650304020105000420")
-    + hashlib.sha256(b"mynacard access audit probe").digest()
+    DIGEST_INFO_PREFIXES["sha256"] + hashlib.sha256(b"mynacard access audit probe").digest()
 )
 """DigestInfo(SHA-256) of a fixed harmless message; only the status word is read."""
 

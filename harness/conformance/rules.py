@@ -22,16 +22,17 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from apdu import CodecError, CommandApdu
+from apdu.vocabulary import Jpki
 from harness.traces.decoder import Decoder
 from harness.traces.trace_file import Event, Exchange, Trace
 
-AUTH_PIN = 0x0018
-AUTH_KEY = 0x0017
+AUTH_PIN = Jpki.PIN_AUTH
+AUTH_KEY = Jpki.KEY_AUTH
 SIGNING_OBJECTS = {
-    0x0001: "署名用証明書 (JPKI 0001)",
-    0x0002: "署名用CA証明書 (JPKI 0002)",
-    0x001A: "署名用秘密鍵 (JPKI 001A)",
-    0x001B: "署名用パスワード (JPKI 001B)",
+    Jpki.EF_SIGN_CERT: "署名用証明書 (JPKI 0001)",
+    Jpki.EF_SIGN_CA: "署名用CA証明書 (JPKI 0002)",
+    Jpki.KEY_SIGN: "署名用秘密鍵 (JPKI 001A)",
+    Jpki.PIN_SIGN: "署名用パスワード (JPKI 001B)",
 }
 
 

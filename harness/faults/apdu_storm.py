@@ -10,18 +10,15 @@ import random
 from collections.abc import Callable, Iterator
 
 from apdu import CommandApdu, builders
+from apdu.vocabulary import APPLICATIONS, DIGEST_INFO_PREFIXES, ISSUER_SECURITY_DOMAIN_AID, Jpki
 
 AIDS = [
-    bytes.fromhex("D392F000260100000001"),
-    bytes.fromhex("D3921000310001010408"),
-    bytes.fromhex("D3921000310001010402"),
-    bytes.fromhex("D3921000310001010100"),
-    bytes.fromhex("D3921000310001010401"),
-    bytes.fromhex("A0000001510000"),
-    bytes.fromhex("D392F0002601"),
+    *(app.aid for app in APPLICATIONS.values()),
+    ISSUER_SECURITY_DOMAIN_AID,
+    Jpki.AID[:6],  # a prefix: never selected (no partial AID matching)
 ]
 SECRETS = [b"1234", b"ABC123", b"abc123", b"314159265352", b"55021720352285", b"550217", b"9999"]
-DIGEST_INFO = bytes.fromhex("3031300D060960864801650304020105000420") + bytes(range(32))
+DIGEST_INFO = DIGEST_INFO_PREFIXES["sha256"] + bytes(range(32))
 INTERESTING_CLA = [0x00, 0x80, 0x0C, 0x08, 0x10, 0x01, 0x03, 0x40, 0x7F, 0x84, 0x90, 0xE0, 0xFF]
 INTERESTING_INS = [0xA4, 0xB0, 0xB2, 0x20, 0x24, 0x2A, 0x32, 0x84, 0x88, 0xCA, 0xC0, 0xAE, 0xA2]
 

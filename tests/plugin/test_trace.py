@@ -27,7 +27,7 @@ def _kiosk_flow(card: object) -> None:
     send(builders.select_aid(TEXT).to_bytes())
     send(builders.select_aid(JPKI).to_bytes())
     send(builders.select_ef(0x000A).to_bytes())
-    send(builders.read_binary(0x0100, 16).to_bytes())
+    send(builders.read_binary(0x000F, 16).to_bytes())  # the random serial number: differs
     send(builders.select_ef(0x0018).to_bytes())
     send(builders.verify(sfi=None).to_bytes())
     send(builders.verify(b"1234").to_bytes())
@@ -78,7 +78,7 @@ def test_trace_lines_are_decoded_and_masked(tmp_path: Path) -> None:
         "SELECT 券面事項入力補助AP",
         "SELECT 公的個人認証AP",
         "SELECT EF 000A 利用者証明用電子証明書",
-        "READ BINARY 000A 利用者証明用電子証明書 @0x0100",
+        "READ BINARY 000A 利用者証明用電子証明書 @0x000F",
     ]
     assert meanings[5] == "VERIFY 利用者証明用暗証番号 (JPKI 0018) (retries query)"
     assert meanings[6] == "VERIFY 利用者証明用暗証番号 (JPKI 0018)"
@@ -138,7 +138,7 @@ def test_replay_with_a_fault_scenario_reports_it(tmp_path: Path) -> None:
     )
     card = FaultyCard(Card.from_persona(demo_persona_path()), scenario)
     diffs = replay(read_trace(path), card, secrets=Card.from_persona(demo_persona_path()))
-    assert [d.meaning for d in diffs] == ["READ BINARY 000A 利用者証明用電子証明書 @0x0100"]
+    assert [d.meaning for d in diffs] == ["READ BINARY 000A 利用者証明用電子証明書 @0x000F"]
     assert diffs[0].actual == "62 81"
 
 
