@@ -20,14 +20,9 @@ from apdu.vocabulary import credential_name
 from card_emulator import Card, ImageError, PersonaError
 from card_emulator.access import AccessRules, RulesError, load_rules
 from card_emulator.objects import CredentialFormat
-from harness.audit.engine import (
-    AuditError,
-    AuditReport,
-    CardLayout,
-    load_credentials,
-    load_rules_file,
-    run_audit,
-)
+from harness.audit.engine import run_audit
+from harness.audit.report import AuditError, AuditReport
+from harness.audit.rules import CardLayout, load_credentials, load_rules_file
 from readers.host_side.pcsc import PcscTransport
 from readers.host_side.transport import InProcessTransport, Transport
 from readers.scard import PcscError

@@ -30,65 +30,27 @@ from dataclasses import dataclass, field
 
 from card_emulator.access import AccessRules, load_rules
 from harness.audit.probe import (
-    PROBE_CHALLENGE,
-    PROBE_DIGEST_INFO,
     Prober,
     read_token,
     wrong_value,
 )
 from harness.audit.report import (
-    SW_BLOCKED,
-    SW_CONDITIONS,
-    SW_DENIED,
-    SW_INCOMPATIBLE,
     SW_OK,
     ApplicationMatrix,
-    AuditError,
     AuditReport,
-    Cell,
     Counter,
-    Difference,
     State,
 )
 from harness.audit.rules import (
-    APPLICATION_AIDS,
-    EXTRA_IEFS,
     CardLayout,
     compare,
     credential_label,
     layouts_from_rules,
-    load_credentials,
-    load_rules_file,
     merge_layouts,
 )
 from readers.host_side.transport import Transport
 
 # The names of the split-out modules stay importable from here, where they used to live.
-__all__ = [
-    "APPLICATION_AIDS",
-    "EXTRA_IEFS",
-    "PROBE_CHALLENGE",
-    "PROBE_DIGEST_INFO",
-    "SMARTPHONE_TOKENS",
-    "SW_BLOCKED",
-    "SW_CONDITIONS",
-    "SW_DENIED",
-    "SW_INCOMPATIBLE",
-    "SW_OK",
-    "ApplicationMatrix",
-    "AuditError",
-    "AuditReport",
-    "CardLayout",
-    "Cell",
-    "Counter",
-    "Difference",
-    "State",
-    "layouts_from_rules",
-    "load_credentials",
-    "load_rules_file",
-    "merge_layouts",
-    "run_audit",
-]
 
 SMARTPHONE_TOKENS = ("JPKIAPGPSETOKEN",)
 """JPKI token labels of a smartphone's card applet: its rules are the ``smartphone`` overlay."""

@@ -38,14 +38,18 @@ EXTRA_IEFS: dict[str, tuple[int, ...]] = {"text": (0x0012,)}
 """Credential objects without a user secret whose counter is still worth reporting."""
 
 
-def load_credentials(path: str | Path) -> dict[tuple[str, int], bytes]:
-    """A TOML file of ``name = "secret"`` (names of apdu.vocabulary.CREDENTIALS)."""
+def _read_toml(path: str | Path, what: str) -> dict[str, Any]:
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise AuditError(f"{path}: cannot read credentials ({exc.strerror})") from None
+        raise AuditError(f"{path}: cannot read {what} ({exc.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise AuditError(f"{path}: not valid TOML ({exc})") from None
+
+
+def load_credentials(path: str | Path) -> dict[tuple[str, int], bytes]:
+    """A TOML file of ``name = "secret"`` (names of apdu.vocabulary.CREDENTIALS)."""
+    data = _read_toml(path, "credentials")
     table = data.get("credentials", data)
     out: dict[tuple[str, int], bytes] = {}
     for name, value in table.items():
@@ -62,12 +66,7 @@ def load_credentials(path: str | Path) -> dict[tuple[str, int], bytes]:
 
 def load_rules_file(path: str | Path, overlays: Iterable[str] = ()) -> dict[str, AccessRules]:
     """Rules from a file shaped like ``card_emulator/access_rules.toml``."""
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise AuditError(f"{path}: cannot read rules ({exc.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise AuditError(f"{path}: not valid TOML ({exc})") from None
+    raw = _read_toml(path, "rules")
     try:
         available: Mapping[str, Any] = raw.pop("overlay", {})
         rules = {ap: AccessRules.from_data(t, ap) for ap, t in raw.items()}

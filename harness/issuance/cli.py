@@ -25,53 +25,14 @@ from typing import IO, Any
 
 from harness.issuance.engine import (
     DEFAULT_BASE,
-    INDEX_FILE,
-    INDEX_FORMAT,
-    LABEL_PREFIX,
-    MAX_COUNT,
-    SHARED_KEY_PURPOSES,
     IssueOptions,
-    IssueResult,
     issue,
 )
 from harness.issuance.personas import (
-    ADULT_AGES,
-    FAMILY_NAMES,
-    FEMALE_NAMES,
-    MALE_NAMES,
-    NAME_CAPACITY,
     IssueError,
-    card_expiry,
-    derive_personas,
-    persona_text,
 )
 
-__all__ = [
-    "ADULT_AGES",
-    "DEFAULT_BASE",
-    "FAMILY_NAMES",
-    "FEMALE_NAMES",
-    "INDEX_FILE",
-    "INDEX_FORMAT",
-    "LABEL_PREFIX",
-    "MALE_NAMES",
-    "MAX_COUNT",
-    "NAME_CAPACITY",
-    "SHARED_KEY_PURPOSES",
-    "IssueError",
-    "IssueOptions",
-    "IssueResult",
-    "Progress",
-    "card_expiry",
-    "derive_personas",
-    "issue",
-    "main",
-    "persona_text",
-    "register",
-    "run",
-]
-
-# The engine's names above are re-exported: they lived here before the engine was split out.
+__all__ = ["Progress", "main", "register", "run"]
 
 
 class Progress:

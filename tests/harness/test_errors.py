@@ -9,11 +9,11 @@ from card_emulator import Card, ImageError, PersonaError
 from card_emulator.access import RulesError
 from card_emulator.content import ContentError
 from card_emulator.image import StorageError
-from harness.audit.engine import AuditError
+from harness.audit.report import AuditError
 from harness.card_server import ServeError
 from harness.commands.fidelity import FidelityError
 from harness.faults import ScenarioError
-from harness.issuance.cli import IssueError
+from harness.issuance.personas import IssueError
 from harness.traces.trace_file import TraceError
 from jpki.declaration import DeclarationError
 from jpki.pki_store import PkiError

@@ -20,8 +20,7 @@ from card_emulator.personalize import personalize
 from harness.default_pki import pki_store
 from harness.issuance import cli as issue_cli
 from harness.issuance import engine as issuance
-from harness.issuance.cli import card_expiry, derive_personas
-from harness.issuance.personas import adult_birth_dates
+from harness.issuance.personas import adult_birth_dates, card_expiry, derive_personas, persona_text
 from harness.personas import persona_data
 from jpki import pki_store as pki_store_module
 from jpki.names import Municipality
@@ -150,7 +149,7 @@ def test_derivation_is_deterministic_and_valid() -> None:
     for field in ("my_number", "resident_code", "name"):
         assert len({tables["holder"][field] for _, tables in one}) == 200
     assert len({tables["card"]["serial"] for _, tables in one}) == 200
-    text = issue_cli.persona_text(one[-1][1], base=DEMO_PERSONA, seed=3)
+    text = persona_text(one[-1][1], base=DEMO_PERSONA, seed=3)
     persona = persona_module.parse(text)
     assert persona.label == "p-0200"
     assert mynumber.is_valid(persona.holder.my_number)
