@@ -8,6 +8,7 @@ import pytest
 
 from card_emulator import Card
 from card_emulator import persona as persona_module
+from card_emulator.card import throwaway_pki
 from card_emulator.personalize import personalize
 from jpki.pki_store import PkiStore
 from readers.host_side.client import MynaClient
@@ -34,3 +35,28 @@ def test_a_private_store_signs_every_record_and_the_default_store_is_untouched(
     face.unlock_with_check_code_a("314159265352")
     face.face(private.cv_root_public_key("kenmen"))
     assert not default.exists() or not any(default.iterdir())
+
+
+def test_a_throwaway_card_writes_no_certificate_record_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Card.from_persona(path)`` without ``pki=``: an in-memory PKI, nothing on disk."""
+    default, home, cwd = (tmp_path / name for name in ("default-pki", "home", "cwd"))
+    for directory in (default, home, cwd):
+        directory.mkdir()
+    monkeypatch.setenv("MYNACARD_PKI", str(default))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    persona = tmp_path / "throwaway.toml"  # a persona no other test personalized in-process
+    persona.write_text(
+        Path(DEMO_PERSONA).read_text("utf-8").replace('label = "demo"', 'label = "throwaway"'),
+        "utf-8",
+    )
+    card = Card.from_persona(persona)
+    client = MynaClient(InProcessTransport(card))
+    client.select_jpki()
+    issued = client.certificate(0x000A)
+    pki = throwaway_pki()
+    assert pki.is_in_memory
+    assert issued.serial_number in {r.serial for r in pki.certificates(persona="throwaway")}
+    assert [p for d in (default, home, cwd) for p in d.rglob("*")] == []
