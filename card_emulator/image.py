@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import sqlite3
 from collections.abc import Iterable
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apdu.errors import MynacardError
+from apdu.version import version
 from card_emulator.access import AccessRules
 from card_emulator.content import CardContent
 from card_emulator.objects import (
@@ -43,7 +45,9 @@ from card_emulator.objects import (
 from card_emulator.policy import CardPolicy
 
 IMAGE_FORMAT = "mynacard-image/2"
-_OLD_FORMATS = ("mynacard-image/1",)
+_OLD_FORMATS = ("mynacard-image/1",)  # opened and upgraded in place (:func:`_upgrade`)
+# Any other format is refused with a message saying whether it is older (personalize
+# again) or newer (upgrade mynacard) than these: :func:`_unsupported_format`.
 IMAGE_MODE = 0o600
 
 _SCHEMA = """
@@ -392,8 +396,37 @@ def _integrity_key(db: sqlite3.Connection, path: Path) -> bytes | None:
     if found in _OLD_FORMATS:
         return None
     if found != IMAGE_FORMAT:
-        raise ImageError(f"{path}: unsupported card image format {found!r}")
+        raise _unsupported_format(path, found)
     return bytes.fromhex(meta[_KEY])
+
+
+def _format_number(text: object) -> int | None:
+    """``2`` for ``'mynacard-image/2'``; ``None`` for anything else."""
+    match = re.fullmatch(r"mynacard-image/(\d{1,9})", text) if isinstance(text, str) else None
+    return int(match.group(1)) if match else None
+
+
+def _unsupported_format(path: Path, found: object) -> ImageError:
+    """The error for an image of a format this version neither opens nor upgrades."""
+    upgraded = "".join(f", and upgrades {old}" for old in _OLD_FORMATS)
+    opens = f"opens {IMAGE_FORMAT}{upgraded}"
+    number, current = _format_number(found), _format_number(IMAGE_FORMAT)
+    if number is None or current is None:
+        shown = "none recorded" if found is None else repr(found)[:80]
+        return ImageError(
+            f"{path}: unknown card image format {shown} (mynacard {version()} {opens}): "
+            "is it a card image made by mynacard?"
+        )
+    if number > current:
+        return ImageError(
+            f"{path}: card image format {found} is newer than mynacard {version()} can open "
+            f"(it {opens}): upgrade mynacard to use this image"
+        )
+    return ImageError(
+        f"{path}: card image format {found} is older than mynacard {version()} can open "
+        f"(it {opens}): personalize a new image from its persona "
+        "(mynacard personalize --persona FILE --image NEW_IMAGE)"
+    )
 
 
 def _precheck(path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from apdu import MynacardError, TraceRecord
+from apdu.version import version
 from card_emulator import Card
 from card_emulator import persona as persona_module
 from harness.audit import cli as audit_cli
@@ -21,7 +22,7 @@ from harness.card_server import (
     ServableCard,
     parse_endpoint,
 )
-from harness.commands import fidelity
+from harness.commands import completion, fidelity
 from harness.commands import pki as pki_cli
 from harness.commands import trace as trace_cli
 from harness.commands.demo import run_demo
@@ -262,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     conformance_cli.register(sub)
     issue_cli.register(sub)
     fidelity.register(sub)
+    completion.register(sub, parser)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     return parser
 
 

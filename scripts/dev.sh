@@ -21,7 +21,7 @@ APT_PACKAGES=(pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev gcc openss
     python3-virtualsmartcard)
 # The test suite also renders the kiosk conformance report in headless Chromium, lists the
 # host's addresses with iproute2's ip (network exposure test) and uses chattr (read-only images).
-TEST_APT_PACKAGES=(chromium iproute2 e2fsprogs)
+TEST_APT_PACKAGES=(chromium iproute2 e2fsprogs zsh)
 VICC_PATH=/usr/lib/python3/site-packages/virtualsmartcard
 
 log() { printf '\033[1m[dev]\033[0m %s\n' "$*" >&2; }

@@ -28,6 +28,7 @@ from typing import IO, Any
 from apdu import TraceRecord, describe
 from apdu.errors import MynacardError
 from apdu.trace import EVENTS
+from apdu.version import version
 from harness.traces.decoder import Decoder
 
 
@@ -232,10 +233,15 @@ def _parse_line(line: str, where: str) -> _Line:
 
 
 def _check_header(item: _Line) -> None:
-    version = item.data.get("version")
-    if version != TRACE_FORMAT:
+    found = item.data.get("version")
+    if isinstance(found, int) and not isinstance(found, bool) and found > TRACE_FORMAT:
         raise item.fail(
-            f"trace format {_shown(version)}; this mynacard reads format {TRACE_FORMAT}: "
+            f"trace format {_shown(found)}; this mynacard ({version()}) reads format "
+            f"{TRACE_FORMAT}: upgrade mynacard to read this trace"
+        )
+    if found != TRACE_FORMAT:
+        raise item.fail(
+            f"trace format {_shown(found)}; this mynacard reads format {TRACE_FORMAT}: "
             "record the trace again"
         )
     if item.data.get("persona") is not None:

@@ -173,6 +173,21 @@ def _image_counter_edited(tmp: Path) -> None:
     _edited_image(tmp, "UPDATE credentials SET remaining = 2 WHERE app = 'jpki' AND fid = 24")
 
 
+@setup("image_format_newer")
+def _image_format_newer(tmp: Path) -> None:
+    _edited_image(tmp, "UPDATE meta SET value = 'mynacard-image/3' WHERE key = 'format'")
+
+
+@setup("image_format_older")
+def _image_format_older(tmp: Path) -> None:
+    _edited_image(tmp, "UPDATE meta SET value = 'mynacard-image/0' WHERE key = 'format'")
+
+
+@setup("image_format_unknown")
+def _image_format_unknown(tmp: Path) -> None:
+    _edited_image(tmp, "DELETE FROM meta WHERE key = 'format'")
+
+
 @setup("image_not_sqlite")
 def _image_not_sqlite(tmp: Path) -> None:
     (tmp / "card.sqlite").write_bytes(bytes(range(256)) * 64)
