@@ -32,12 +32,12 @@ from harness.conformance.catalogue import load_catalogue
 from harness.default_pki import shared_card
 from harness.faults import FaultyCard, Scenario
 from harness.issuance import cli as issue_cli
-from harness.personas import card_from_persona
+from harness.personas import card_from_persona, demo_persona_path
 from readers.host_side.client import MynaClient
 from readers.host_side.text_ap import parse_attributes
 from readers.host_side.transport import InProcessTransport
 
-DEMO_PERSONA = Path(__file__).resolve().parent.parent / "vectors" / "personas" / "demo.toml"
+DEMO_PERSONA = demo_persona_path()
 
 
 class UsageError(ValueError):

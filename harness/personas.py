@@ -5,11 +5,15 @@ from them (for fixtures, fault scenarios and the conformance suite).
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import hashlib
 import re
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import replace
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,8 @@ from card_emulator import persona as persona_module
 from card_emulator.persona import Persona
 from harness.default_pki import personalize_shared, shared_card
 
-#: The demo persona (DESIGN.md "Demo persona"); used when vectors/ is not installed.
+#: The demo persona's tables as Python values (DESIGN.md "Demo persona"), for tests and tools that
+#: build personas as data; the packaged ``demo.toml`` (:func:`demo_persona_path`) holds the same.
 DEMO: dict[str, Any] = {
     "label": "demo",
     "holder": {
@@ -42,12 +47,19 @@ DEMO: dict[str, Any] = {
     "certificates": {"style": "test", "issued": dt.date(2025, 3, 3)},
 }
 
-_VECTORS_DEMO = Path(__file__).resolve().parent.parent / "vectors" / "personas" / "demo.toml"
+DEMO_RESOURCE = ("data", "personas", "demo.toml")
+"""Where the demo persona lives in the ``harness`` package (``vectors/personas/demo.toml`` in a
+clone is a symbolic link to it)."""
+
+_extracted = ExitStack()  # files copied out of a zipped install, removed at exit
+atexit.register(_extracted.close)
 
 
-def demo_persona_path() -> Path | None:
-    """The repository's demo persona, when the source tree is installed (editable)."""
-    return _VECTORS_DEMO if _VECTORS_DEMO.is_file() else None
+@cache
+def demo_persona_path() -> Path:
+    """The demo persona as a file: the one the installed package carries (package data)."""
+    resource = resources.files("harness").joinpath(*DEMO_RESOURCE)
+    return _extracted.enter_context(resources.as_file(resource))
 
 
 # -- persona TOML ---------------------------------------------------------------------------
@@ -103,8 +115,6 @@ def persona_data(base: str | Path | None = None) -> dict[str, Any]:
     import tomllib  # noqa: PLC0415
 
     path = Path(base) if base is not None else demo_persona_path()
-    if path is None:
-        return merge(DEMO, {})
     return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
@@ -131,9 +141,7 @@ def write_persona(path: str | Path, base: str | Path | None = None, **overrides:
 def card_from_persona(persona: str | Path | None = None, **overrides: Any) -> Card:
     """A fresh in-memory card from ``persona`` (default demo) with table ``overrides``."""
     if not overrides:
-        path = Path(persona) if persona is not None else demo_persona_path()
-        if path is not None:
-            return shared_card(path)
+        return shared_card(Path(persona) if persona is not None else demo_persona_path())
     base = Path(persona).parent if persona is not None else Path.cwd()
     data = merge(persona_data(persona), overrides)
     return Card(personalize_shared(persona_module.from_mapping(data, str(persona or "demo"), base)))

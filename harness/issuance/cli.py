@@ -5,7 +5,7 @@
 
 The command line of :mod:`harness.issuance.engine` (the engine: workers, key pool, files
 written) and :mod:`harness.issuance.personas` (how each card's persona is derived from
-``--base``, default ``vectors/personas/demo.toml``, reproducibly from ``--seed``). ``DIR`` receives
+``--base``, default the packaged demo persona, reproducibly from ``--seed``). ``DIR`` receives
 ``<label>.toml``, ``<label>.sqlite`` and ``index.json``; a progress bar is drawn on a terminal's
 stderr, a summary line is printed on stdout.
 

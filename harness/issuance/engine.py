@@ -49,6 +49,7 @@ from card_emulator.persona import Persona
 from card_emulator.personalize import KEY_PURPOSES, personalize
 from harness.default_pki import default_cv_signer, pki_store
 from harness.issuance.personas import IssueError, derive_personas, persona_text
+from harness.personas import demo_persona_path
 from jpki.clock import jst_day_start
 from jpki.keys import generate_rsa_key
 from jpki.names import NameStyle, Tree
@@ -67,7 +68,8 @@ __all__ = [
     "issue",
 ]
 
-DEFAULT_BASE = Path(__file__).resolve().parents[2] / "vectors" / "personas" / "demo.toml"
+DEFAULT_BASE = demo_persona_path()
+"""The persona ``mynacard issue`` derives cards from by default: the packaged demo persona."""
 INDEX_FILE = "index.json"
 INDEX_FORMAT = "mynacard-issue/1"
 MAX_COUNT = 1_000_000

@@ -57,3 +57,16 @@ def test_write_persona_refuses_before_writing(tmp_path: Path) -> None:
     assert not path.exists()
     assert personas.write_persona(path, DEMO_PERSONA, holder={"sex": 1}) == path
     assert persona_module.load(path).holder.sex == 1
+
+
+def test_the_demo_persona_is_package_data_and_vectors_links_to_it() -> None:
+    """One demo persona: the ``harness`` package's (what an installed wheel reads), which the
+    documented ``vectors/personas/demo.toml`` of a clone is a symbolic link to."""
+    packaged = personas.demo_persona_path()
+    assert packaged == Path(personas.__file__).parent / "data" / "personas" / "demo.toml"
+    assert DEMO_PERSONA.is_symlink()
+    assert DEMO_PERSONA.resolve() == packaged.resolve()
+
+
+def test_the_demo_tables_are_the_packaged_demo_persona() -> None:
+    assert personas.persona_data() == personas.DEMO

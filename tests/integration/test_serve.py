@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,14 +14,24 @@ import pytest
 from tests.conftest import ROOT
 
 
-def start_serve(*args: str, cwd: Path) -> tuple[subprocess.Popen[str], str, str, dict[str, str]]:
-    """``mynacard serve --private-socket ARGS``, once ready: the process, what it printed, the
-    pcscd socket its clients need, and the environment without that socket."""
-    env = {k: v for k, v in os.environ.items() if k != "PCSCLITE_CSOCK_NAME"}
+def start_serve(
+    *args: str,
+    cwd: Path,
+    command: Sequence[str] = (sys.executable, "-m", "harness.cli"),
+    env: Mapping[str, str] | None = None,
+) -> tuple[subprocess.Popen[str], str, str, dict[str, str]]:
+    """``COMMAND serve --private-socket ARGS``, once ready: the process, what it printed, the
+    pcscd socket its clients need, and the environment without that socket.
+
+    ``command`` defaults to this checkout's ``mynacard`` (``PYTHONPATH`` set to it); with
+    another ``command`` (an installed ``mynacard``), ``env`` is its environment as given.
+    """
+    given = os.environ if env is None else env
+    clean = {k: v for k, v in given.items() if k != "PCSCLITE_CSOCK_NAME"}
     serve = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "serve", "--private-socket", *args],
+        [*command, "serve", "--private-socket", *args],
         cwd=cwd,
-        env={**env, "PYTHONPATH": str(ROOT)},
+        env={**clean, "PYTHONPATH": str(ROOT)} if env is None else clean,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -32,12 +43,13 @@ def start_serve(*args: str, cwd: Path) -> tuple[subprocess.Popen[str], str, str,
             lines.append(line)
             if line.startswith("Ctrl-C"):
                 break
-        export = next(line for line in lines if line.startswith("PC/SC clients must run with"))
+        exports = [line for line in lines if line.startswith("PC/SC clients must run with")]
+        assert exports, f"mynacard serve did not get ready:\n{''.join(lines)}"
     except BaseException:
         serve.kill()  # the process this test started, by its PID
         serve.communicate(timeout=20)
         raise
-    return serve, "".join(lines), export.rsplit("=", 1)[1].strip(), env
+    return serve, "".join(lines), exports[0].rsplit("=", 1)[1].strip(), clean
 
 
 def pcsc_tool(socket_path: str, env: dict[str, str], *argv: str, check: bool = True) -> str:
