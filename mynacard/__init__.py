@@ -7,12 +7,9 @@ lives in the floors below it (docs/architecture.md): harness, readers, card_emul
 
 from __future__ import annotations
 
-from importlib import metadata
+from apdu.version import version
 
 __all__ = ["__version__"]
 
-try:
-    __version__: str = metadata.version("mynacard")
-    """The installed distribution's version (``[project] version`` in ``pyproject.toml``)."""
-except metadata.PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
+__version__: str = version()
+"""The installed distribution's version (``[project] version`` in ``pyproject.toml``)."""

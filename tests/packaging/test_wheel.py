@@ -224,8 +224,8 @@ def test_the_installed_package_is_the_wheel(installed: Installed) -> None:
 
 
 def test_python_m_mynacard_runs_the_command(installed: Installed) -> None:
-    # TODO(--version): once `mynacard --version` exists, run it here (exit 0, and the version
-    # string installed.version in its output) next to `python -m mynacard --help`.
+    reported = installed.run(installed.bin("mynacard"), "--version")
+    assert reported.stdout.strip() == f"mynacard {installed.version}"
     script = installed.run(installed.bin("mynacard"), "--help")
     module = installed.run(installed.bin("python"), "-m", "mynacard", "--help")
     assert module.stdout.startswith("usage: mynacard ")
