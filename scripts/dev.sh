@@ -3,7 +3,7 @@
 # and then run one job:
 #
 #   bash scripts/dev.sh demo    # the demo card, read back through PC/SC
-#   bash scripts/dev.sh test    # ruff + mypy + the whole pytest suite
+#   bash scripts/dev.sh test    # ruff + mypy + the import contract + the docs site + pytest
 #   bash scripts/dev.sh setup   # only set up
 #
 # Idempotent: a second run installs nothing and goes straight to the job.
@@ -72,9 +72,9 @@ ensure_venv() {
     want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/dev.sh" | sha256sum | cut -d' ' -f1)"
     stamp="$VENV/.mynacard-installed"
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-        log "installing the package and its test tools into $VENV"
+        log "installing the package, its test tools and its docs tools into $VENV"
         "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-        "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
+        "$VENV/bin/python" -m pip install -q -e "$ROOT[test,docs]"
         # Debian's virtualsmartcard needs the Crypto namespace (pycryptodome), and lives off
         # sys.path: a .pth file makes it importable from the venv (pcsc-runbook §5).
         "$VENV/bin/python" -m pip install -q pycryptodome
@@ -102,8 +102,19 @@ run_tests() {
     log "mypy"
     "$VENV/bin/mypy"
     "$VENV/bin/mypy" bench/*.py  # the benchmarks, as scripts importing the installed package
+    "$VENV/bin/mypy" docs/*.py   # the docs site's page generators and MkDocs hooks
     log "import contract (docs/architecture.md)"
     "$VENV/bin/lint-imports"
+    log "docs site (mkdocs build --strict: broken links, missing pages and anchors fail)"
+    # Not --quiet: it hides the warnings --strict counts. The site goes to a temporary directory.
+    local site
+    site="$(mktemp -d)"
+    if ! NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --site-dir "$site"; then
+        rm -rf "$site"
+        log "mkdocs build --strict failed"
+        exit 1
+    fi
+    rm -rf "$site"
     log "pytest"
     "$VENV/bin/python" -m pytest "$@"
 }
