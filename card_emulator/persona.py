@@ -158,8 +158,9 @@ def _card(t: PersonaTable, birth: dt.date) -> CardData:
     token = t.text("token", TOKENS[0])
     if token not in TOKENS:
         raise PersonaError(f"{t.path('token')}: {token!r} is not one of {', '.join(TOKENS)}")
+    atr_text = t.text("atr", DEFAULT_ATR)  # its own errors already name the field
     try:
-        atr = resolve_atr(t.text("atr", DEFAULT_ATR))
+        atr = resolve_atr(atr_text)
     except ValueError as exc:
         raise PersonaError(f"{t.path('atr')}: {exc}") from None
     layout = t.text("juki_layout", "record")

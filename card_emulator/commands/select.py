@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from apdu import CommandApdu, tlv
+from apdu.vocabulary import ISSUER_SECURITY_DOMAIN_AID
 from card_emulator.command_context import CommandContext
 from card_emulator.commands import replies as r
 from card_emulator.objects import Application
 
 # GlobalPlatform Issuer Security Domain: current at power-on; selecting it restores that state.
-ISD_AID = bytes.fromhex("A0000001510000")
 
 
 def select(ctx: CommandContext, cmd: CommandApdu) -> bytes:
@@ -34,7 +34,7 @@ def _select_by_name(ctx: CommandContext, cmd: CommandApdu) -> bytes:
         return r.INCORRECT_P1P2
     if not cmd.data:
         return r.WRONG_LENGTH
-    if cmd.data == ISD_AID:
+    if cmd.data == ISSUER_SECURITY_DOMAIN_AID:
         ctx.state.reset()
         return r.OK
     app = _find_application(ctx, cmd.data)
