@@ -30,6 +30,7 @@ from harness.commands.summary import jpki_summary
 from harness.conformance import cli as conformance_cli
 from harness.conformance.catalogue import load_catalogue
 from harness.default_pki import shared_card
+from harness.doctor import cli as doctor_cli
 from harness.faults import FaultyCard, Scenario
 from harness.issuance import cli as issue_cli
 from harness.personas import card_from_persona, demo_persona_path
@@ -263,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     conformance_cli.register(sub)
     issue_cli.register(sub)
     fidelity.register(sub)
+    doctor_cli.register(sub)
     completion.register(sub, parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     return parser

@@ -87,7 +87,10 @@ from readers.scard import (
     wait_for_card,
 )
 
-__all__ = ["PrivatePcscd"]
+__all__ = ["READER_NAME", "PrivatePcscd"]
+
+READER_NAME = "mynacard vpcd"
+"""Default name of a private pcscd's readers ("mynacard vpcd A 00 00", …)."""
 
 _START_ATTEMPTS = 3
 _CACHE_HINT = (
@@ -117,7 +120,7 @@ class PrivatePcscd:
         self,
         count: int = 2,
         *,
-        name: str = "mynacard vpcd",
+        name: str = READER_NAME,
         socket_path: str | None = None,
         set_environ: bool = True,
         debug: bool = False,

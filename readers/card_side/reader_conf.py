@@ -18,15 +18,19 @@ from pathlib import Path
 from readers.scard import PcscError
 
 __all__ = [
+    "DRIVER_DIRS",
     "MAX_READERS",
+    "PCSCD_DIRS",
     "SLOTS_PER_DRIVER",
     "SYSTEM_CONFIG_DIR",
     "PcscdNotInstalledError",
+    "VpcdEntry",
     "VpcdReader",
     "declared_readers",
     "find_pcscd",
     "find_vpcd_driver",
     "parse_vpcd_config",
+    "vpcd_entries",
     "write_vpcd_config",
 ]
 
@@ -34,12 +38,16 @@ SYSTEM_CONFIG_DIR = "/etc/reader.conf.d"
 MAX_READERS = 16  # pcsc-lite's PCSCLITE_MAX_READERS_CONTEXTS
 SLOTS_PER_DRIVER = 2  # compiled into libifdvpcd
 
-_PCSCD_CANDIDATES = ("/usr/sbin/pcscd", "/usr/local/sbin/pcscd", "/sbin/pcscd")
-_DRIVER_DIRS = (
+PCSCD_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+"""Where pcscd is looked for after PATH (non-root PATHs often lack the sbin directories)."""
+DRIVER_DIRS = (
     "/usr/lib/pcsc/drivers/serial",
     "/usr/local/lib/pcsc/drivers/serial",
     "/usr/lib64/pcsc/drivers/serial",
 )
+"""Where the vpcd driver (``libifdvpcd.so*``) is looked for."""
+_PCSCD_CANDIDATES = tuple(os.path.join(directory, "pcscd") for directory in PCSCD_DIRS)
+_DRIVER_DIRS = DRIVER_DIRS
 
 
 class PcscdNotInstalledError(PcscError):
@@ -63,23 +71,30 @@ class VpcdReader:
     )
 
 
-def find_pcscd() -> str:
-    """Path of the pcscd binary (PATH, then the sbin directories non-root PATHs lack)."""
-    found = shutil.which("pcscd")
+def find_pcscd(*, path: str | None = None, candidates: Sequence[str] | None = None) -> str:
+    """Path of the pcscd binary (PATH, then the sbin directories non-root PATHs lack).
+
+    ``path`` replaces the ``PATH`` searched, ``candidates`` the fallback files (default
+    ``pcscd`` in each of :data:`PCSCD_DIRS`)."""
+    found = shutil.which("pcscd") if path is None else shutil.which("pcscd", path=path)
     if found:
         return found
-    for candidate in _PCSCD_CANDIDATES:
-        if os.access(candidate, os.X_OK):
+    fallbacks = _PCSCD_CANDIDATES if candidates is None else tuple(candidates)
+    for candidate in fallbacks:
+        if os.access(candidate, os.X_OK) and os.path.isfile(candidate):
             return candidate
+    where = ", ".join(sorted({os.path.dirname(c) for c in fallbacks})) or "nowhere else"
     raise PcscdNotInstalledError(
-        "pcscd not found (looked in PATH and /usr/sbin); install the Debian package "
+        f"pcscd not found (looked in PATH and {where}); install the Debian package "
         "'pcscd' (apt-get install pcscd)"
     )
 
 
-def find_vpcd_driver() -> str:
-    """Path of vsmartcard's vpcd driver (libifdvpcd.so*)."""
-    for directory in _DRIVER_DIRS:
+def find_vpcd_driver(directories: Sequence[str] | None = None) -> str:
+    """Path of vsmartcard's vpcd driver (libifdvpcd.so*), looked for in ``directories``
+    (default :data:`DRIVER_DIRS`)."""
+    searched = _DRIVER_DIRS if directories is None else tuple(directories)
+    for directory in searched:
         base = Path(directory)
         if not base.is_dir():
             continue
@@ -88,7 +103,7 @@ def find_vpcd_driver() -> str:
                 return str(candidate.resolve())
     raise PcscdNotInstalledError(
         "vpcd driver libifdvpcd.so not found under "
-        + ", ".join(_DRIVER_DIRS)
+        + ", ".join(searched)
         + "; install the Debian package 'vsmartcard-vpcd' (apt-get install vsmartcard-vpcd)"
     )
 
@@ -109,26 +124,56 @@ def _entries(text: str) -> list[dict[str, str]]:
     return entries
 
 
-def parse_vpcd_config(text: str) -> list[VpcdReader]:
-    """The vpcd reader slots a reader.conf text declares (reversed-mode entries skipped)."""
-    slots: list[VpcdReader] = []
+@dataclasses.dataclass(frozen=True)
+class VpcdEntry:
+    """One vpcd entry of a reader.conf file, as written.
+
+    ``port`` is the first slot's port (from ``DEVICENAME /dev/null:<port>``, else
+    ``CHANNELID``), ``None`` when neither names one; ``reversed`` marks ``DEVICENAME
+    host:port`` (vpcd connects out to a card: no card can connect in, and pcscd aborts when
+    that card is unreachable)."""
+
+    name: str
+    device: str
+    libpath: str
+    port: int | None
+    reversed: bool
+
+    @property
+    def readers(self) -> list[VpcdReader]:
+        """The entry's reader slots (none for reversed mode or without a port)."""
+        if self.reversed or self.port is None:
+            return []
+        port = self.port
+        return [
+            VpcdReader(f"{self.name} 00 {slot:02X}", port + slot)
+            for slot in range(SLOTS_PER_DRIVER)
+        ]
+
+
+def vpcd_entries(text: str) -> list[VpcdEntry]:
+    """The vpcd entries (``LIBPATH`` naming libifdvpcd) of a reader.conf text."""
+    found: list[VpcdEntry] = []
     for entry in _entries(text):
         name = entry.get("FRIENDLYNAME")
-        if not name or "ifdvpcd" not in entry.get("LIBPATH", ""):
+        libpath = entry.get("LIBPATH", "")
+        if not name or "ifdvpcd" not in libpath:
             continue
         device = entry.get("DEVICENAME", "")
         host, sep, port_text = device.rpartition(":")
-        if sep and host != "/dev/null":
-            continue  # "host:port" is reversed mode: vpcd connects out, no card can connect in
         if not sep:
             port_text = entry.get("CHANNELID", "")
         try:
-            port = int(port_text, 0)
+            port: int | None = int(port_text, 0)
         except ValueError:
-            continue
-        for slot in range(SLOTS_PER_DRIVER):
-            slots.append(VpcdReader(f"{name} 00 {slot:02X}", port + slot))
-    return slots
+            port = None
+        found.append(VpcdEntry(name, device, libpath, port, bool(sep) and host != "/dev/null"))
+    return found
+
+
+def parse_vpcd_config(text: str) -> list[VpcdReader]:
+    """The vpcd reader slots a reader.conf text declares (reversed-mode entries skipped)."""
+    return [reader for entry in vpcd_entries(text) for reader in entry.readers]
 
 
 def declared_readers(config_dir: str = SYSTEM_CONFIG_DIR) -> list[VpcdReader]:

@@ -13,7 +13,7 @@ import tempfile
 
 from readers.card_side.pcscd_process import PcscdStartError
 
-__all__ = ["bind_listener", "pick_ports", "private_socket_path", "socket_is_live"]
+__all__ = ["bind_listener", "pick_ports", "port_is_free", "private_socket_path", "socket_is_live"]
 
 PORT_RANGE = (20000, 32700)  # below Linux's default ephemeral range (32768-60999)
 
@@ -62,17 +62,22 @@ def bind_listener(path: str) -> socket.socket:
     return listener
 
 
-def _port_pair_free(port: int) -> bool:
-    for candidate in (port, port + 1):
-        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as vpcd does
-            probe.bind(("0.0.0.0", candidate))  # noqa: S104 - vpcd itself binds 0.0.0.0
-        except OSError:
-            return False
-        finally:
-            probe.close()
+def port_is_free(port: int) -> bool:
+    """True when vpcd could listen on TCP ``port`` now (bound and released at once: nothing
+    listens, no connection is accepted)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as vpcd does
+        probe.bind(("0.0.0.0", port))  # noqa: S104 - vpcd itself binds 0.0.0.0
+    except OSError:
+        return False
+    finally:
+        probe.close()
     return True
+
+
+def _port_pair_free(port: int) -> bool:
+    return port_is_free(port) and port_is_free(port + 1)
 
 
 def pick_ports(pairs: int, rng: random.Random) -> list[int]:
