@@ -34,6 +34,7 @@ from harness.doctor import cli as doctor_cli
 from harness.faults import FaultyCard, Scenario
 from harness.issuance import cli as issue_cli
 from harness.personas import card_from_persona, demo_persona_path
+from harness.serve_config import configure as configure_serve
 from readers.host_side.client import MynaClient
 from readers.host_side.text_ap import parse_attributes
 from readers.host_side.transport import InProcessTransport
@@ -117,6 +118,7 @@ def _check_trace_path(path: Path) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    args = configure_serve(args)  # --config FILE under the flags given; $MYNACARD_PKI from it
     if args.image and len(args.persona) > 1:
         raise UsageError("--image goes with exactly one --persona")
     if args.trace is not None:
@@ -245,12 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--reconnect-timeout",
         type=float,
-        default=30.0,
         metavar="SECONDS",
         help="how long a card waits for its reader to come back when pcscd or vpcd goes away "
         "before serve gives up and exits non-zero (default 30)",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="print every (masked) APDU")
+    serve.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="read these settings from a TOML file (keys: readers, personas, image, vpcd, "
+        "scenario, trace, private_socket, reconnect_timeout, verbose, pki, [console]); flags "
+        "given here win; [console] is reserved: enabled = true is refused until the console "
+        "exists",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     personalize = sub.add_parser("personalize", help="create a durable card image from a persona")
