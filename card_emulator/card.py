@@ -11,9 +11,11 @@ import functools
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 
+from apdu.errors import MynacardError
 from card_emulator import persona as persona_module
 from card_emulator.chip import Chip
 from card_emulator.content import CardContent
@@ -22,6 +24,24 @@ from card_emulator.objects import Credential
 from card_emulator.persona import Persona
 from card_emulator.personalize import personalize
 from jpki.pki_store import PkiStore
+
+
+class CounterError(MynacardError, ValueError):
+    """A retry counter value the credential cannot hold (outside 0 to its maximum)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityStatus:
+    """The chip's volatile state at one moment, for inspection; it never holds a secret."""
+
+    application: str | None
+    """The selected application's name (``None``: the issuer security domain)."""
+    verified: frozenset[int]
+    """The FIDs of the selected application's credentials verified since it was selected."""
+    secure_messaging: bool
+    """A secure-messaging session is open (and not broken)."""
+    storage_failed: bool
+    """A credential write failed: credential commands are refused until the card is reopened."""
 
 
 class Card:
@@ -125,6 +145,42 @@ class Card:
     def credential(self, application: str, fid: int) -> Credential:
         """The credential object ``fid`` of ``application`` (its value is never printed)."""
         return self.content.application(application).credentials[fid]
+
+    def security_status(self) -> SecurityStatus:
+        """The selected application, verified credentials and SM session, right now."""
+        chip = self._chip
+        app = chip.app
+        sm = chip.sm
+        return SecurityStatus(
+            application=app.name if app is not None else None,
+            verified=frozenset(chip.verified),
+            secure_messaging=sm is not None and not sm.broken,
+            storage_failed=chip.storage_failed,
+        )
+
+    # --- the harness's hand on the counters -----------------------------------------------
+
+    def set_tries(self, application: str, fid: int, tries: int) -> Credential:
+        """Set the tries left of credential ``fid`` of ``application``: ``0`` blocks it, its
+        maximum refills it. For test harnesses (a live console, scenario presets); a real card
+        has no such command.
+
+        Durable as a card OS writes a counter: the store holds the new value before memory
+        does, so a :class:`~card_emulator.image.StorageError` leaves the card unchanged. The
+        volatile state is not touched (a credential verified before stays verified until the
+        next SELECT or reset, as on a card whose counter changed behind the host's back).
+        Raises :class:`CounterError` for a value outside ``0..max_tries`` and ``KeyError`` for
+        an application or FID the card does not have.
+        """
+        credential = self.credential(application, fid)
+        limit = credential.max_tries
+        if isinstance(tries, bool) or not isinstance(tries, int) or not 0 <= tries <= limit:
+            raise CounterError(
+                f"{application} {fid:04X}: tries left must be an integer 0-{limit}, got {tries!r}"
+            )
+        self._store.save_credential(application, replace(credential, remaining=tries))
+        credential.remaining = tries
+        return credential
 
     def close(self) -> None:
         """Release the card image (if any)."""

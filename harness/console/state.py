@@ -1,0 +1,270 @@
+"""What the console shows of a reader: one frozen, JSON-ready record per reader.
+
+A snapshot holds names, counters and states, never a secret: no PIN, password or 照合番号
+value, no key, no APDU data. Credentials are named as ``apdu.vocabulary.CREDENTIALS`` names them;
+certificate states come from the attached PKI's records of the card's own certificates (by the
+serial numbers personalization wrote into the card's metadata).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from apdu import CodecError
+from apdu.vocabulary import APPLICATIONS, CREDENTIALS, Text, credential_name
+from card_emulator import Card
+from card_emulator.objects import Credential
+from harness.console.controlled_card import ControlledCard
+from jpki.names import Tree
+from jpki.pki_store import PkiStore
+from readers.host_side.text_ap import parse_attributes
+
+_SERIAL_KEYS = {Tree.AUTH: "auth_certificate_serial", Tree.SIGN: "sign_certificate_serial"}
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialState:
+    """One credential's retry counter."""
+
+    name: str | None
+    """The ``CREDENTIALS`` name (``jpki_auth``...); ``None`` for a credential without one."""
+    application: str
+    fid: int
+    label: str
+    tries_left: int
+    max_tries: int
+
+    @property
+    def blocked(self) -> bool:
+        return self.tries_left == 0
+
+    @classmethod
+    def of(cls, application: str, credential: Credential) -> CredentialState:
+        name = credential_name(application, credential.fid)
+        label = CREDENTIALS[name].label if name is not None else credential.label
+        return cls(
+            name,
+            application,
+            credential.fid,
+            label,
+            credential.remaining,
+            credential.max_tries,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "application": self.application,
+            "fid": f"{self.fid:04X}",
+            "label": self.label,
+            "tries_left": self.tries_left,
+            "max_tries": self.max_tries,
+            "blocked": self.blocked,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateView:
+    """One of the card's JPKI certificates and its state in the attached PKI."""
+
+    tree: str
+    """``auth`` (利用者証明用) or ``sign`` (署名用)."""
+    serial: str
+    """Serial number, uppercase hex."""
+    state: str | None
+    """``valid``, ``revoked``, ``hold``, ``expired``, ``not_yet_valid``; ``unrecorded`` when the
+    attached PKI has no record of it; ``None`` without a PKI."""
+    reason: str | None = None
+    since: str | None = None
+    not_after: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tree": self.tree,
+            "serial": self.serial,
+            "state": self.state,
+            "reason": self.reason,
+            "since": self.since,
+            "not_after": self.not_after,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FaultsState:
+    """The fault scenario applied to a card, and how many of its faults fired."""
+
+    scenario: str
+    faults: tuple[str, ...]
+    """Each fault as ``kind`` (``kind @ match`` when it matches some commands only)."""
+    fired: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, "faults": list(self.faults), "fired": self.fired}
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderState:
+    """One reader and the card in it, at one moment."""
+
+    index: int
+    reader: str
+    inserted: bool
+    powered: bool
+    atr: str
+    persona: str | None
+    """The persona label the card was personalized from."""
+    holder: str | None
+    """The holder's name (氏名), as the card's 券面事項入力補助AP holds it."""
+    application: str | None
+    """The selected application's name (``jpki``...); ``None`` at the issuer security domain."""
+    verified: tuple[str, ...]
+    """The credentials verified now (``CREDENTIALS`` names)."""
+    secure_messaging: bool
+    storage_failed: bool
+    credentials: tuple[CredentialState, ...]
+    certificates: tuple[CertificateView, ...]
+    faults: FaultsState | None
+
+    def credential(self, name: str) -> CredentialState:
+        """The credential called ``name`` (KeyError if the card has none)."""
+        for credential in self.credentials:
+            if credential.name == name:
+                return credential
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        app = APPLICATIONS.get(self.application or "")
+        return {
+            "index": self.index,
+            "reader": self.reader,
+            "inserted": self.inserted,
+            "powered": self.powered,
+            "atr": self.atr,
+            "persona": self.persona,
+            "holder": self.holder,
+            "application": self.application,
+            "application_label": app.label if app is not None else None,
+            "verified": list(self.verified),
+            "secure_messaging": self.secure_messaging,
+            "storage_failed": self.storage_failed,
+            "credentials": [c.to_json() for c in self.credentials],
+            "certificates": [c.to_json() for c in self.certificates],
+            "faults": self.faults.to_json() if self.faults is not None else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CardIdentity:
+    """What does not change while a card is in use: persona, holder, certificate serials."""
+
+    persona: str | None
+    holder: str | None
+    serials: tuple[tuple[Tree, str], ...]
+
+    @classmethod
+    def of(cls, card: Card) -> CardIdentity:
+        meta = card.content.meta
+        serials = tuple((tree, meta[key]) for tree, key in _SERIAL_KEYS.items() if key in meta)
+        return cls(meta.get("persona_label"), _holder_name(card), serials)
+
+
+def _holder_name(card: Card) -> str | None:
+    try:
+        raw = card.content.application("text").files.get(Text.EF_ATTRIBUTES)
+        return parse_attributes(raw).name if raw is not None else None
+    except (KeyError, CodecError, ValueError):
+        return None
+
+
+def _moment_text(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment is not None else None
+
+
+def certificate_views(
+    identity: CardIdentity, pki: PkiStore | None, moment: dt.datetime
+) -> tuple[CertificateView, ...]:
+    """The card's certificates, with their state at ``moment`` in ``pki`` when given."""
+    views = []
+    for tree, serial in identity.serials:
+        if pki is None:
+            views.append(CertificateView(tree.value, serial, None))
+            continue
+        records = pki.certificates(persona=identity.persona, tree=tree, serial=int(serial, 16))
+        if not records:
+            views.append(CertificateView(tree.value, serial, "unrecorded"))
+            continue
+        record = records[-1]
+        status = record.status(moment)
+        reason = status.reason
+        views.append(
+            CertificateView(
+                tree.value,
+                serial,
+                status.state.value,
+                reason.value if reason is not None else None,
+                _moment_text(status.revocation.since),
+                _moment_text(record.not_after),
+            )
+        )
+    return tuple(views)
+
+
+def _faults_state(controlled: ControlledCard) -> FaultsState | None:
+    faulty = controlled.faults
+    if faulty is None:
+        return None
+    kinds = tuple(
+        fault.kind if not fault.match.values else f"{fault.kind} @ {fault.match}"
+        for fault in faulty.scenario.faults
+    )
+    return FaultsState(faulty.scenario.name, kinds, len(faulty.fired))
+
+
+def reader_state(
+    index: int,
+    reader: str,
+    controlled: ControlledCard,
+    *,
+    identify: Callable[[Card], CardIdentity],
+    pki: PkiStore | None,
+    moment: dt.datetime,
+) -> ReaderState:
+    """The state of ``reader`` now; the card is read under its lock, the PKI outside it.
+    ``identify`` gives a card's :class:`CardIdentity` (a cache: :meth:`CardIdentity.of`)."""
+    with controlled.lock:
+        card = controlled.card
+        identity = identify(card)
+        status = card.security_status()
+        credentials = tuple(
+            CredentialState.of(app.name, app.credentials[fid])
+            for app in card.content.applications
+            for fid in sorted(app.credentials)
+        )
+        faults = _faults_state(controlled)
+        atr = controlled.atr.hex(" ").upper()
+        powered = card.powered
+    inserted = controlled.inserted
+    verified = tuple(
+        credential_name(status.application, fid) or f"{status.application} {fid:04X}"
+        for fid in sorted(status.verified)
+        if status.application is not None
+    )
+    return ReaderState(
+        index=index,
+        reader=reader,
+        inserted=inserted,
+        powered=powered and inserted,
+        atr=atr,
+        persona=identity.persona,
+        holder=identity.holder,
+        application=status.application,
+        verified=verified,
+        secure_messaging=status.secure_messaging,
+        storage_failed=status.storage_failed,
+        credentials=credentials,
+        certificates=certificate_views(identity, pki, moment),
+        faults=faults,
+    )
