@@ -23,6 +23,7 @@ from card_emulator.objects import CredentialFormat
 from harness.audit.engine import run_audit
 from harness.audit.report import AuditError, AuditReport
 from harness.audit.rules import CardLayout, load_credentials, load_rules_file
+from harness.standalone import run_alone
 from readers.host_side.pcsc import PcscTransport
 from readers.host_side.transport import InProcessTransport, Transport
 from readers.scard import PcscError
@@ -142,10 +143,7 @@ def _audit(args: argparse.Namespace) -> AuditReport:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point (``python -m harness.audit.cli audit ...``)."""
-    parser = argparse.ArgumentParser(prog="mynacard")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return run_alone(register, argv)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from card_emulator import persona as persona_module
 from card_emulator.persona import PersonaError
+from harness.standalone import run_alone
 from jpki.clock import (
     JST,
     Clock,
@@ -395,13 +396,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m harness.commands.pki pki …``: the ``pki`` command alone."""
-    parser = argparse.ArgumentParser(prog="mynacard", description="The mynacard test PKI.")
-    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except KeyboardInterrupt:
-        return 130
+    return run_alone(register, argv, "The mynacard test PKI.")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from harness.doctor.engine import Environment, Result, Status, exit_status, run_checks
+from harness.standalone import run_alone
 from readers.card_side.reader_conf import DRIVER_DIRS, PCSCD_DIRS, SYSTEM_CONFIG_DIR
 from readers.scard import DEFAULT_SOCKET
 
@@ -134,10 +135,8 @@ def register(sub: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mynacard")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    """``python -m harness.doctor.cli doctor …``: the ``doctor`` command alone."""
+    return run_alone(register, argv)
 
 
 if __name__ == "__main__":

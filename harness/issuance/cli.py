@@ -31,6 +31,7 @@ from harness.issuance.engine import (
 from harness.issuance.personas import (
     IssueError,
 )
+from harness.standalone import run_alone
 
 __all__ = ["Progress", "main", "register", "run"]
 
@@ -151,10 +152,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m harness.issuance.cli issue …``: the ``issue`` command without the rest."""
-    parser = argparse.ArgumentParser(prog="mynacard", description="Bulk card issuance.")
-    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return run_alone(register, argv, "Bulk card issuance.")
 
 
 if __name__ == "__main__":
