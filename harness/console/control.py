@@ -48,7 +48,7 @@ from harness.console.events import DEFAULT_QUEUE, MAX_QUEUE, EventHub, Subscript
 from harness.console.state import CardIdentity, ReaderState, reader_state
 from harness.default_pki import personalize_shared
 from harness.faults import Scenario
-from harness.traces.decoder import Decoder
+from harness.traces.decoder import ReaderDecoders
 from jpki.clock import default_clock
 from jpki.database import CertificateRecord
 from jpki.names import Tree
@@ -75,7 +75,7 @@ MIN_OUT = 1.0
 
 @dataclass(eq=False)
 class _Slot:
-    """One reader: its card proxy, its client (behind vpcd), its decoder and its locks."""
+    """One reader: its card proxy, its client (behind vpcd) and its action lock."""
 
     index: int
     name: str
@@ -84,8 +84,6 @@ class _Slot:
     removed_at: float | None = None
     """``time.monotonic()`` when the console last took the card out."""
     action_lock: threading.Lock = field(default_factory=threading.Lock)
-    decoder: Decoder = field(default_factory=Decoder)
-    decoder_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class CardController:
@@ -188,6 +186,7 @@ class CardController:
         self._slots = slots
         self._by_name = {slot.name: slot for slot in slots}
         self._hub = EventHub()
+        self._decoders = ReaderDecoders()
         self._identities: weakref.WeakKeyDictionary[Card, CardIdentity] = (
             weakref.WeakKeyDictionary()
         )
@@ -244,21 +243,16 @@ class CardController:
     def observe(self, record: TraceRecord) -> None:
         """An ``on_exchange`` observer: decode ``record`` for its reader and publish it. Runs
         on the card's serving thread, so it only queues (never raises, never waits long)."""
-        slot = self._by_name.get(record.reader)
+        known = record.reader in self._by_name
+        try:
+            meaning = self._decoders.meaning(record) if known else ""
+        except Exception:  # a decoder bug must not reach the card's thread
+            meaning = ""
         if record.event:
-            if slot is not None:
-                with slot.decoder_lock:
-                    slot.decoder.reset()
             self._hub.publish("card", record.reader, record.to_json())
             return
-        if slot is not None:
-            with slot.decoder_lock:
-                try:
-                    meaning = slot.decoder.command(record.command, record.response)
-                except Exception:  # a decoder bug must not reach the card's thread
-                    meaning = ""
-            if meaning and not record.note:
-                record = replace(record, note=meaning)
+        if meaning and not record.note:
+            record = replace(record, note=meaning)
         self._hub.publish("exchange", record.reader, record.to_json())
 
     # -- actions: the reader -------------------------------------------------------------------
@@ -348,8 +342,7 @@ class CardController:
                 self._remove(slot)
             old = slot.card.swap(new)
             old.close()
-            with slot.decoder_lock:
-                slot.decoder.reset()
+            self._decoders.reset(slot.name)
             if was_in:
                 self._insert(slot)
             return self._changed(slot, "switch_persona", {"persona": checked.label})

@@ -4,9 +4,10 @@ SELECT made current."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
-from apdu import CodecError, CommandApdu
+from apdu import CodecError, CommandApdu, TraceRecord
 from apdu.vocabulary import APPLICATION_BY_AID, APPLICATIONS, ISSUER_SECURITY_DOMAIN_AID
 
 _ISSUER_SECURITY_DOMAIN = ("isd", "Issuer Security Domain")
@@ -119,3 +120,25 @@ class Decoder:
         fid = sfi or self.current
         where = "(no EF selected)" if fid is None else self._ef(fid)
         return f"{name} {where} record {cmd.p1}"
+
+
+class ReaderDecoders:
+    """One :class:`Decoder` per reader, for the records of several readers (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._decoders: dict[str, Decoder] = {}
+        self._lock = threading.Lock()
+
+    def meaning(self, record: TraceRecord) -> str:
+        """The meaning of an exchange; a card event resets its reader's decoder (``""``)."""
+        with self._lock:
+            decoder = self._decoders.setdefault(record.reader, Decoder())
+            if record.event:
+                decoder.reset()
+                return ""
+            return decoder.command(record.command, record.response)
+
+    def reset(self, reader: str) -> None:
+        """Back to the power-on state for ``reader`` (another card is in it)."""
+        with self._lock:
+            self._decoders.pop(reader, None)

@@ -29,7 +29,7 @@ from apdu import TraceRecord, describe
 from apdu.errors import MynacardError
 from apdu.trace import EVENTS
 from apdu.version import version
-from harness.traces.decoder import Decoder
+from harness.traces.decoder import Decoder, ReaderDecoders
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +265,7 @@ class TraceWriter:
         self._file: IO[str] = self.path.open("a" if append else "w", encoding="utf-8")
         self._lock = threading.Lock()
         self._seq = 0
-        self._decoders: dict[str, Decoder] = {}
+        self._decoders = ReaderDecoders()
         header: dict[str, Any] = {"type": "header", "version": TRACE_FORMAT, "t": time.time()}
         if persona is not None:
             header["persona"] = str(Path(persona).resolve())
@@ -280,14 +280,13 @@ class TraceWriter:
         with self._lock:
             if self._file.closed:
                 return
-            decoder = self._decoders.setdefault(record.reader, Decoder())
+            meaning = self._decoders.meaning(record)
             if record.event:
-                decoder.reset()
                 self._write(record.to_json())
                 return
             self._seq += 1
             line = record.to_json()
-            line["meaning"] = decoder.command(record.command, record.response)
+            line["meaning"] = meaning
             self._write({"seq": self._seq, **line})
 
     def close(self) -> None:
