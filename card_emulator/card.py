@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,8 +20,7 @@ from card_emulator.chip import Chip
 from card_emulator.content import CardContent
 from card_emulator.image import CardStore, ImageError, MemoryStore, SqliteImage
 from card_emulator.objects import Credential
-from card_emulator.persona import Persona
-from card_emulator.personalize import personalize
+from card_emulator.personalize import personalize, personalized_copy
 from jpki.pki_store import PkiStore
 
 
@@ -91,7 +89,7 @@ class Card:
         persona = persona_module.load(path)
         if image is None:
             if pki is None:
-                return cls(_throwaway_content(persona), strict=strict)
+                return cls(personalized_copy(persona, throwaway_pki()), strict=strict)
             return cls(personalize(persona, store=_resolve(pki)), strict=strict)
         image = Path(image)
         if image.exists():
@@ -206,17 +204,3 @@ def _resolve(pki: PkiStore | Callable[[], PkiStore]) -> PkiStore:
 def throwaway_pki() -> PkiStore:
     """The in-memory test PKI of cards made without one: one per process, never written."""
     return PkiStore.in_memory()
-
-
-_throwaway: dict[str, CardContent] = {}
-_throwaway_lock = threading.Lock()
-
-
-def _throwaway_content(persona: Persona) -> CardContent:
-    """Each distinct persona personalized once per process by :func:`throwaway_pki`; every
-    call returns independent credentials (full or preset counters)."""
-    with _throwaway_lock:
-        content = _throwaway.get(persona.digest)
-        if content is None:
-            content = _throwaway[persona.digest] = personalize(persona, store=throwaway_pki())
-        return content.fresh_copy()

@@ -18,6 +18,7 @@ keys a source is asked for are named by :data:`KEY_PURPOSES`.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -349,3 +350,19 @@ def personalize(
         content.application(where.application).credentials[where.fid].remaining = tries
     content.check()
     return content
+
+
+_personalized: dict[tuple[str, str], CardContent] = {}
+_personalized_lock = threading.Lock()
+
+
+def personalized_copy(persona: Persona, store: PkiStore) -> CardContent:
+    """:func:`personalize` by ``store``, each distinct persona once per store and process; every
+    call returns independent credentials (full or preset counters), keys and certificates shared.
+    """
+    key = (store.location, persona.digest)
+    with _personalized_lock:
+        content = _personalized.get(key)
+        if content is None:
+            content = _personalized[key] = personalize(persona, store=store)
+        return content.fresh_copy()

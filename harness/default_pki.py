@@ -9,14 +9,13 @@ or ``mynacard pki revoke`` in another process knows their certificates.
 from __future__ import annotations
 
 import functools
-import threading
 from pathlib import Path
 
 from card_emulator import Card
 from card_emulator import persona as persona_module
 from card_emulator.content import CardContent
 from card_emulator.persona import Persona
-from card_emulator.personalize import personalize
+from card_emulator.personalize import personalized_copy
 from jpki.card_data_signer import CardDataSigner
 from jpki.pki_store import PkiStore, default_directory
 
@@ -36,20 +35,10 @@ def default_cv_signer(application: str) -> CardDataSigner:
     return pki_store().cv_signer(application)
 
 
-_cache: dict[tuple[str, str], CardContent] = {}
-_cache_lock = threading.Lock()
-
-
 def personalize_shared(persona: Persona) -> CardContent:
-    """:func:`~card_emulator.personalize.personalize` by the shared PKI, each distinct persona
-    once per process; every call returns independent credentials (full or preset counters)."""
-    store = pki_store()
-    key = (store.location, persona.digest)
-    with _cache_lock:
-        content = _cache.get(key)
-        if content is None:
-            content = _cache[key] = personalize(persona, store=store)
-        return content.fresh_copy()
+    """``persona`` personalized by the shared PKI, once per process (independent credentials
+    on every call)."""
+    return personalized_copy(persona, pki_store())
 
 
 def shared_card(path: str | Path, image: str | Path | None = None, *, strict: bool = False) -> Card:
