@@ -9,6 +9,7 @@ ones put it over a real CardServer (private pcscd + vpcd) and a ``mynacard serve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -149,13 +150,14 @@ def test_every_route_needs_the_token(console: ConsoleServer, api: httpx.Client) 
     before = cards(api)
     with httpx.Client(base_url=console.base_url, timeout=30) as anonymous:
         for method, path in ROUTES:
-            for headers in (
+            wrong: list[dict[bytes, bytes]] = [
                 {},
-                {"Authorization": "Bearer wrong"},
-                {"Authorization": f"Basic {console.token}"},
-                {"Authorization": f"Bearer {console.token}x"},
-                {"Authorization": "Bearer ☃".encode()},
-            ):
+                {b"Authorization": b"Bearer wrong"},
+                {b"Authorization": f"Basic {console.token}".encode()},
+                {b"Authorization": f"Bearer {console.token}x".encode()},
+                {b"Authorization": "Bearer ☃".encode()},
+            ]
+            for headers in wrong:
                 answer = anonymous.request(method, path, headers=headers, json={"tries": 0})
                 body = assert_error(answer, 401, "authorization")
                 assert console.token not in body["error"]
@@ -522,14 +524,13 @@ def test_the_openapi_document_lists_every_route(api: httpx.Client) -> None:
         for method in operations
     }
     expected = set()
-    for method, path in ROUTES:
-        if path == "/api/openapi.json":  # the document itself is not in it
+    for method, route in ROUTES:
+        if route == "/api/openapi.json":  # the document itself is not in it
             continue
-        path = path.replace("jpki/0018", "{ap}/{credential}").replace(
+        path = route.replace("jpki/0018", "{ap}/{credential}").replace(
             "auth/hold", "{tree}/{action}"
         )
-        path = path.replace("/cards/0", "/cards/{reader}")
-        expected.add((method, path))
+        expected.add((method, path.replace("/cards/0", "/cards/{reader}")))
     assert listed == expected
 
 
@@ -580,8 +581,15 @@ class SseReader:
             return list(self.messages)
 
     def close(self) -> None:
-        self._context.__exit__(None, None, None)
+        """Hang up: shut the socket down (a read blocked in the reader thread returns)."""
+        stream = self.response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._thread.join(10)
+        with contextlib.suppress(httpx.HTTPError):
+            self._context.__exit__(None, None, None)
 
 
 def test_events_hello_then_masked_exchanges_in_order(
@@ -871,6 +879,7 @@ def test_apdus_answer_right_while_the_api_is_hammered(myna_pcscd: Any) -> None:
             with httpx.Client(base_url=server.base_url, headers=headers, timeout=120) as api:
                 if number % 3 == 0:
                     return api.get("/api/cards").status_code
+                body: dict[str, Any]
                 if number % 3 == 1:
                     body = {"tries": number % 4}
                 else:
