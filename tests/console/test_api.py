@@ -985,7 +985,10 @@ def test_serve_names_a_busy_console_port(tmp_path: Path) -> None:
                 str(port),
             ],
             cwd=tmp_path,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={
+                **{k: v for k, v in os.environ.items() if k != "PCSCLITE_CSOCK_NAME"},
+                "PYTHONPATH": str(ROOT),
+            },
             capture_output=True,
             text=True,
             timeout=120,
