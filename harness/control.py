@@ -119,12 +119,17 @@ class SseParser:
         self._id: str | None = None
         self._retry: int | None = None
         self._has_data = False
+        self._after_cr = False
         self.comments = 0
         """Comment lines seen (the console sends ``: keepalive`` every 15 s)."""
 
     def feed(self, chunk: bytes | str) -> list[SseMessage]:
         """The events completed by ``chunk``."""
         text = self._decoder.decode(chunk) if isinstance(chunk, bytes) else chunk
+        if self._after_cr and text.startswith("\n"):
+            text = text[1:]  # the LF of a CR LF split between two chunks
+        if text:
+            self._after_cr = False
         self._buffer += text
         messages: list[SseMessage] = []
         while True:
@@ -133,6 +138,7 @@ class SseParser:
                 break
             end, after = cut
             line = self._buffer[:end]
+            self._after_cr = after == len(self._buffer) and self._buffer.endswith("\r")
             self._buffer = self._buffer[after:]
             message = self._line(line)
             if message is not None:
@@ -173,15 +179,14 @@ class SseParser:
 
 def _line_end(buffer: str) -> tuple[int, int] | None:
     """(end of the first line, start of the next) in ``buffer``, or None if no line is whole
-    yet (a CR at the very end may be the first half of CR LF: wait for the next chunk)."""
+    yet. A CR ends a line at once; the LF after it, if it comes in the next chunk, is dropped
+    by :meth:`SseParser.feed`."""
     cr, lf = buffer.find("\r"), buffer.find("\n")
     if lf != -1 and (cr == -1 or lf < cr):
         return lf, lf + 1
     if cr == -1:
         return None
-    if cr + 1 == len(buffer):
-        return None
-    return cr, cr + 2 if buffer[cr + 1] == "\n" else cr + 1
+    return cr, cr + 2 if buffer[cr + 1 : cr + 2] == "\n" else cr + 1
 
 
 def _event_dict(message: SseMessage) -> dict[str, Any]:
