@@ -192,7 +192,8 @@ class StandIn(BaseHTTPRequestHandler):
         else:
             self._json(200, {"reader": "A", "inserted": True, "body": body})
 
-    do_DELETE = do_POST
+    def do_DELETE(self) -> None:
+        self.do_POST()
 
 
 @pytest.fixture
