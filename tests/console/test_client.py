@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ from harness.console.web.server import ConsoleServer
 from harness.control import ConsoleClient, ConsoleError
 from harness.personas import demo_persona_path, merge, persona_data, to_toml
 from harness.plugin import ConsoleReader
-from harness.traces import read_trace
+from harness.traces.trace_file import read_trace
 from jpki.pki_store import PkiStore
 from readers.card_side.pcscd import PrivatePcscd
 from readers.host_side.pcsc import PcscTransport, PcscTransportError
@@ -257,7 +258,7 @@ def test_hold_release_and_revoke(bench: Bench) -> None:
 # -- events and the trace ---------------------------------------------------------------------
 
 
-def test_events_and_the_trace_follow_the_exchanges_in_order(bench: Bench) -> None:
+def test_events_and_the_trace_follow_the_exchanges_in_order(bench: Bench, tmp_path: Path) -> None:
     client = bench.client
     transport = bench.connect(0)
     try:
@@ -283,8 +284,9 @@ def test_events_and_the_trace_follow_the_exchanges_in_order(bench: Bench) -> Non
     trace = client.trace(0)
     records = [json.loads(line) for line in trace.splitlines() if line.strip()]
     assert records
-    parsed = read_trace(trace.splitlines())
-    assert parsed
+    (tmp_path / "reader.trace.jsonl").write_text(trace, encoding="utf-8")
+    parsed = read_trace(tmp_path / "reader.trace.jsonl")
+    assert len(parsed.items) >= 3
 
 
 def test_wait_for_sees_a_change_made_meanwhile(bench: Bench) -> None:

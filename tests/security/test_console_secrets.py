@@ -124,7 +124,7 @@ class Subscriber:
 
     def run(self) -> None:
         try:
-            timeout = httpx.Timeout(10.0, read=1.0)
+            timeout = httpx.Timeout(10.0, read=20.0)
             with (
                 httpx.Client(timeout=timeout, trust_env=False) as http,
                 http.stream("GET", self.url, headers=self.headers) as reply,
@@ -183,10 +183,10 @@ def session(reader: str) -> None:
         refused(lambda: client.verify(JpkiCredential.AUTH_PIN, WRONG[0]))
         client.verify(JpkiCredential.AUTH_PIN, "1234")
         client.sign(JpkiCredential.AUTH_PIN, b"kiosk login challenge")
-        refused(lambda: client.verify(JpkiCredential.SIGN_PIN, WRONG[1]))
-        client.verify(JpkiCredential.SIGN_PIN, "ABC123")
+        refused(lambda: client.verify(JpkiCredential.SIGN_PASSWORD, WRONG[1]))
+        client.verify(JpkiCredential.SIGN_PASSWORD, "ABC123")
         client.certificate(Jpki.EF_SIGN_CERT)
-        client.sign(JpkiCredential.SIGN_PIN, b"a document")
+        client.sign(JpkiCredential.SIGN_PASSWORD, b"a document")
         text = client.text
         refused(lambda: text.unlock_with_pin(WRONG[0]))
         text.unlock_with_pin("1234")
@@ -218,6 +218,13 @@ BAD_PERSONAS = [
     '[pins]\njpki_auth = "12a4"\njpki_sign = "ABC123"\ntext = "1234"\njuki = "1234"\n',
     '[pins]\njpki_auth = "1234"\njpki_sign = "ABC123 "\ntext = "1234"\njuki = "1234"\n',
 ]
+
+
+def test_the_search_finds_every_form() -> None:
+    sample = {"command": "00 20 00 80 04 31 32 33 34", "t": 1751234567.1}
+    assert leaks(json.dumps(sample)) and not leaks(json.dumps({"t": 1751234567.1}))
+    assert leaks("data: {\"x\": \"3331343135393236353335320a\"}")  # hex of the My Number
+    assert leaks("<td>abc 414243313233</td>") and leaks("55021720352285")
 
 
 def test_no_secret_in_any_answer_or_event(console: tuple[ConsoleServer, str]) -> None:
@@ -274,6 +281,9 @@ def test_no_secret_in_any_answer_or_event(console: tuple[ConsoleServer, str]) ->
 
     time.sleep(0.5)  # the last exchanges and state events reach the subscriber
     subscriber.stop.set()
+    with httpx.Client(base_url=base, headers=headers, timeout=60, trust_env=False) as http:
+        wake = http.post("/api/cards/0/credentials/jpki/0018", json={"action": "refill"})
+        assert wake.status_code == 200  # a last state event: the subscriber sees it and stops
     thread.join(timeout=15)
     assert not subscriber.error, subscriber.error
     events = subscriber.text
