@@ -4,8 +4,9 @@ The same card, served by this process as ``mynacard serve`` serves it, measured 
 pyscard → pcscd → vpcd in alternating blocks: without the console (a plain
 :class:`~harness.card_server.CardServer`) and with it (the card controlled by a
 :class:`~harness.console.CardController`, a :class:`~harness.console.web.server.ConsoleServer`
-over it, and bench/console_load.py in another process looping ``GET /api/cards`` on several
-threads while it reads ``/api/events``). The row is the ratio of the two.
+over it, idle, and then with bench/console_load.py in another process looping
+``GET /api/cards`` on several threads while it reads ``/api/events``). The rows are ratios to
+the first.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ CONSOLE_LOAD = ROOT / "bench" / "console_load.py"
 LOAD_THREADS = 8
 
 WITHOUT = "SELECT JPKI-AP, no console"
+IDLE = "SELECT JPKI-AP, console attached, idle"
 WITH = f"SELECT JPKI-AP, console attached + load ({LOAD_THREADS} threads GET /api/cards + SSE)"
 
 
@@ -80,8 +82,9 @@ def bench_console(
     connect: Callable[[str], PcscTransport],
     rounds: int = 4,
 ) -> dict[str, Any]:
-    """Per-APDU latency without and with the console (``rounds`` alternating blocks of
-    ``n // rounds`` each), the load's request and event counts, and the ratios."""
+    """Per-APDU latency without the console, with it attached and idle, and with it under load
+    (``rounds`` alternating blocks of ``n // rounds`` each), the load's request rate and event
+    count, and the ratios of loaded to no console."""
     plain_reader, console_reader = readers[0], readers[1]
 
     def endpoint(reader: VpcdReader) -> Endpoint:
@@ -93,6 +96,7 @@ def bench_console(
         [("console", Card.from_persona(PERSONA))], endpoints=[endpoint(console_reader)]
     )
     without: list[int] = []
+    idle: list[int] = []
     with_console: list[int] = []
     load: dict[str, float] = {"requests": 0, "events": 0, "seconds": 0.0}
     errors: list[str] = []
@@ -109,6 +113,7 @@ def bench_console(
                 block = max(1, n // rounds)
                 for _ in range(rounds):
                     without += _samples(transports["plain"], block)
+                    idle += _samples(transports["console"], block)
                     with console_load(console.url) as done:
                         with_console += _samples(transports["console"], block)
                     for key in ("requests", "events", "seconds"):
@@ -124,7 +129,7 @@ def bench_console(
         raise RuntimeError(f"console load: {errors[0]}")
     base, busy = Stat.of(without), Stat.of(with_console)
     return {
-        "stats": {WITHOUT: base, WITH: busy},
+        "stats": {WITHOUT: base, IDLE: Stat.of(idle), WITH: busy},
         "ratio_median": busy.median_ns / base.median_ns,
         "ratio_p99": busy.p99_ns / base.p99_ns,
         "load_requests_per_second": load["requests"] / load["seconds"] if load["seconds"] else 0,
