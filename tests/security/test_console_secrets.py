@@ -223,7 +223,7 @@ BAD_PERSONAS = [
 def test_the_search_finds_every_form() -> None:
     sample = {"command": "00 20 00 80 04 31 32 33 34", "t": 1751234567.1}
     assert leaks(json.dumps(sample)) and not leaks(json.dumps({"t": 1751234567.1}))
-    assert leaks("data: {\"x\": \"3331343135393236353335320a\"}")  # hex of the My Number
+    assert leaks('data: {"x": "3331343135393236353335320a"}')  # hex of the My Number
     assert leaks("<td>abc 414243313233</td>") and leaks("55021720352285")
 
 
