@@ -72,6 +72,8 @@ class Results:
     throughput_cpu: dict[str, dict[str, float]] = field(default_factory=dict)
     """CPU µs per APDU of pcscd, the card process and the clients, per throughput run."""
     issuance: dict[str, Any] = field(default_factory=dict)
+    console: dict[str, Any] = field(default_factory=dict)
+    """Section 2b: the PC/SC round trip with the live console attached and busy, and without."""
     targets: list[dict[str, Any]] = field(default_factory=list)
 
 

@@ -1,9 +1,10 @@
 """Sections 2-4 of the benchmark: through a private pcscd and vpcd.
 
-(2) the PC/SC round trip of our card vs an echo card and vsmartcard's own vicc card; (3) the
-kiosk flow; (4) aggregate throughput with 1, 4 and 16 readers, one pyscard client thread per
-reader, and how much CPU pcscd, the card process and the clients spend per APDU. The cards are
-served by a separate process (bench/card_host.py, or the bench/mux_host.py experiment), as
+(2) the PC/SC round trip of our card vs an echo card and vsmartcard's own vicc card, and (2b, in
+bench_console.py) with the live console attached and busy vs without; (3) the kiosk flow; (4)
+aggregate throughput with 1, 4 and 16 readers, one pyscard client thread per reader, and how
+much CPU pcscd, the card process and the clients spend per APDU. The cards are served by a
+separate process (bench/card_host.py, or the bench/mux_host.py experiment), as
 ``mynacard serve`` serves them to kiosk programs; 16 readers are also measured with the cards
 served from the clients' own process.
 """
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench_console import bench_console
 from bench_core import (
     CARD_HOST,
     ECHO,
@@ -291,3 +293,5 @@ def bench_pcsc(res: Results, quick: bool) -> None:
             res.throughput[name], res.throughput_cpu[name] = bench_throughput(
                 [r.name for r in readers], seconds, pcscd=pcsc.pid, cards=host.pid
             )
+        # 2b: the live console attached to a card this process serves, busy, and without it.
+        res.console = bench_console(readers[:2], n_rt, connect)

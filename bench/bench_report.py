@@ -69,7 +69,7 @@ def markdown(res: Results) -> str:
         *_inproc_section(res),
     ]
     if res.pcsc:
-        lines += _pcsc_section(res) + _throughput_section(res)
+        lines += _pcsc_section(res) + _console_section(res) + _throughput_section(res)
     if res.issuance:
         lines += _issuance_section(res)
     lines += ["", "## Targets", "", "| Target | Value | Goal | Met |", "|---|---:|---:|---|"]
@@ -129,6 +129,32 @@ def _pcsc_section(res: Results) -> list[str]:
         "vicc: vsmartcard's built-in ISO 7816 card in its own VirtualICC loop (with our "
         "TCP_QUICKACK socket wrapper, without which every APDU stalls 40 ms); it answers "
         "SELECT MF, not the JPKI-AP.",
+    ]
+
+
+def _console_section(res: Results) -> list[str]:
+    c = res.console
+    if not c:
+        return []
+    stats = list(c["stats"].items())
+    base = stats[0][1]
+    lines = [
+        "",
+        "## 2b. The live console attached (the card served in this process, as `serve` does)",
+        "",
+        "| Measurement | n | median | p99 | × no console (median) | × no console (p99) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in stats:
+        lines.append(
+            f"| PC/SC {name} | {s.n} | {us(s.median_ns)} | {us(s.p99_ns)} "
+            f"| {s.median_ns / base.median_ns:.2f} | {s.p99_ns / base.p99_ns:.2f} |"
+        )
+    return [
+        *lines,
+        "",
+        f"Load (another process): {c['load_requests_per_second']:,.0f} API requests/s over "
+        f"{c['threads']} threads, {c['load_events']:,} events streamed to one subscriber.",
     ]
 
 

@@ -4,19 +4,20 @@
 
 Writes ``bench-results.md`` and ``bench-results.json`` into ``--out`` (default bench/out/).
 Sections: (1) in-process cost per APDU; (2) PC/SC round trip vs an echo card and vsmartcard's
-own vicc card on the same private pcscd; (3) the kiosk flow through PC/SC; (4) aggregate
-throughput with 1, 4 and 16 readers, one pyscard client thread per reader; (5) bulk issuance
-(``mynacard issue``) in cards per second.
+own vicc card on the same private pcscd, and (2b) with the live console attached (idle, and busy)
+vs without it; (3) the kiosk flow through PC/SC; (4) aggregate throughput with 1, 4 and 16
+readers, one pyscard client thread per reader; (5) bulk issuance (``mynacard issue``) in cards
+per second.
 
 For sections 2-4 the cards are served by a separate process (bench/card_host.py), as
 ``mynacard serve`` serves them to kiosk programs; section 4 also measures 16 readers with the
 cards served from the clients' own process, and how much CPU pcscd, the card process and the
 clients spend per APDU.
 
-The sections are in bench_inproc.py (1), bench_pcsc.py (2-4) and bench_issuance.py (5), the
-targets and the report in bench_report.py, what they share in bench_core.py: modules beside this
-script, imported by their plain names (this directory is first on ``sys.path`` when the script
-runs, from any working directory).
+The sections are in bench_inproc.py (1), bench_pcsc.py (2-4; 2b in bench_console.py) and
+bench_issuance.py (5), the targets and the report in bench_report.py, what they share in
+bench_core.py: modules beside this script, imported by their plain names (this directory is
+first on ``sys.path`` when the script runs, from any working directory).
 """
 
 from __future__ import annotations

@@ -12,9 +12,20 @@ Fixtures:
 * ``myna_pcscd`` — the shared private pcscd itself.
 * ``myna_pki`` — the test PKI the cards are issued by, served on 127.0.0.1 for the session
   (``url``, ``ocsp_url()``, ``crl_url()``, ``ocsp(certificate, issuer)``).
+* ``myna_console`` — a :class:`harness.control.ConsoleClient` to a live console: the one named
+  by ``--myna-console URL`` or ``$MYNACARD_CONSOLE`` (a bench served by ``mynacard serve
+  --console``, maybe on another desk's machine), else a console the plugin serves itself over a
+  fresh demo card in a reader of its private pcscd. ``myna_console_reader`` says which PC/SC
+  reader that card is in (``name``, ``index``, ``env``), so one kiosk test runs unchanged
+  against either.
 
 Marker ``pcsc``: the test needs PC/SC; it is skipped, with the reason, only when pcscd or the
-vpcd driver is not installed. Tests using ``myna_reader`` / ``myna_serve`` get the marker.
+vpcd driver is not installed. Tests using ``myna_reader`` / ``myna_serve`` get the marker, and
+so do tests using ``myna_console`` when no console URL is given (the plugin serves one).
+
+Options: ``--myna-console URL`` (else ``$MYNACARD_CONSOLE``): the console ``myna_console``
+drives instead of serving one; ``--myna-console-reader READER`` (else
+``$MYNACARD_CONSOLE_READER``; default ``0``): the index or name of its reader the tests use.
 
 The shared pcscd is started on first use and stopped at the end of the session, or earlier
 when the next test neither uses it nor lives in the same directory — so suites that start their
@@ -38,10 +49,15 @@ from cryptography.x509 import ocsp
 
 from apdu import TraceRecord
 from card_emulator import Card
+from card_emulator import persona as persona_module
+from card_emulator.personalize import personalize
 from harness.card_server import CardServer, Endpoint, ServableCard
+from harness.control import ENV as CONSOLE_ENV
+from harness.control import ConsoleClient
 from harness.default_pki import pki_store
 from harness.personas import (
     card_from_persona,
+    demo_persona_path,
     write_persona,
 )
 from jpki.names import NameStyle, Tree
@@ -58,6 +74,8 @@ from readers.card_side.vpcd import VpcdClient
 
 READERS = 4
 _PCSC_FIXTURES = frozenset({"myna_reader", "myna_serve", "myna_pcscd"})
+_CONSOLE_FIXTURES = frozenset({"myna_console", "myna_console_reader"})
+CONSOLE_READER_ENV = "MYNACARD_CONSOLE_READER"
 
 # -- the shared pcscd -----------------------------------------------------------------------
 
@@ -94,15 +112,47 @@ def pcsc_missing() -> str | None:
     return None
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mynacard")
+    group.addoption(
+        "--myna-console",
+        metavar="URL",
+        default=None,
+        help="the live console myna_console drives (the URL `mynacard serve --console` printed; "
+        f"default ${CONSOLE_ENV}; none: the plugin serves a demo card with a console itself)",
+    )
+    group.addoption(
+        "--myna-console-reader",
+        metavar="READER",
+        default=None,
+        help=f"index or name of the console's reader the tests use (default ${CONSOLE_READER_ENV}"
+        ", else 0)",
+    )
+
+
+def console_url(config: pytest.Config) -> str | None:
+    """The console URL given (``--myna-console``, else ``$MYNACARD_CONSOLE``), or None."""
+    given = config.getoption("--myna-console", None) or os.environ.get(CONSOLE_ENV, "")
+    return str(given).strip() or None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "pcsc: needs pcscd + vpcd (skipped, with the reason, when not installed)"
     )
 
 
+def _uses_pcscd(item: pytest.Item) -> bool:
+    """Whether ``item`` uses the shared pcscd (a served console uses it too)."""
+    names = set(getattr(item, "fixturenames", ()))
+    if _PCSC_FIXTURES & names:
+        return True
+    return bool(_CONSOLE_FIXTURES & names) and console_url(item.config) is None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if _PCSC_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if _uses_pcscd(item):
             item.add_marker(pytest.mark.pcsc)
 
 
@@ -119,9 +169,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         yield  # the fixtures are finalized first (cards removed)
     finally:
         if _shared.pcscd is not None:
-            uses = nextitem is not None and bool(
-                _PCSC_FIXTURES & set(getattr(nextitem, "fixturenames", ()))
-            )
+            uses = nextitem is not None and _uses_pcscd(nextitem)
             if nextitem is None or (not uses and nextitem.path.parent != _shared.directory):
                 _shared.stop()
 
@@ -275,3 +323,89 @@ def myna_pki() -> Iterator[RunningPki]:
 def myna_reader(myna_serve: ServeFactory) -> ServedReader:
     """A fresh demo card in a virtual PC/SC reader."""
     return myna_serve(card_from_persona())
+
+
+# -- the live console --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConsoleReader:
+    """The reader of the console a test uses: ``index`` and ``name`` for the console's methods
+    (either works), ``name`` also for PC/SC clients (pyscard's ``readers()``), ``env`` the
+    environment a PC/SC client subprocess needs (with the private pcscd's socket when the plugin
+    serves the console), ``served`` whether the plugin serves it (else a bench at a URL)."""
+
+    index: int
+    name: str
+    env: dict[str, str]
+    served: bool
+
+
+_CONSOLE_READER = pytest.StashKey[ConsoleReader]()
+_console_pki: list[PkiStore] = []
+
+
+def _console_card() -> Card:
+    """A demo card with certificates of its own (so revoking them touches no other test), issued
+    by a PKI kept in memory for the session."""
+    if not _console_pki:
+        _console_pki.append(PkiStore.in_memory())
+    return Card(personalize(persona_module.load(demo_persona_path()), store=_console_pki[0]))
+
+
+def _reader_ref(config: pytest.Config) -> int | str:
+    given = config.getoption("--myna-console-reader", None) or os.environ.get(
+        CONSOLE_READER_ENV, ""
+    )
+    text = str(given).strip() or "0"
+    return int(text) if text.isdigit() else text
+
+
+@pytest.fixture
+def myna_console(request: pytest.FixtureRequest) -> Iterator[ConsoleClient]:
+    """A :class:`~harness.control.ConsoleClient` to a live console: the one at
+    ``--myna-console URL`` / ``$MYNACARD_CONSOLE`` if given (nothing is reset between tests:
+    it is someone's bench), else one the plugin serves for this test alone (a fresh demo card,
+    its certificates in a session PKI, in a reader of the private pcscd; personas: the demo).
+    The reader to use is ``myna_console_reader``."""
+    url = console_url(request.config)
+    if url is not None:
+        with ConsoleClient(url) as client:
+            state = client.card(_reader_ref(request.config))
+            request.node.stash[_CONSOLE_READER] = ConsoleReader(
+                int(state["index"]), str(state["reader"]), dict(os.environ), served=False
+            )
+            yield client
+        return
+    from harness.console import CardController  # noqa: PLC0415 - only when serving one
+    from harness.console.web.server import ConsoleServer  # noqa: PLC0415
+
+    pcscd: PrivatePcscd = request.getfixturevalue("myna_pcscd")
+    reader = pcscd.readers[-1]  # myna_serve fills them from the first
+    controller = CardController.serve(
+        [(reader.name, _console_card())],
+        pki=_console_pki[0] if _console_pki else None,
+        endpoints=[Endpoint(reader.host, reader.port, reader.name, reader.netns)],
+    )
+    try:
+        pcscd.wait_for_card(reader.name, timeout=10.0)
+        with ConsoleServer(controller, personas=[demo_persona_path()]) as console:
+            request.node.stash[_CONSOLE_READER] = ConsoleReader(
+                0, reader.name, {**os.environ, **pcscd.env}, served=True
+            )
+            with ConsoleClient(console.url) as client:
+                yield client
+    finally:
+        controller.close()
+        pcscd.wait_for_card(reader.name, present=False, timeout=10.0)
+
+
+@pytest.fixture
+def myna_console_reader(
+    myna_console: ConsoleClient, request: pytest.FixtureRequest
+) -> ConsoleReader:
+    """The reader of ``myna_console`` the test uses (``--myna-console-reader`` /
+    ``$MYNACARD_CONSOLE_READER``, default the first): ``index`` and ``name`` for the console's
+    methods, ``name`` for pyscard, ``env`` for a PC/SC client subprocess."""
+    reader: ConsoleReader = request.node.stash[_CONSOLE_READER]
+    return reader

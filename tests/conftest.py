@@ -13,6 +13,8 @@ from card_emulator import Card
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ["pytester"]  # tests/console/test_client.py runs the plugin in a pytest of its own
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """One private test PKI per test run (subprocesses inherit it through the environment)."""
