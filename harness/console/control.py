@@ -28,10 +28,11 @@ cards are :class:`ControlledCard`\\ s (:meth:`CardController.for_server`, or
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,12 @@ from card_emulator.image import StorageError
 from card_emulator.personalize import personalize
 from harness.card_server import CardServer, ServableCard
 from harness.console import inputs
+from harness.console.certificate_records import CertificateRecords
 from harness.console.controlled_card import ControlledCard
 from harness.console.errors import ControlError
 from harness.console.events import DEFAULT_QUEUE, MAX_QUEUE, EventHub, Subscription
 from harness.console.masking import event_json
+from harness.console.pipeline import EventPipeline
 from harness.console.state import CardIdentity, CredentialState, ReaderState, reader_state
 from harness.console.trace_buffer import TraceBuffer
 from harness.default_pki import personalize_shared
@@ -151,7 +154,7 @@ class CardController:
             served.card.reader = served.client.reader
             slots.append(_Slot(index, served.client.reader, served.card, served.client))
         controller = cls.__new__(cls)
-        controller._setup(slots, pki)
+        controller._setup(slots, pki, threaded=True)
         controller.min_out = min_out
         controller.server = server
         previous = server.on_exchange
@@ -187,12 +190,13 @@ class CardController:
         """``(label, card)`` pairs with each card in a :class:`ControlledCard`, for a server."""
         return [(label, ControlledCard(card)) for label, card in cards]
 
-    def _setup(self, slots: list[_Slot], pki: PkiStore | None) -> None:
+    def _setup(self, slots: list[_Slot], pki: PkiStore | None, *, threaded: bool = False) -> None:
         names = [slot.name for slot in slots]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"reader names must be unique: {', '.join(duplicates)}")
         self.pki = pki
+        self._records = CertificateRecords(pki) if pki is not None else None
         self.min_out = 0.0
         """Seconds a card stays out before it goes back in (see :meth:`for_server`)."""
         self.server: CardServer | None = None
@@ -206,12 +210,17 @@ class CardController:
             weakref.WeakKeyDictionary()
         )
         self._identities_lock = threading.Lock()
+        self._pipeline: EventPipeline[TraceRecord | Callable[[], object]] = EventPipeline(
+            self._handle, threaded=threaded, name="mynacard-console-events"
+        )
 
     def close(self) -> None:
-        """Close every subscription; stop the server if :meth:`serve` started it."""
-        self._hub.close()
+        """Publish what is pending, close every subscription; stop the server if :meth:`serve`
+        started it."""
         if self._owns_server and self.server is not None:
             self.server.stop()
+        self._pipeline.close()
+        self._hub.close()
 
     def __enter__(self) -> CardController:
         return self
@@ -260,7 +269,22 @@ class CardController:
         """An ``on_exchange`` observer: decode ``record`` for its reader, keep it for the
         reader's trace (:meth:`trace`) and publish it, masked (the command as traces mask it,
         the response as its length and status word only, :mod:`~harness.console.masking`).
-        Runs on the card's serving thread, so it only queues (never raises, never waits long)."""
+        Runs on the card's serving thread, so it only hands the record to the console's
+        :class:`~harness.console.pipeline.EventPipeline` (never raises, never waits)."""
+        self._pipeline.submit(record)
+
+    def settle(self, timeout: float = 2.0) -> bool:
+        """Wait until every event so far is published and kept (behind a server, they are
+        handled on the console's own thread); False if that took more than ``timeout``."""
+        return self._pipeline.settle(timeout)
+
+    def _handle(self, item: TraceRecord | Callable[[], object]) -> None:
+        if isinstance(item, TraceRecord):
+            self._record(item)
+        else:
+            item()
+
+    def _record(self, record: TraceRecord) -> None:
         known = record.reader in self._by_name
         try:
             meaning = self._decoders.meaning(record) if known else ""
@@ -279,7 +303,9 @@ class CardController:
         """The reader's last exchanges and card events (up to 10,000) as a trace file of
         format 2 (JSON Lines that :func:`harness.traces.read_trace` reads), masked: no secret
         command data, and of each response only its status word and ``response_length``."""
-        return self._traces.render(self._slot(reader).name)
+        name = self._slot(reader).name
+        self.settle()
+        return self._traces.render(name)
 
     # -- actions: the reader -------------------------------------------------------------------
 
@@ -400,7 +426,7 @@ class CardController:
                 self._remove(slot)
             old = slot.card.swap(new)
             old.close()
-            self._decoders.reset(slot.name)
+            self._pipeline.submit(functools.partial(self._decoders.reset, slot.name))
             if was_in:
                 self._progress(slot, 4)
                 self._insert(slot)
@@ -487,8 +513,12 @@ class CardController:
                 except RevocationError as exc:
                     raise ControlError("tree", f"{each.value} certificate: {exc}") from None
                 changes.append(record)
-            for record in changes:
-                pki.change(record, event)
+            try:
+                for record in changes:
+                    pki.change(record, event)
+            finally:
+                if self._records is not None:
+                    self._records.forget()
             detail: dict[str, Any] = {"tree": tree}
             if reason is not None:
                 detail["reason"] = reason.value
@@ -523,7 +553,12 @@ class CardController:
     def _state(self, slot: _Slot, moment: dt.datetime | None = None) -> ReaderState:
         when = moment if moment is not None else default_clock().now()
         return reader_state(
-            slot.index, slot.name, slot.card, identify=self._identity, pki=self.pki, moment=when
+            slot.index,
+            slot.name,
+            slot.card,
+            identify=self._identity,
+            pki=self._records,
+            moment=when,
         )
 
     def _changed(
@@ -538,7 +573,7 @@ class CardController:
             "detail": dict(detail or {}),
             "state": state.to_json(),
         }
-        self._hub.publish("state", slot.name, body)
+        self._pipeline.submit(functools.partial(self._hub.publish, "state", slot.name, body))
         return state
 
     def _progress(self, slot: _Slot, step: int) -> None:
@@ -552,7 +587,7 @@ class CardController:
             "steps": len(SWITCH_STEPS),
             "label": SWITCH_STEPS[step - 1],
         }
-        self._hub.publish("progress", slot.name, body)
+        self._pipeline.submit(functools.partial(self._hub.publish, "progress", slot.name, body))
 
     def _card_events(self, slot: _Slot, *events: str) -> None:
         """Card events the console caused, which no reader reports."""

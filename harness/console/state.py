@@ -11,16 +11,25 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from apdu import CodecError
 from apdu.vocabulary import APPLICATIONS, CREDENTIALS, Text, credential_name
 from card_emulator import Card
 from card_emulator.objects import Credential
 from harness.console.controlled_card import ControlledCard
+from jpki.database import CertificateRecord
 from jpki.names import Tree
-from jpki.pki_store import PkiStore
 from readers.host_side.text_ap import parse_attributes
+
+
+class CertificateLookup(Protocol):
+    """Where certificate records come from: a :class:`PkiStore` or a cache of one."""
+
+    def certificates(
+        self, *, persona: str | None = None, tree: Tree | None = None, serial: int | None = None
+    ) -> list[CertificateRecord]: ...
+
 
 _SERIAL_KEYS = {Tree.AUTH: "auth_certificate_serial", Tree.SIGN: "sign_certificate_serial"}
 
@@ -184,7 +193,7 @@ def _moment_text(moment: dt.datetime | None) -> str | None:
 
 
 def certificate_views(
-    identity: CardIdentity, pki: PkiStore | None, moment: dt.datetime
+    identity: CardIdentity, pki: CertificateLookup | None, moment: dt.datetime
 ) -> tuple[CertificateView, ...]:
     """The card's certificates, with their state at ``moment`` in ``pki`` when given."""
     views = []
@@ -229,7 +238,7 @@ def reader_state(
     controlled: ControlledCard,
     *,
     identify: Callable[[Card], CardIdentity],
-    pki: PkiStore | None,
+    pki: CertificateLookup | None,
     moment: dt.datetime,
 ) -> ReaderState:
     """The state of ``reader`` now; the card is read under its lock, the PKI outside it.
