@@ -199,7 +199,7 @@
       this.scenarioSelect = el("select", { "data-input": "scenario", "aria-label": "fault scenario" });
 
       this.credentialBody = el("tbody");
-      this.certificateBody = el("tbody");
+      this.certificateBody = el("div", { class: "certificates" });
       this.streamBody = el("tbody");
       this.streamCount = el("span", { class: "count", "data-field": "stream-count", text: "0" });
 
@@ -277,7 +277,17 @@
         el(
           "div",
           { class: "group", "data-group": "credentials" },
-          el("h3", { text: "暗証番号 credentials" }),
+          el(
+            "h3",
+            {},
+            "暗証番号 credentials",
+            el(
+              "label",
+              { class: "toggle", title: "key references whose purpose is unknown" },
+              el("input", { type: "checkbox", "data-input": "show-minor" }),
+              " all key references",
+            ),
+          ),
           el(
             "div",
             { class: "scroll-x" },
@@ -304,26 +314,7 @@
           "div",
           { class: "group", "data-group": "certificates" },
           el("h3", { text: "電子証明書 certificates" }),
-          el(
-            "div",
-            { class: "scroll-x" },
-            el(
-              "table",
-              { class: "certificates" },
-              el(
-                "thead",
-                {},
-                el(
-                  "tr",
-                  {},
-                  el("th", { text: "certificate" }),
-                  el("th", { text: "PKI status" }),
-                  el("th", { text: "" }),
-                ),
-              ),
-              this.certificateBody,
-            ),
-          ),
+          this.certificateBody,
           errorSlot("certificates"),
         ),
         el(
@@ -434,6 +425,7 @@
           this.credentialBody.insertBefore(row.tr, this.credentialBody.children[position] || null);
         }
         const blocked = credential.blocked || credential.tries_left === 0;
+        row.tr.classList.toggle("minor", isMinor(credential));
         row.tr.classList.toggle("blocked", blocked);
         row.tr.classList.toggle("lowered", !blocked && credential.tries_left < credential.max_tries);
         row.tr.dataset.tries = credential.tries_left;
@@ -539,12 +531,18 @@
       const revoke = el("button", { type: "button", "data-action": "revoke", text: "revoke 失効" });
       const hold = el("button", { type: "button", "data-action": "hold", text: "hold 一時保留" });
       const release = el("button", { type: "button", "data-action": "release", text: "release 解除" });
-      const actions = el("td", { class: "row-actions" }, reason, revoke, hold, release);
+      const actions = el("div", { class: "buttons cert-actions" }, reason, revoke, hold, release);
       const tr = el(
-        "tr",
-        { "data-certificate": tree },
-        el("td", { class: "label" }, el("span", { text: TREES[tree] || tree }), " ", serial),
-        el("td", {}, status, " ", detail),
+        "div",
+        { class: "certificate", "data-certificate": tree },
+        el(
+          "div",
+          { class: "cert-line" },
+          el("span", { class: "label", text: TREES[tree] || tree }),
+          status,
+          serial,
+          detail,
+        ),
         actions,
       );
       return { tr, status, detail, serial, reason, revoke, hold, release, actions };
@@ -557,7 +555,7 @@
       if (!target || target.disabled) return;
       const action = target.dataset.action;
       const credentialRow = target.closest("tr[data-credential]");
-      const certificateRow = target.closest("tr[data-certificate]");
+      const certificateRow = target.closest("[data-certificate]");
       switch (action) {
         case "insert":
         case "remove":
@@ -633,6 +631,10 @@
 
     onChange(event) {
       const target = event.target;
+      if (target instanceof HTMLInputElement && target.dataset.input === "show-minor") {
+        this.root.classList.toggle("show-minor", target.checked);
+        return;
+      }
       if (!(target instanceof HTMLInputElement) || target.type !== "file") return;
       const file = target.files && target.files[0];
       const action = target.dataset.action;
@@ -847,6 +849,11 @@
         );
       }, REFRESH_DELAY);
     }
+  }
+
+  // Key references a real-card probe found, whose purpose is unknown: shown on request.
+  function isMinor(credential) {
+    return credential.name === null || /unknown/.test(credential.label || "");
   }
 
   function faultsText(faults, storageFailed) {
