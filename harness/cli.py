@@ -29,7 +29,8 @@ from harness.commands.demo import run_demo
 from harness.commands.summary import jpki_summary
 from harness.conformance import cli as conformance_cli
 from harness.conformance.catalogue import load_catalogue
-from harness.default_pki import shared_card
+from harness.console.controlled_card import ControlledCard
+from harness.default_pki import pki_store, shared_card
 from harness.doctor import cli as doctor_cli
 from harness.faults import FaultyCard, Scenario
 from harness.issuance import cli as issue_cli
@@ -74,6 +75,9 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
 
 
 def _describe(card: ServableCard) -> str:
+    if isinstance(card, ControlledCard):
+        faults = card.faults
+        return _describe(faults if faults is not None else card.card)
     if isinstance(card, FaultyCard):
         inner = _describe(card.card)  # type: ignore[arg-type]
         return f"{inner}, faults of {card.scenario.name}, ATR {card.atr.hex(' ').upper()}"
@@ -117,8 +121,41 @@ def _check_trace_path(path: Path) -> None:
         raise UsageError(f"--trace: cannot use {str(path)[:80]!r} ({exc.strerror})") from None
 
 
+def _check_console_port(port: object) -> None:
+    if port is not None and (
+        isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535
+    ):
+        raise UsageError(f"--console-port must be 0-65535, not {port}")
+
+
+def _console_card(card: ServableCard) -> ControlledCard:
+    """``card`` in the proxy the console drives (its faults inside the proxy)."""
+    if isinstance(card, FaultyCard) and isinstance(card.card, Card):
+        return ControlledCard(card.card, card.scenario)
+    if isinstance(card, Card):
+        return ControlledCard(card)
+    raise TypeError(f"the console drives emulated cards, not {type(card).__name__}")
+
+
+def _start_console(server: CardServer, args: argparse.Namespace, personas: list[Path]) -> Any:
+    """The console over ``server``'s cards (PKI: the shared one they were issued by); prints
+    its address."""
+    from harness.console import CardController  # noqa: PLC0415 - web stack only when asked
+    from harness.console.web import ConsoleServer  # noqa: PLC0415
+
+    controller = CardController.for_server(server, pki=pki_store())
+    console = ConsoleServer(controller, port=args.console_port or 0, personas=personas)
+    console.start()
+    print(f"console {console.url}", flush=True)
+    return console
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
+    port_given = args.console_port is not None
     args = configure_serve(args)  # --config FILE under the flags given; $MYNACARD_PKI from it
+    if port_given and not args.console:
+        raise UsageError("--console-port goes with --console (or [console] enabled = true)")
+    _check_console_port(args.console_port)
     if args.image and len(args.persona) > 1:
         raise UsageError("--image goes with exactly one --persona")
     if args.trace is not None:
@@ -152,6 +189,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         else:
             card = card_from_persona(path, **overrides, counters=dict(faults.counters))
         cards.append((str(path), card if faults is None else FaultyCard(card, faults)))
+    if args.console:  # each card in the proxy whose lock the console and the reader share
+        cards = [(label, _console_card(card)) for label, card in cards]
 
     def log_apdu(record: TraceRecord) -> None:
         print(f"[{record.reader}] {record.text()}", flush=True)
@@ -168,6 +207,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         reconnect_for=args.reconnect_timeout,
     )
     with server:
+        console = _start_console(server, args, personas) if args.console else None
         if server.pcscd is not None:
             print(f"pcscd (pid {server.pcscd.pid}) serving {server.socket_path}")
             if server.pcscd.isolated:
@@ -190,6 +230,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 pass
         except KeyboardInterrupt:
             pass
+        finally:
+            if console is not None:  # the console first, then the cards
+                console.stop()
     if server.failure is not None:
         print(f"mynacard serve: {server.failure}; cards removed, pcscd stopped", file=sys.stderr)
         return 1
@@ -253,13 +296,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="print every (masked) APDU")
     serve.add_argument(
+        "--console",
+        action="store_true",
+        help="serve the live console (watch and drive the cards in a browser) on 127.0.0.1 and "
+        "print its address: console http://127.0.0.1:PORT/?token=TOKEN",
+    )
+    serve.add_argument(
+        "--console-port",
+        type=int,
+        metavar="PORT",
+        help="the console's port, 0-65535 (default 0: any free port)",
+    )
+    serve.add_argument(
         "--config",
         type=Path,
         metavar="FILE",
         help="read these settings from a TOML file (keys: readers, personas, image, vpcd, "
-        "scenario, trace, private_socket, reconnect_timeout, verbose, pki, [console]); flags "
-        "given here win; [console] is reserved: enabled = true is refused until the console "
-        "exists",
+        "scenario, trace, private_socket, reconnect_timeout, verbose, pki, and [console] "
+        "enabled, port); flags given here win",
     )
     serve.set_defaults(func=_cmd_serve)
 

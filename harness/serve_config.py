@@ -1,6 +1,7 @@
 """``mynacard serve --config FILE``: a bench described once in TOML, started with one command.
 
-The file has a key for every ``serve`` flag, and two of its own::
+The file has a key for every ``serve`` flag (``[console]`` holds the console's two), and two of
+its own::
 
     readers = 2                         # --readers (1-16)
     personas = ["alice.toml"]           # --persona, repeated (default: the demo persona)
@@ -13,15 +14,15 @@ The file has a key for every ``serve`` flag, and two of its own::
     verbose = true                      # -v
     pki = "pki"                         # the test PKI directory ($MYNACARD_PKI for this run)
 
-    [console]                           # reserved for the console: enabled = true is refused
-    enabled = false
-    port = 8080                         # 0-65535
+    [console]                           # the live console (a web page and API on 127.0.0.1)
+    enabled = true                      # --console
+    port = 8080                         # --console-port (0-65535; 0: any free port)
 
 Every key is optional. Relative paths (and a scenario that is not a kiosk scenario name) are
 relative to the file's directory; ``~`` is the home directory. A flag given on the command line
-wins over the file (``--persona`` and ``--vpcd`` replace the file's list; ``--private-socket``
-and ``-v`` can only switch on), the file wins over the built-in defaults. The file's ``pki``
-replaces ``$MYNACARD_PKI`` for the run.
+wins over the file (``--persona`` and ``--vpcd`` replace the file's list; ``--private-socket``,
+``-v`` and ``--console`` can only switch on), the file wins over the built-in defaults. The
+file's ``pki`` replaces ``$MYNACARD_PKI`` for the run.
 
 Errors name the file and the key (``bench.toml: readers: must be an integer 1-16, not
 "four"``); an unknown key is an error with the nearest known key suggested. The file is read
@@ -51,7 +52,6 @@ DEFAULT_RECONNECT_TIMEOUT = 30.0
 MAX_RECONNECT_TIMEOUT = 3600.0
 MAX_CONFIG_BYTES = 1024 * 1024
 """A serve configuration is a few hundred bytes; a bigger file is refused before parsing."""
-CONSOLE_UNAVAILABLE = "the console is not available in this version"
 
 
 class ServeConfigError(MynacardError, ValueError):
@@ -60,7 +60,8 @@ class ServeConfigError(MynacardError, ValueError):
 
 @dataclass(frozen=True)
 class ConsoleConfig:
-    """``[console]``: reserved for the console; read and checked, not yet served."""
+    """``[console]``: serve the live console (``enabled``), on ``port`` (``None``: any free
+    port)."""
 
     enabled: bool = False
     port: int | None = None
@@ -352,12 +353,9 @@ def load_config(path: str | Path) -> ServeConfig:
 
 def merge(config: ServeConfig, args: argparse.Namespace) -> argparse.Namespace:
     """``serve``'s arguments: each flag given on the command line, else the file's value, else
-    the default. ``--persona`` and ``--vpcd`` replace the file's lists; ``--private-socket``
-    and ``-v`` switch on what the file leaves off. The file's ``console.enabled = true`` is
-    refused (the console is not in this version)."""
-    where = f"{config.source}: " if config.source is not None else ""
-    if config.console.enabled:
-        raise ServeConfigError(f"{where}console.enabled: {CONSOLE_UNAVAILABLE}")
+    the default. ``--persona`` and ``--vpcd`` replace the file's lists; ``--private-socket``,
+    ``-v`` and ``--console`` switch on what the file leaves off; ``--console-port`` wins over
+    ``console.port``."""
     merged = argparse.Namespace(**vars(args))
     merged.persona = list(args.persona) or list(config.personas)
     merged.vpcd = list(args.vpcd) or list(config.vpcd)
@@ -366,6 +364,9 @@ def merge(config: ServeConfig, args: argparse.Namespace) -> argparse.Namespace:
             setattr(merged, name, getattr(config, name))
     merged.private_socket = bool(args.private_socket or config.private_socket)
     merged.verbose = bool(args.verbose or config.verbose)
+    merged.console = bool(getattr(args, "console", False) or config.console.enabled)
+    port = getattr(args, "console_port", None)
+    merged.console_port = port if port is not None else config.console.port
     if args.reconnect_timeout is None:
         merged.reconnect_timeout = config.reconnect_timeout or DEFAULT_RECONNECT_TIMEOUT
     merged.pki = config.pki

@@ -14,8 +14,9 @@ are safe from any thread:
 
 Every action checks all of its input first and raises :class:`ControlError` naming the field
 before it changes anything. After a change it publishes a ``state`` event with the reader's new
-state. The events of the card itself (every exchange, decoded and masked as
-:meth:`apdu.TraceRecord.to_json` masks it, and every card event) come from the server's
+state. The events of the card itself (every exchange, decoded, its command masked as
+:meth:`apdu.TraceRecord.to_json` masks it and its response cut to length and status word by
+:mod:`~harness.console.masking`, and every card event) come from the server's
 ``on_exchange`` (in process: from the proxies), see :meth:`CardController.subscribe`.
 
 Two ways to build one: in process over cards (``CardController([("reader A", card)])``, no
@@ -45,7 +46,9 @@ from harness.console import inputs
 from harness.console.controlled_card import ControlledCard
 from harness.console.errors import ControlError
 from harness.console.events import DEFAULT_QUEUE, MAX_QUEUE, EventHub, Subscription
-from harness.console.state import CardIdentity, ReaderState, reader_state
+from harness.console.masking import event_json
+from harness.console.state import CardIdentity, CredentialState, ReaderState, reader_state
+from harness.console.trace_buffer import TraceBuffer
 from harness.default_pki import personalize_shared
 from harness.faults import Scenario
 from harness.traces.decoder import ReaderDecoders
@@ -68,6 +71,17 @@ __all__ = ["CardController", "ControlError"]
 PersonaInput = str | Path | Mapping[str, Any]
 ScenarioInput = Scenario | Mapping[str, Any] | str | Path
 ReaderRef = str | int
+CredentialRef = str | tuple[str, int]
+"""A credential: its ``CREDENTIALS`` name, or ``(application, fid)``."""
+
+SWITCH_STEPS = (
+    "checking the persona",
+    "personalizing (keys + certificates)",
+    "removing the old card",
+    "inserting the new card",
+    "done",
+)
+"""The ``progress`` events of a persona switch, in order (``step`` counts from 1)."""
 
 MIN_OUT = 1.0
 """Seconds a card stays out of a vpcd reader before the console puts it back in."""
@@ -187,6 +201,7 @@ class CardController:
         self._by_name = {slot.name: slot for slot in slots}
         self._hub = EventHub()
         self._decoders = ReaderDecoders()
+        self._traces = TraceBuffer()
         self._identities: weakref.WeakKeyDictionary[Card, CardIdentity] = (
             weakref.WeakKeyDictionary()
         )
@@ -231,7 +246,8 @@ class CardController:
     def subscribe(self, maxsize: int = DEFAULT_QUEUE) -> Subscription:
         """A new subscription to every event from now on: ``exchange`` (the decoded, masked
         record of an APDU, ``duration_ms`` its latency), ``card`` (insert, remove, power on /
-        off, reset) and ``state`` (after an action: the reader's new state). When it holds
+        off, reset), ``state`` (after an action: the reader's new state) and ``progress``
+        (the steps of a persona switch, :data:`SWITCH_STEPS`). When it holds
         ``maxsize`` events it drops the oldest (counted in ``dropped``): a slow subscriber
         never holds up a card."""
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
@@ -241,19 +257,29 @@ class CardController:
         return self._hub.subscribe(maxsize)
 
     def observe(self, record: TraceRecord) -> None:
-        """An ``on_exchange`` observer: decode ``record`` for its reader and publish it. Runs
-        on the card's serving thread, so it only queues (never raises, never waits long)."""
+        """An ``on_exchange`` observer: decode ``record`` for its reader, keep it for the
+        reader's trace (:meth:`trace`) and publish it, masked (the command as traces mask it,
+        the response as its length and status word only, :mod:`~harness.console.masking`).
+        Runs on the card's serving thread, so it only queues (never raises, never waits long)."""
         known = record.reader in self._by_name
         try:
             meaning = self._decoders.meaning(record) if known else ""
         except Exception:  # a decoder bug must not reach the card's thread
             meaning = ""
+        if known:
+            self._traces.add(record, meaning)
         if record.event:
-            self._hub.publish("card", record.reader, record.to_json())
+            self._hub.publish("card", record.reader, event_json(record))
             return
         if meaning and not record.note:
             record = replace(record, note=meaning)
-        self._hub.publish("exchange", record.reader, record.to_json())
+        self._hub.publish("exchange", record.reader, event_json(record))
+
+    def trace(self, reader: ReaderRef) -> str:
+        """The reader's last exchanges and card events (up to 10,000) as a trace file of
+        format 2 (JSON Lines that :func:`harness.traces.read_trace` reads), masked: no secret
+        command data, and of each response only its status word and ``response_length``."""
+        return self._traces.render(self._slot(reader).name)
 
     # -- actions: the reader -------------------------------------------------------------------
 
@@ -301,19 +327,48 @@ class CardController:
 
     # -- actions: the card ---------------------------------------------------------------------
 
-    def set_tries(self, reader: ReaderRef, credential: str, tries: int) -> ReaderState:
+    def set_tries(self, reader: ReaderRef, credential: CredentialRef, tries: int) -> ReaderState:
         """Set a credential's tries left, durably (through the card's store, as a card OS
         writes a counter): ``0`` blocks it, its maximum refills it. ``credential`` is a
-        ``apdu.vocabulary.CREDENTIALS`` name (``jpki_auth``, ``jpki_sign``, ``text_pin``...)."""
+        ``apdu.vocabulary.CREDENTIALS`` name (``jpki_auth``, ``jpki_sign``, ``text_pin``...) or
+        ``(application, fid)`` (what :meth:`credential` finds)."""
         slot = self._slot(reader)
         application, fid = _credential_place(credential)
+        name = credential if isinstance(credential, str) else f"{application} {fid:04X}"
         with slot.action_lock:
             with slot.card.lock:
                 card = slot.card.card
-                limit = _max_tries(card, credential, application, fid)
+                limit = _max_tries(card, name, application, fid)
                 _check_tries(tries, limit)
                 _write_counter(card, application, fid, tries)
-            return self._changed(slot, "set_tries", {"credential": credential, "tries": tries})
+            return self._changed(slot, "set_tries", {"credential": name, "tries": tries})
+
+    def credential(self, reader: ReaderRef, application: str, credential: str) -> CredentialState:
+        """The credential of the card in ``reader`` in ``application`` (``jpki``, ``text``,
+        ``kenmen``, ``common``, ``juki``) called ``credential``: its FID in hex (``0018``) or
+        its ``CREDENTIALS`` name (``jpki_auth``). Unknown ones raise a :class:`ControlError`
+        of kind ``not_found`` (field ``application`` or ``credential``)."""
+        state = self.state(reader)
+        applications = {c.application for c in state.credentials}
+        if application not in applications:
+            known = ", ".join(sorted(applications))
+            raise ControlError(
+                "application",
+                f"no application {application[:40]!r} with credentials (known: {known})",
+                "not_found",
+            )
+        fid = _fid(credential)
+        for each in state.credentials:
+            if each.application == application and (
+                each.name == credential or (fid is not None and each.fid == fid)
+            ):
+                return each
+        raise ControlError(
+            "credential",
+            f"{application} has no credential {credential[:40]!r} (a FID in hex such as 0018, or "
+            "a name such as jpki_auth)",
+            "not_found",
+        )
 
     def switch_persona(self, reader: ReaderRef, persona: PersonaInput) -> ReaderState:
         """Replace the card in ``reader`` with a new card of ``persona`` (a persona file or its
@@ -327,6 +382,8 @@ class CardController:
         """
         slot = self._slot(reader)
         checked = inputs.persona(persona)
+        self._progress(slot, 1)
+        self._progress(slot, 2)
         try:
             content = (
                 personalize(checked, store=self.pki)
@@ -339,12 +396,15 @@ class CardController:
         with slot.action_lock:
             was_in = slot.card.inserted
             if was_in:
+                self._progress(slot, 3)
                 self._remove(slot)
             old = slot.card.swap(new)
             old.close()
             self._decoders.reset(slot.name)
             if was_in:
+                self._progress(slot, 4)
                 self._insert(slot)
+            self._progress(slot, 5)
             return self._changed(slot, "switch_persona", {"persona": checked.label})
 
     def apply_faults(self, reader: ReaderRef, scenario: ScenarioInput) -> ReaderState:
@@ -410,7 +470,7 @@ class CardController:
         trees = inputs.trees(tree)
         pki = self.pki
         if pki is None:
-            raise ControlError("pki", "no PKI is attached to the console")
+            raise ControlError("pki", "no PKI is attached to the console", "conflict")
         with slot.action_lock:
             with slot.card.lock:
                 identity = self._identity(slot.card.card)
@@ -440,13 +500,17 @@ class CardController:
         if isinstance(reader, int) and not isinstance(reader, bool):
             if 0 <= reader < len(self._slots):
                 return self._slots[reader]
-            raise ControlError("reader", f"no reader {reader} (0-{len(self._slots) - 1})")
+            raise ControlError(
+                "reader", f"no reader {reader} (0-{len(self._slots) - 1})", "not_found"
+            )
         if isinstance(reader, str):
             slot = self._by_name.get(reader)
             if slot is not None:
                 return slot
             known = ", ".join(repr(name) for name in self._by_name)
-            raise ControlError("reader", f"no reader {reader[:80]!r} (readers: {known})")
+            raise ControlError(
+                "reader", f"no reader {reader[:80]!r} (readers: {known})", "not_found"
+            )
         raise ControlError("reader", f"expected a reader name or index, got {reader!r}")
 
     def _identity(self, card: Card) -> CardIdentity:
@@ -477,6 +541,19 @@ class CardController:
         self._hub.publish("state", slot.name, body)
         return state
 
+    def _progress(self, slot: _Slot, step: int) -> None:
+        """A ``progress`` event of a persona switch: step ``step`` of :data:`SWITCH_STEPS`."""
+        body = {
+            "type": "progress",
+            "t": time.time(),
+            "reader": slot.name,
+            "action": "switch_persona",
+            "step": step,
+            "steps": len(SWITCH_STEPS),
+            "label": SWITCH_STEPS[step - 1],
+        }
+        self._hub.publish("progress", slot.name, body)
+
     def _card_events(self, slot: _Slot, *events: str) -> None:
         """Card events the console caused, which no reader reports."""
         for event in events:
@@ -484,7 +561,7 @@ class CardController:
 
     def _require_inserted(self, slot: _Slot) -> None:
         if not slot.card.inserted:
-            raise ControlError("reader", f"no card in {slot.name!r}: insert it first")
+            raise ControlError("reader", f"no card in {slot.name!r}: insert it first", "conflict")
 
     def _insert(self, slot: _Slot) -> None:
         client = slot.client
@@ -499,7 +576,9 @@ class CardController:
         try:
             client.insert()
         except (RuntimeError, TimeoutError, OSError) as exc:
-            raise ControlError("reader", f"{slot.name!r} did not take the card: {exc}") from None
+            raise ControlError(
+                "reader", f"{slot.name!r} did not take the card: {exc}", "conflict"
+            ) from None
 
     def _remove(self, slot: _Slot) -> None:
         client = slot.client
@@ -507,7 +586,7 @@ class CardController:
             try:
                 client.remove()
             except TimeoutError as exc:
-                raise ControlError("reader", f"{slot.name!r}: {exc}") from None
+                raise ControlError("reader", f"{slot.name!r}: {exc}", "conflict") from None
         else:
             slot.card.set_inserted(False)
             self._card_events(slot, "remove")
@@ -525,11 +604,25 @@ def _chain(first: Observer, second: Observer) -> Observer:
 
 
 def _credential_place(name: object, where: str = "credential") -> tuple[str, int]:
+    if (
+        isinstance(name, tuple)
+        and len(name) == 2
+        and isinstance(name[0], str)
+        and isinstance(name[1], int)
+    ):
+        return name[0], name[1]
     if not isinstance(name, str) or name not in CREDENTIALS:
         known = ", ".join(CREDENTIALS)
         raise ControlError(where, f"unknown credential {name!r} (known: {known})")
     place = CREDENTIALS[name]
     return place.application, place.fid
+
+
+def _fid(text: str) -> int | None:
+    """``0018`` (1-4 hex digits) as a FID, else ``None``."""
+    if 1 <= len(text) <= 4 and all(c in "0123456789abcdefABCDEF" for c in text):
+        return int(text, 16)
+    return None
 
 
 def _max_tries(card: Card, name: str, application: str, fid: int, where: str = "credential") -> int:

@@ -8,9 +8,10 @@ append. A subscriber that reads too slowly loses events, never delays an APDU.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -47,6 +48,10 @@ class Subscription:
         self._hub = hub
         self._dropped = 0
         self._closed = False
+        self.notify: Callable[[], object] | None = None
+        """Called (on the publishing thread, outside the queue's lock) when an event arrives in
+        an empty queue and when the subscription closes: an event loop sets it to wake its
+        reader (``loop.call_soon_threadsafe``). It must not block; what it raises is ignored."""
 
     @property
     def dropped(self) -> int:
@@ -62,11 +67,20 @@ class Subscription:
         with self._cond:
             if self._closed:
                 return
+            was_empty = not self._events
             if len(self._events) >= self.maxsize:
                 self._events.popleft()
                 self._dropped += 1
             self._events.append(event)
             self._cond.notify()
+        if was_empty:
+            self._wake()
+
+    def _wake(self) -> None:
+        notify = self.notify
+        if notify is not None:
+            with contextlib.suppress(Exception):  # e.g. the loop closed: not the publisher's
+                notify()
 
     def get(self, timeout: float | None = None) -> Event | None:
         """The next event, waiting up to ``timeout`` seconds (``None``: until one comes or the
@@ -88,6 +102,7 @@ class Subscription:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        self._wake()
 
     def __iter__(self) -> Iterator[Event]:
         """Events as they come, until the subscription is closed."""

@@ -29,6 +29,7 @@ from card_emulator.objects import Credential
 from card_emulator.personalize import personalize
 from harness.card_server import Endpoint
 from harness.console import CardController, ControlError, ControlledCard, Event
+from harness.console.control import SWITCH_STEPS
 from harness.default_pki import personalize_shared, pki_store
 from harness.faults import CardRemovedError, Scenario
 from harness.personas import demo_persona_path, merge, persona_data
@@ -321,12 +322,24 @@ def test_switch_persona_puts_a_new_card_in_the_reader(
     assert {c.serial for c in state.certificates}.isdisjoint(c.serial for c in before.certificates)
     assert [c.state for c in state.certificates] == ["valid", "valid"]  # the attached PKI's
     assert controller.card("A").card is not old
-    assert [(e.kind, e.body.get("event") or e.body.get("action")) for e in seen] == [
+    assert [
+        (e.kind, e.body.get("event") or e.body.get("step") or e.body.get("action")) for e in seen
+    ] == [
+        ("progress", 1),
+        ("progress", 2),
+        ("progress", 3),
         ("card", "remove"),
+        ("progress", 4),
         ("card", "insert"),
         ("card", "power_on"),
+        ("progress", 5),
         ("state", "switch_persona"),
     ]
+    progress = [e.body for e in seen if e.kind == "progress"]
+    assert [p["label"] for p in progress] == list(SWITCH_STEPS)
+    assert {(p["action"], p["steps"], p["reader"]) for p in progress} == {
+        ("switch_persona", 5, "A")
+    }
     assert seen[-1].body["detail"] == {"persona": "other"}
     # a persona file works too, and a removed card stays removed
     controller.remove("A")
@@ -611,7 +624,7 @@ def test_snapshots_and_events_never_hold_a_secret(memory_pki: PkiStore) -> None:
         assert "99999" not in str(refused.value)
         documents += [state.to_json() for state in controller.snapshot()]
         seen = events.drain()
-    assert {e.kind for e in seen} == {"exchange", "card", "state"}
+    assert {e.kind for e in seen} == {"exchange", "card", "state", "progress"}
     assert len([e for e in seen if e.kind == "exchange"]) == len(_secret_commands()) + 2
     _assert_no_secret(documents, "snapshot")
     _assert_no_secret([e.to_json() for e in seen], "events")

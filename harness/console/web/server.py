@@ -1,0 +1,164 @@
+"""The console's web server: uvicorn in a thread of its own, on a socket bound beforehand.
+
+:class:`ConsoleServer` binds ``127.0.0.1:<port>`` itself (``0``: any free port) before uvicorn
+starts, so the port is known at once and a busy port fails in :meth:`~ConsoleServer.start`.
+uvicorn runs its own event loop in a daemon thread, installs no signal handler and logs only
+warnings (through the ``uvicorn`` loggers, no access log). A fresh token per server
+(``secrets.token_urlsafe(32)``) guards every request (:mod:`~harness.console.web.guard`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import socket
+import threading
+from collections.abc import Generator, Sequence
+from pathlib import Path
+
+import uvicorn
+
+from apdu import MynacardError
+from harness.console import CardController
+from harness.console.web.app import create_app
+from harness.console.web.sse import Streams
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 10.0
+"""Seconds :meth:`ConsoleServer.start` waits for uvicorn to serve."""
+STOP_TIMEOUT = 5.0
+
+
+class ConsoleServerError(MynacardError, RuntimeError):
+    """The console could not start (the port is taken, uvicorn failed)."""
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without signal handling: the process that runs the console owns its signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class ConsoleServer:
+    """The console of ``controller`` served on ``http://127.0.0.1:<port>/`` (see the module
+    docstring); ``with`` starts and stops it."""
+
+    def __init__(
+        self,
+        controller: CardController,
+        *,
+        port: int = 0,
+        personas: Sequence[str | Path] = (),
+        token: str | None = None,
+    ) -> None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an integer 0-65535, not {port!r}")
+        self.controller = controller
+        self.personas = list(personas)
+        self.token = token if token is not None else secrets.token_urlsafe(32)
+        self._requested_port = port
+        self._socket: socket.socket | None = None
+        self._server: _Uvicorn | None = None
+        self._thread: threading.Thread | None = None
+        self._streams: Streams | None = None
+        self._failure: BaseException | None = None
+
+    @property
+    def port(self) -> int:
+        """The port served on (known once started)."""
+        if self._socket is None:
+            raise RuntimeError("the console server is not started")
+        port: int = self._socket.getsockname()[1]
+        return port
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The page's address with the token: ``http://127.0.0.1:<port>/?token=<token>``."""
+        return f"{self.base_url}/?token={self.token}"
+
+    def start(self) -> ConsoleServer:
+        """Bind, then serve in a new thread; returns once uvicorn accepts connections."""
+        if self._thread is not None:
+            raise RuntimeError("the console server is already started")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((HOST, self._requested_port))
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            raise ConsoleServerError(
+                f"console port {self._requested_port}: cannot listen on {HOST} "
+                f"({exc.strerror or exc})"
+            ) from None
+        self._socket = sock
+        try:
+            app = create_app(self.controller, self.token, port=self.port, personas=self.personas)
+        except BaseException:
+            self._close_socket()
+            raise
+        self._streams = app.state.streams
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            loop="asyncio",
+            http="h11",
+            ws="none",
+            server_header=False,
+            date_header=False,
+            timeout_graceful_shutdown=2,
+        )
+        server = self._server = _Uvicorn(config)
+        self._thread = threading.Thread(target=self._run, name="mynacard-console", daemon=True)
+        self._thread.start()
+        waited = 0.0
+        while not server.started:
+            if not self._thread.is_alive() or waited >= START_TIMEOUT:
+                self.stop()
+                why = self._failure or "did not start in time"
+                raise ConsoleServerError(f"the console did not start: {why}")
+            self._thread.join(0.02)
+            waited += 0.02
+        return self
+
+    def _run(self) -> None:
+        assert self._server is not None and self._socket is not None
+        try:
+            self._server.run(sockets=[self._socket])
+        except BaseException as exc:  # reported by start(); the thread just ends
+            self._failure = exc
+
+    def stop(self) -> None:
+        """End every event stream, stop uvicorn and wait for its thread (idempotent)."""
+        if self._streams is not None:
+            self._streams.close_all()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT)
+            if self._thread.is_alive() and self._server is not None:
+                self._server.force_exit = True
+                self._thread.join(STOP_TIMEOUT)
+        self._thread = None
+        self._server = None
+        self._close_socket()
+
+    def _close_socket(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+
+    def __enter__(self) -> ConsoleServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
