@@ -14,7 +14,6 @@ import re
 import shutil
 import struct
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,9 +104,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     demo = persona_module.load(demo_persona_path())
     cards = [(f"card {n}", Card(personalize(demo, store=pki))) for n in range(2)]
     folder = tmp_path_factory.mktemp("personas")
-    other = write_persona(
-        folder / "other.toml", label="other", holder={"name": OTHER_NAME}
-    )
+    other = write_persona(folder / "other.toml", label="other", holder={"name": OTHER_NAME})
     shutil.copy(demo_persona_path(), folder / "demo.toml")
     controller = CardController.serve(
         cards,
@@ -199,7 +196,9 @@ def wait_field(driver: Any, reader: int, name: str, expected: str) -> None:
         wait(driver, lambda d: expected in field(d, reader, name))
     except TimeoutException:
         shown = field(driver, reader, name)
-        raise AssertionError(f"reader {reader} {name}: {shown!r}, waited for {expected!r}") from None
+        raise AssertionError(
+            f"reader {reader} {name}: {shown!r}, waited for {expected!r}"
+        ) from None
 
 
 def click(driver: Any, reader: int, action: str, within: str = "") -> None:
@@ -215,12 +214,21 @@ def _enabled(driver: Any, selector: str) -> Any:
     return button if button.is_enabled() and button.is_displayed() else False
 
 
+def element(driver: Any, reader: int, selector: str) -> Any:
+    return driver.find_element(By.CSS_SELECTOR, f'section[data-reader="{reader}"] {selector}')
+
+
+def certificate_state(driver: Any, reader: int, tree: str) -> str:
+    selector = f'[data-certificate="{tree}"] [data-field="cert-state"]'
+    return str(element(driver, reader, selector).get_attribute("data-state"))
+
+
 def credential(driver: Any, reader: int, name: str) -> dict[str, Any]:
     found: dict[str, Any] = js(
         driver,
         "const r = row(arguments[0], arguments[1]);"
-        "return {tries: r.dataset.tries, max: r.dataset.max, blocked: r.classList.contains('blocked'),"
-        " text: r.textContent};",
+        "return {tries: r.dataset.tries, max: r.dataset.max,"
+        " blocked: r.classList.contains('blocked'), text: r.textContent};",
         reader,
         name,
     )
@@ -251,7 +259,7 @@ def stream(driver: Any, reader: int) -> list[dict[str, str]]:
 def error(driver: Any, reader: int, group: str) -> tuple[str | None, str]:
     shown = js(
         driver,
-        "const e = panel(arguments[0]).querySelector(`[data-error=\"${arguments[1]}\"]`);"
+        'const e = panel(arguments[0]).querySelector(`[data-error="${arguments[1]}"]`);'
         "return e.hidden ? null : [e.dataset.field || null, e.textContent];",
         reader,
         group,
@@ -334,7 +342,9 @@ def test_wrong_pins_block_the_row_and_unlock_refills_it(browser: Any, console: C
 def _assert_no_pin(browser: Any, console: Console) -> None:
     source = browser.page_source
     # the certificate serials and event numbers are random or growing digits: drop them first
-    serials = [c["serial"] for s in console.controller.snapshot() for c in s.to_json()["certificates"]]
+    serials = [
+        c["serial"] for s in console.controller.snapshot() for c in s.to_json()["certificates"]
+    ]
     cleaned = re.sub(r'data-seq="\d+"', "", source)
     for serial in serials:
         cleaned = cleaned.replace(serial, "")
@@ -344,21 +354,18 @@ def _assert_no_pin(browser: Any, console: Console) -> None:
 
 
 def test_certificate_hold_and_release_from_the_page(browser: Any, console: Console) -> None:
-    state = '[data-certificate="auth"] [data-field="cert-state"]'
     click(browser, 0, "hold", '[data-certificate="auth"]')
-    wait(browser, lambda d: js(d, f"return panel(0).querySelector('{state}').dataset.state") == "hold")
+    wait(browser, lambda d: certificate_state(d, 0, "auth") == "hold")
     assert [c.state for c in console.controller.state(0).certificates] == ["hold", "valid"]
     click(browser, 0, "release", '[data-certificate="auth"]')
-    wait(browser, lambda d: js(d, f"return panel(0).querySelector('{state}').dataset.state") == "valid")
+    wait(browser, lambda d: certificate_state(d, 0, "auth") == "valid")
     assert [c.state for c in console.controller.state(0).certificates] == ["valid", "valid"]
 
 
 def test_an_api_error_is_shown_next_to_the_action_naming_the_field(
     browser: Any, console: Console
 ) -> None:
-    box = browser.find_element(
-        By.CSS_SELECTOR, 'section[data-reader="1"] tr[data-credential="jpki_auth"] [data-input="tries"]'
-    )
+    box = element(browser, 1, 'tr[data-credential="jpki_auth"] [data-input="tries"]')
     box.clear()
     box.send_keys("9")
     click(browser, 1, "set-tries", 'tr[data-credential="jpki_auth"]')
@@ -379,9 +386,7 @@ def test_an_api_error_is_shown_next_to_the_action_naming_the_field(
 
 def test_switch_persona_shows_progress_then_the_new_holder(browser: Any, console: Console) -> None:
     reader = console.readers[1]
-    Select(
-        browser.find_element(By.CSS_SELECTOR, 'section[data-reader="1"] select[data-input="persona"]')
-    ).select_by_value("other")
+    Select(element(browser, 1, 'select[data-input="persona"]')).select_by_value("other")
     js(  # record every step the progress bar shows, however fast it goes by
         browser,
         "window.steps = [];"
@@ -411,10 +416,11 @@ def test_download_trace(browser: Any, console: Console) -> None:
             browser,
             lambda d: [p for p in folder.glob("*.jsonl") if not p.name.endswith(".crdownload")],
         )
-        trace = read_trace(done[0])
-        assert trace.records
+        assert done[0].name.endswith(".trace.jsonl")
+        verifies = [e for e in read_trace(done[0]).exchanges if e.command.startswith("00 20")]
+        assert verifies, "the trace holds the VERIFY commands of the PIN test"
+        assert all(e.command.endswith("XX XX XX XX") for e in verifies)
         text = done[0].read_text()
-        assert "XX XX XX XX" in text
         for pin in (RIGHT_PIN, WRONG_PIN):
             assert pin.hex(" ").upper() not in text
     finally:
@@ -480,11 +486,3 @@ def test_phone_width_has_no_horizontal_scroll_and_stacks_the_cards(browser: Any)
         _output_folder().joinpath("console-phone.png").write_bytes(browser.get_screenshot_as_png())
     finally:
         viewport(browser, 1280, 800)
-
-
-def test_the_page_reconnects_after_a_reload(browser: Any) -> None:
-    started = time.monotonic()
-    browser.refresh()  # the token is gone from the address: the tab kept it
-    wait(browser, lambda d: js(d, "return document.body.dataset.readers") == "2")
-    wait(browser, lambda d: js(d, "return connection()") == "live")
-    assert time.monotonic() - started < WAIT

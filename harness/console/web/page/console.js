@@ -32,26 +32,17 @@
 
   // -- the token: from ?token= once, then only in the Authorization header --------------------
 
-  const TOKEN_KEY = "mynacard-console-token";
+  // Kept in this page only: a reload asks the console for "/" without it and is refused, as
+  // every address without the token is (open the address serve printed again).
   const token = (() => {
     const params = new URLSearchParams(location.search);
-    const given = params.get("token");
-    if (given !== null) {
+    const given = params.get("token") || "";
+    if (params.has("token")) {
       params.delete("token");
       const rest = params.toString();
       history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
-      try {
-        sessionStorage.setItem(TOKEN_KEY, given); // this tab only, so a reload still works
-      } catch (_) {
-        // storage refused: the token lives in this page only
-      }
-      return given;
     }
-    try {
-      return sessionStorage.getItem(TOKEN_KEY) || "";
-    } catch (_) {
-      return "";
-    }
+    return given;
   })();
 
   class ApiError extends Error {
@@ -61,7 +52,9 @@
       this.field = field;
     }
     toString() {
-      return this.field ? `${this.field}: ${this.message}` : this.message;
+      // the console's messages start with their field already ("tries: must be ...")
+      if (!this.field || this.message.startsWith(`${this.field}:`)) return this.message;
+      return `${this.field}: ${this.message}`;
     }
   }
 
@@ -449,7 +442,7 @@
     credentialRow(credential, key) {
       const tries = el("span", { class: "tries", "data-field": "tries" });
       const meter = el("meter", { min: 0, low: 1, optimum: credential.max_tries });
-      const flag = el("span", { class: "flag", text: "blocked ロック", hidden: true });
+      const flag = el("span", { class: "flag", text: "blocked", hidden: true });
       const input = el("input", {
         type: "number",
         min: 0,
