@@ -394,10 +394,15 @@ def test_switch_persona_shows_progress_then_the_new_holder(browser: Any, console
         "new MutationObserver(() => { if (!box.hidden) window.steps.push(box.dataset.step); })"
         ".observe(box, {attributes: true});",
     )
+    js(browser, "delete panel(1).dataset.lastAction")
     click(browser, 1, "switch-persona")
     wait(browser, lambda d: js(d, "return !panel(1).querySelector('[data-role=progress]').hidden"))
-    wait_field(browser, 1, "holder", OTHER_NAME)
+    # the switch is over when its state event arrives (a refresh may show the new holder while
+    # the new card is still out of the reader, before pcscd saw the old one go)
+    wait(browser, lambda d: js(d, "return panel(1).dataset.lastAction") == "switch_persona")
+    assert field(browser, 1, "holder") == OTHER_NAME
     assert field(browser, 1, "persona") == "other"
+    assert field(browser, 1, "inserted").startswith("inserted")
     steps = [int(step) for step in js(browser, "return window.steps") if step]
     assert steps and max(steps) >= 2, steps  # progress events from the server moved the bar
     console.pcscd.wait_for_card(reader, timeout=WAIT)

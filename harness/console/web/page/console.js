@@ -823,6 +823,7 @@
     stateEvent(body) {
       const detail = body.detail && Object.keys(body.detail).length ? ` ${JSON.stringify(body.detail)}` : "";
       this.note("state", body, `▶ ${body.action}${detail}`);
+      this.root.dataset.lastAction = body.action;
       if (body.state) this.apply(body.state);
       if (body.action === "switch_persona") this.finishProgress();
     }
