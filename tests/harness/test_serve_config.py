@@ -13,7 +13,6 @@ import pytest
 
 from harness.cli import build_parser, main
 from harness.serve_config import (
-    CONSOLE_UNAVAILABLE,
     DEFAULT_RECONNECT_TIMEOUT,
     ConsoleConfig,
     ServeConfig,
@@ -140,8 +139,11 @@ def test_every_serve_flag_has_a_key() -> None:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     flags = {a.dest for a in sub.choices["serve"]._actions} - {"help", "config"}
     keys = {"persona" if name == "personas" else name for name in ServeConfig.__dataclass_fields__}
+    keys |= {f"console_{name}" for name in ConsoleConfig.__dataclass_fields__} - {
+        "console_enabled"  # [console] enabled is --console
+    }
     assert flags <= keys, flags - keys
-    assert keys - flags == {"source", "pki", "console"}
+    assert keys - flags == {"source", "pki"}
 
 
 # --- the command line over the file --------------------------------------------------------
@@ -217,15 +219,19 @@ def test_the_file_chooses_the_pki_for_the_run(
     assert os.environ["MYNACARD_PKI"] == str(tmp_path / "lab-pki")
 
 
-def test_the_console_is_refused_until_it_exists(tmp_path: Path) -> None:
+def test_the_console_table_turns_the_console_on(tmp_path: Path) -> None:
     path = bench(tmp_path, "[console]\nenabled = true\nport = 8080\n")
-    config = load_config(path)  # read and checked...
+    config = load_config(path)
     assert config.console == ConsoleConfig(enabled=True, port=8080)
-    with pytest.raises(
-        ServeConfigError,
-        match=rf"^{re.escape(str(path))}: console\.enabled: {CONSOLE_UNAVAILABLE}$",
-    ):
-        merge(config, serve_args("--config", str(path)))  # ...but serve refuses to start
+    merged = merge(config, serve_args("--config", str(path)))
+    assert (merged.console, merged.console_port) == (True, 8080)
+    merged = merge(config, serve_args("--config", str(path), "--console-port", "0"))
+    assert (merged.console, merged.console_port) == (True, 0)  # the flag wins
+    off = load_config(bench(tmp_path, "[console]\nenabled = false\nport = 8080\n"))
+    merged = merge(off, serve_args("--console"))  # the switch switches on
+    assert (merged.console, merged.console_port) == (True, 8080)
+    merged = merge(ServeConfig(), serve_args())
+    assert (merged.console, merged.console_port) == (False, None)
 
 
 # --- bad files ----------------------------------------------------------------------------
@@ -332,14 +338,26 @@ def test_serve_with_a_bad_file_exits_2_and_starts_nothing(
     assert sorted(tmp_path.rglob("*")) == before
 
 
-def test_serve_refuses_the_console(
+def test_serve_names_a_bad_console_port(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    bench(tmp_path, "[console]\nenabled = true\n")
+    bench(tmp_path, '[console]\nenabled = true\nport = "8080"\n')
     assert main(["serve", "--config", "bench.toml"]) == 2
     err = capsys.readouterr().err
-    assert err == f"mynacard: bench.toml: console.enabled: {CONSOLE_UNAVAILABLE}\n"
+    assert err == 'mynacard: bench.toml: console.port: must be an integer 0-65535, not "8080"\n'
+    for argv, message in (
+        (["--console", "--console-port", "65536"], "--console-port must be 0-65535, not 65536"),
+        (["--console", "--console-port", "-1"], "--console-port must be 0-65535, not -1"),
+        (["--console-port", "8080"], "--console-port goes with --console"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            main(["serve", *argv])
+        assert exited.value.code == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["serve", "--console", "--console-port", "eighty"])
+    assert "--console-port: invalid int value: 'eighty'" in capsys.readouterr().err
 
 
 # --- the example --------------------------------------------------------------------------

@@ -149,7 +149,10 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = "no such route" if exc.status_code == 404 else str(exc.detail)
-        return error_response(exc.status_code, message, None, exc.headers)
+        field = "body" if exc.status_code == 400 else None  # a body FastAPI could not parse
+        if field is not None:
+            message = f"body: {message}"
+        return error_response(exc.status_code, message, field, exc.headers)
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:  # a bug, not input

@@ -60,6 +60,7 @@ class ConsoleServer:
         self.token = token if token is not None else secrets.token_urlsafe(32)
         self._requested_port = port
         self._socket: socket.socket | None = None
+        self._port: int | None = None
         self._server: _Uvicorn | None = None
         self._thread: threading.Thread | None = None
         self._streams: Streams | None = None
@@ -67,11 +68,10 @@ class ConsoleServer:
 
     @property
     def port(self) -> int:
-        """The port served on (known once started)."""
-        if self._socket is None:
+        """The port served on (known once started; kept after :meth:`stop`)."""
+        if self._port is None:
             raise RuntimeError("the console server is not started")
-        port: int = self._socket.getsockname()[1]
-        return port
+        return self._port
 
     @property
     def base_url(self) -> str:
@@ -99,6 +99,7 @@ class ConsoleServer:
                 f"({exc.strerror or exc})"
             ) from None
         self._socket = sock
+        self._port = sock.getsockname()[1]
         try:
             app = create_app(self.controller, self.token, port=self.port, personas=self.personas)
         except BaseException:
