@@ -362,6 +362,77 @@ def test_certificate_hold_and_release_from_the_page(browser: Any, console: Conso
     assert [c.state for c in console.controller.state(0).certificates] == ["valid", "valid"]
 
 
+def test_revoke_with_a_reason_from_the_page(browser: Any, console: Console) -> None:
+    Select(
+        element(browser, 1, '[data-certificate="sign"] select[data-input="reason"]')
+    ).select_by_value("keyCompromise")
+    click(browser, 1, "revoke", '[data-certificate="sign"]')
+    wait(browser, lambda d: certificate_state(d, 1, "sign") == "revoked")
+    sign = console.controller.state(1).certificates[1]
+    assert (sign.tree, sign.state, sign.reason) == ("sign", "revoked", "keyCompromise")
+    assert "keyCompromise" in element(browser, 1, '[data-certificate="sign"]').text
+    for action in ("revoke", "hold", "release"):  # nothing more to do with it
+        assert not element(
+            browser, 1, f'[data-certificate="sign"] [data-action="{action}"]'
+        ).is_enabled()
+    assert certificate_state(browser, 1, "auth") == "valid"
+
+
+def test_faults_from_the_catalogue_and_from_an_uploaded_file(
+    browser: Any, console: Console, tmp_path: Path
+) -> None:
+    reader = console.readers[0]
+    options = js(
+        browser,
+        "return [...panel(0).querySelectorAll('select[data-input=scenario] option')]"
+        ".map(o => o.value).filter(Boolean)",
+    )
+    assert "one-try-left" in options
+    assert "expired-certificate" not in options  # it changes the persona: not applicable
+    Select(element(browser, 0, 'select[data-input="scenario"]')).select_by_value("one-try-left")
+    click(browser, 0, "apply-faults")
+    wait_field(browser, 0, "faults", "one-try-left")
+    wait_tries(browser, 0, "jpki_auth", 1)  # the scenario's counter preset
+
+    upload = tmp_path / "first-select-fails.toml"
+    upload.write_text(
+        'name = "first-select-fails"\n[[fault]]\nkind = "status"\nmatch = "00 A4 04"\n'
+        'nth = 1\nsw = "6A82"\n',
+        encoding="utf-8",
+    )
+    element(browser, 0, 'input[data-action="upload-faults"]').send_keys(str(upload))
+    wait_field(browser, 0, "faults", "first-select-fails")
+    with PcscTransport(reader) as transport:
+        assert [sw(transport.transmit(SELECT_JPKI)) for _ in range(2)] == [0x6A82, 0x9000]
+    wait_field(browser, 0, "faults", "(fired 1)")
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[fault]]\nkind = 'no such fault'\n", encoding="utf-8")
+    element(browser, 0, 'input[data-action="upload-faults"]').send_keys(str(broken))
+    wait(browser, lambda d: error(d, 0, "faults")[0] is not None)
+    assert error(browser, 0, "faults")[0] == "toml"
+    assert "first-select-fails" in field(browser, 0, "faults")  # nothing changed
+
+    click(browser, 0, "clear-faults")
+    wait_field(browser, 0, "faults", "none")
+    assert error(browser, 0, "faults") == (None, "")
+    assert console.controller.state(0).faults is None
+    click(browser, 0, "unlock", 'tr[data-credential="jpki_auth"]')  # counters outlive faults
+    wait_tries(browser, 0, "jpki_auth", 3)
+
+
+def test_an_uploaded_persona_that_fails_its_check_names_the_field(
+    browser: Any, console: Console, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken-persona.toml"
+    broken.write_text('label = "broken"\n[holder]\nname = "x"\n', encoding="utf-8")
+    element(browser, 0, 'input[data-action="upload-persona"]').send_keys(str(broken))
+    wait(browser, lambda d: error(d, 0, "persona")[0] is not None)
+    assert error(browser, 0, "persona")[0] == "toml"
+    assert field(browser, 0, "persona") == "demo"
+    wait(browser, lambda d: js(d, "return panel(0).querySelector('[data-role=progress]').hidden"))
+
+
 def test_an_api_error_is_shown_next_to_the_action_naming_the_field(
     browser: Any, console: Console
 ) -> None:
