@@ -562,3 +562,13 @@ def test_phone_width_has_no_horizontal_scroll_and_stacks_the_cards(browser: Any)
         _output_folder().joinpath("console-phone.png").write_bytes(browser.get_screenshot_as_png())
     finally:
         viewport(browser, 1280, 800)
+
+
+def test_no_script_error_or_policy_violation_in_the_browser_console(browser: Any) -> None:
+    # the API's own 4xx answers above are logged as network errors: those are expected
+    logged = [
+        entry
+        for entry in browser.get_log("browser")
+        if entry["level"] == "SEVERE" and entry.get("source") != "network"
+    ]
+    assert logged == []
