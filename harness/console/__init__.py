@@ -5,7 +5,10 @@ a snapshot of every reader (:mod:`.state`), actions (insert, remove, glitch, res
 switch persona, faults, certificate states), and a stream of events (:mod:`.events`). Each
 served card sits in a :class:`~harness.console.controlled_card.ControlledCard`, whose lock both
 the reader's APDUs and the console's actions take. Bad input is a
-:class:`~harness.console.errors.ControlError` naming the field, raised before anything changes.
+:class:`~harness.console.errors.ControlError` naming the field (and its kind: invalid, not
+found, conflict), raised before anything changes. What leaves the process of an exchange is
+masked (:mod:`.masking`); each reader's last exchanges are kept for download
+(:mod:`.trace_buffer`). The web server over all this is :mod:`harness.console.web`.
 """
 
 from harness.console.control import CardController

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ from harness.personas import demo_persona_path
 from harness.traces.trace_file import read_trace
 from jpki.pki_store import PkiStore
 from readers.host_side.pcsc import PcscTransport
+from tests.conftest import ROOT
 from tests.console.test_control import SECRETS, _forms
 from tests.integration.test_serve import start_serve
 
@@ -962,3 +964,33 @@ def test_serve_console_from_the_config_file(tmp_path: Path) -> None:
     finally:
         _stop(process)
     assert not os.environ.get("MYNACARD_CONSOLE")  # nothing leaked into this process
+
+
+@pytest.mark.pcsc
+@pytest.mark.slow
+def test_serve_names_a_busy_console_port(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "serve",
+                "--private-socket",
+                "--console",
+                "--console-port",
+                str(port),
+            ],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"mynacard: console port {port}: cannot listen on 127.0.0.1" in run.stderr
+    assert "Traceback" not in run.stderr
