@@ -19,9 +19,10 @@ shift || true
 # and vsmartcard's Python library (the vicc adapter; Debian installs it off sys.path).
 APT_PACKAGES=(pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev gcc openssl fonts-noto-cjk
     python3-virtualsmartcard)
-# The test suite also renders the kiosk conformance report in headless Chromium, lists the
+# The test suite also renders the kiosk conformance report in headless Chromium, drives the
+# live console page with Selenium through Debian's chromedriver, lists the
 # host's addresses with iproute2's ip (network exposure test) and uses chattr (read-only images).
-TEST_APT_PACKAGES=(chromium iproute2 e2fsprogs zsh)
+TEST_APT_PACKAGES=(chromium chromium-driver iproute2 e2fsprogs zsh)
 VICC_PATH=/usr/lib/python3/site-packages/virtualsmartcard
 
 log() { printf '\033[1m[dev]\033[0m %s\n' "$*" >&2; }
