@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, cast, get_args, get_origin, get_type_hints
 
 from apdu import vocabulary
 from apdu.vocabulary import (
@@ -1185,6 +1185,41 @@ def conformance_rules(_: str = "") -> str:
     )
 
 
+def console_api(_: str = "") -> str:
+    """Every route of the console's HTTP API, from the OpenAPI document the real app serves."""
+    from harness.console import CardController  # noqa: PLC0415 - the web stack, for this page
+    from harness.console.web.app import create_app  # noqa: PLC0415
+
+    document = create_app(CardController([]), "docs", port=1).openapi()
+    rows = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            fields = ""
+            if body is not None:
+                schema = _schema(document, body["schema"])
+                fields = ", ".join(f"`{name}`" for name in schema.get("properties", {}))
+            rows.append(
+                [f"`{method.upper()}`", f"`{path}`", cell(operation.get("summary", "")), fields]
+            )
+    return table(["method", "path", "what it does", "JSON body keys"], rows)
+
+
+def _schema(document: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``schema``, following one ``$ref`` into the document's components (or the first of an
+    ``anyOf``: an optional body)."""
+    for choice in schema.get("anyOf", ()):
+        if "$ref" in choice:
+            return _schema(document, choice)
+    reference = schema.get("$ref")
+    if not isinstance(reference, str):
+        return schema
+    found: Any = document
+    for part in reference.removeprefix("#/").split("/"):
+        found = found[part]
+    return cast(Mapping[str, Any], found)
+
+
 GENERATORS: dict[str, Callable[[str], str]] = {
     "readme": readme_section,
     "file": repository_file,
@@ -1196,5 +1231,6 @@ GENERATORS: dict[str, Callable[[str], str]] = {
     "pytest-plugin": plugin_page,
     "conformance-catalogue": conformance_catalogue,
     "conformance-rules": conformance_rules,
+    "console-api": console_api,
 }
 """What ``<!-- generate: NAME ARGUMENT -->`` can ask for."""

@@ -182,6 +182,25 @@ def test_cli_page_lists_every_subcommand_of_the_real_parser(gen_pages: ModuleTyp
     assert "`--kiosk-cmd COMMAND`" in text
 
 
+def test_console_page_lists_every_route_of_the_real_app(gen_pages: ModuleType) -> None:
+    from fastapi.routing import APIRoute
+
+    from harness.console import CardController
+    from harness.console.web.app import create_app
+
+    text = page(gen_pages, "console.md")
+    routes = [
+        r for r in create_app(CardController([]), "t", port=1).routes if isinstance(r, APIRoute)
+    ]
+    assert len(routes) >= 17
+    for route in routes:
+        if not route.include_in_schema:
+            continue
+        for method in route.methods:
+            assert f"| `{method}` | `{route.path}` |" in text, f"{method} {route.path} missing"
+    assert "`tries`, `action`" in text and "`reason`" in text  # the bodies' keys
+
+
 # -- the plugin, the conformance suite -------------------------------------------------------
 
 

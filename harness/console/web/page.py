@@ -2,24 +2,24 @@
 so the page is one answer and no other URL needs the token.
 
 ``index.html`` holds the markers ``<style>/*CONSOLE_CSS*/</style>`` and
-``<script>/*CONSOLE_JS*/</script>``; each is replaced by the file's text (empty when the file is
-missing), the script tag with the answer's CSP nonce. The files are read on every request (a
-page of a few dozen KB), so editing them needs no restart.
+``<script>/*CONSOLE_JS*/</script>``; each is replaced by the file's text, the script tag with the
+answer's CSP nonce. The files are package data (read with :mod:`importlib.resources`, so an
+installed wheel serves the same page) and read on every request (a page of a few dozen KB), so
+editing them needs no restart.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from importlib import resources
 
-PAGE = Path(__file__).with_name("page")
+PAGE = resources.files("harness.console.web") / "page"
 CSS_MARKER = "<style>/*CONSOLE_CSS*/</style>"
 JS_MARKER = "<script>/*CONSOLE_JS*/</script>"
 
 
 def _read(name: str) -> str:
-    path = PAGE / name
-    return path.read_text(encoding="utf-8") if path.is_file() else ""
+    return (PAGE / name).read_text(encoding="utf-8")
 
 
 def content_security_policy(nonce: str) -> str:
