@@ -116,8 +116,11 @@ run_tests() {
         exit 1
     fi
     rm -rf "$site"
-    log "pytest"
-    "$VENV/bin/python" -m pytest "$@"
+    log "pytest (pytest-xdist: one worker per core, each test file on one worker)"
+    # Every test that needs pcscd starts its own on a private socket, so workers never share
+    # one; --dist loadfile keeps a file's module-scoped fixtures (the bad-input corpus, the
+    # built wheel) in one worker instead of building them once per worker.
+    "$VENV/bin/python" -m pytest -n auto --dist loadfile "$@"
 }
 
 case "$JOB" in

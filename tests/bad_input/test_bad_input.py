@@ -28,6 +28,7 @@ from PIL import Image
 
 from card_emulator import Card, PersonaError, render
 from card_emulator import persona as persona_module
+from harness.default_pki import pki_store
 from tests.conftest import DEMO_PERSONA
 
 HERE = Path(__file__).resolve().parent
@@ -262,7 +263,11 @@ def run(case: Mapping[str, Any], tmp: Path, places: Mapping[str, str]) -> Outcom
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Outcome]]:
-    """Every case run once: inputs made in turn, the commands a few at a time."""
+    """Every case run once: inputs made in turn, the commands a few at a time. The test PKI is
+    made first: a command that needs it would otherwise create it while another case's command
+    runs, and that case would see files change under it (the suite's order, or pytest-xdist
+    running this module first, decides whether an earlier test made it)."""
+    pki_store()
     prepared = []
     for case in CASES:
         tmp = tmp_path_factory.mktemp(case["id"])
