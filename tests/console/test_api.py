@@ -56,6 +56,15 @@ VERIFY_AUTH = builders.verify(b"1234", sfi=0x18).to_bytes()
 VERIFY_TEXT = builders.verify(b"1234", sfi=0x11).to_bytes()
 SELECT_MY_NUMBER = builders.select_ef(Text.EF_MY_NUMBER).to_bytes()
 READ_MY_NUMBER = builders.read_binary(0, 256).to_bytes()
+READ_THE_MY_NUMBER = (
+    SELECT_JPKI,
+    VERIFY_AUTH,
+    SELECT_TEXT,
+    VERIFY_TEXT,
+    SELECT_MY_NUMBER,
+    READ_MY_NUMBER,
+)
+"""A session whose answers hold the My Number (照合番号A): what the console must not show."""
 
 #: Every route of the API: (method, path with reader 0).
 ROUTES = [
@@ -604,17 +613,7 @@ def test_events_hello_then_masked_exchanges_in_order(
         assert hello["event"] == "hello" and hello["id"] is None
         assert [c["reader"] for c in hello["data"]["cards"]] == ["Reader A 00", "B"]
         card = controller.card(0)
-        answers = [
-            card.transmit(command)
-            for command in (
-                SELECT_JPKI,
-                VERIFY_AUTH,
-                SELECT_TEXT,
-                VERIFY_TEXT,
-                SELECT_MY_NUMBER,
-                READ_MY_NUMBER,
-            )
-        ]
+        answers = [card.transmit(command) for command in READ_THE_MY_NUMBER]
         assert {sw(answer) for answer in answers} == {0x9000}
         assert b"314159265352" in answers[-1]  # the My Number came back...
         api.post("/api/cards/0/credentials/text/text_pin", json={"tries": 2}).raise_for_status()
@@ -749,17 +748,7 @@ def test_the_trace_download_reads_back_masked(
     api: httpx.Client, controller: CardController, tmp_path: Path
 ) -> None:
     card = controller.card(0)
-    answers = [
-        card.transmit(command)
-        for command in (
-            SELECT_JPKI,
-            VERIFY_AUTH,
-            SELECT_TEXT,
-            VERIFY_TEXT,
-            SELECT_MY_NUMBER,
-            READ_MY_NUMBER,
-        )
-    ]
+    answers = [card.transmit(command) for command in READ_THE_MY_NUMBER]
     assert b"314159265352" in answers[-1]
     api.post("/api/cards/0/glitch").raise_for_status()
     controller.card(1).transmit(SELECT_TEXT)  # the other reader's
