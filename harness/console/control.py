@@ -33,7 +33,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from harness.console.certificate_records import CertificateRecords
 from harness.console.controlled_card import ControlledCard
 from harness.console.errors import ControlError
 from harness.console.events import DEFAULT_QUEUE, MAX_QUEUE, EventHub, Subscription
-from harness.console.masking import event_json
+from harness.console.masking import event_from_trace, trace_json
 from harness.console.pipeline import EventPipeline
 from harness.console.state import CardIdentity, CredentialState, ReaderState, reader_state
 from harness.console.trace_buffer import TraceBuffer
@@ -290,14 +290,14 @@ class CardController:
             meaning = self._decoders.meaning(record) if known else ""
         except Exception:  # a decoder bug must not reach the card's thread
             meaning = ""
+        line = trace_json(record)  # one to_json for the trace and the event
+        if meaning and not record.event and not record.note:
+            line["meaning"] = meaning
         if known:
-            self._traces.add(record, meaning)
-        if record.event:
-            self._hub.publish("card", record.reader, event_json(record))
-            return
-        if meaning and not record.note:
-            record = replace(record, note=meaning)
-        self._hub.publish("exchange", record.reader, event_json(record))
+            self._traces.add(record, meaning, line)
+        if self._hub.listened:
+            kind = "card" if record.event else "exchange"
+            self._hub.publish(kind, record.reader, event_from_trace(record, line))
 
     def trace(self, reader: ReaderRef) -> str:
         """The reader's last exchanges and card events (up to 10,000) as a trace file of

@@ -143,6 +143,11 @@ class EventHub:
             if subscription in self._subscriptions:
                 self._subscriptions.remove(subscription)
 
+    @property
+    def listened(self) -> bool:
+        """Whether any subscription is open (a publisher may skip building an event if not)."""
+        return bool(self._subscriptions)
+
     def publish(self, kind: str, reader: str, body: Mapping[str, Any]) -> Event:
         with self._lock:  # held while queueing, so every subscriber sees events in order
             self._seq += 1

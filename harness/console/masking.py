@@ -39,6 +39,14 @@ def event_json(record: TraceRecord) -> dict[str, Any]:
     return out
 
 
+def event_from_trace(record: TraceRecord, line: dict[str, Any]) -> dict[str, Any]:
+    """:func:`event_json` of ``record`` made from its :func:`trace_json` ``line`` (one
+    ``to_json`` for both)."""
+    if record.event:
+        return line
+    return {**line, "response": response_text(record.response)}
+
+
 def trace_json(record: TraceRecord) -> dict[str, Any]:
     """A line of trace format 2 (``harness.traces.read_trace`` reads it) without response
     data: ``response`` is the status word alone (spaced hex), ``response_length`` the number of

@@ -31,10 +31,12 @@ class TraceBuffer:
         self._lines: dict[str, deque[dict[str, Any]]] = {}
         self._seq: dict[str, int] = {}
 
-    def add(self, record: TraceRecord, meaning: str = "") -> None:
+    def add(
+        self, record: TraceRecord, meaning: str = "", line: dict[str, Any] | None = None
+    ) -> None:
         """Keep ``record`` (of ``record.reader``); an exchange gets its per-reader number and
-        ``meaning``."""
-        line = trace_json(record)
+        ``meaning``. ``line``: its :func:`trace_json`, when the caller made it already."""
+        line = trace_json(record) if line is None else line
         with self._lock:
             lines = self._lines.get(record.reader)
             if lines is None:
