@@ -416,6 +416,20 @@ def test_certificate_actions_without_a_pki_are_409() -> None:
             assert client.get("/api/cards").json() == before
 
 
+def test_connections_are_tcp_so_asyncio_turns_nagle_off(console: ConsoleServer) -> None:
+    """asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP; with proto 0 every
+    keep-alive answer waited 40 ms for the client's delayed ACK (headers and body are two
+    writes). An accepted connection, seen from the server's side, must have Nagle off."""
+    import asyncio.base_events
+
+    listening = console._socket
+    assert listening is not None and listening.proto == socket.IPPROTO_TCP
+    probe = socket.socket(listening.family, listening.type, listening.proto)  # as accepted
+    with probe:
+        asyncio.base_events._set_nodelay(probe)  # what asyncio does to every transport's socket
+        assert probe.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
 # -- the routes that act -----------------------------------------------------------------------
 
 

@@ -166,8 +166,8 @@ def create_app(
             return int(reader)
         return reader
 
-    def answer(state: ReaderState) -> dict[str, Any]:
-        return state.to_json()
+    def answer(state: ReaderState) -> JSONResponse:
+        return JSONResponse(state.to_json())
 
     # -- the page and the lists ----------------------------------------------------------------
 
@@ -179,24 +179,28 @@ def create_app(
         )
 
     @app.get("/api/cards", summary="Every reader's state")
-    def cards() -> dict[str, Any]:
-        return {
-            "cards": [state.to_json() for state in controller.snapshot()],
-            "pki": controller.pki is not None,
-        }
+    def cards() -> JSONResponse:
+        return JSONResponse(
+            {
+                "cards": [state.to_json() for state in controller.snapshot()],
+                "pki": controller.pki is not None,
+            }
+        )
 
     @app.get("/api/personas", summary="The personas a reader can switch to")
-    def personas_list() -> dict[str, Any]:
-        return {"personas": [choice.to_json() for choice in choices.values()]}
+    def personas_list() -> JSONResponse:
+        return JSONResponse({"personas": [choice.to_json() for choice in choices.values()]})
 
     @app.get("/api/scenarios", summary="The kiosk scenarios of the conformance catalogue")
-    def scenarios() -> dict[str, Any]:
-        return {
-            "scenarios": [
-                {"name": entry.name, "summary": entry.title, "applicable": not entry.persona}
-                for entry in inputs.catalogue().values()
-            ]
-        }
+    def scenarios() -> JSONResponse:
+        return JSONResponse(
+            {
+                "scenarios": [
+                    {"name": entry.name, "summary": entry.title, "applicable": not entry.persona}
+                    for entry in inputs.catalogue().values()
+                ]
+            }
+        )
 
     @app.get("/api/events", summary="Server-Sent Events of every reader")
     def all_events() -> EventStreamResponse:
@@ -210,7 +214,7 @@ def create_app(
     # -- one reader ----------------------------------------------------------------------------
 
     @app.get("/api/cards/{reader}", summary="One reader's state")
-    def card(reader: str) -> dict[str, Any]:
+    def card(reader: str) -> JSONResponse:
         return answer(controller.state(ref(reader)))
 
     @app.get("/api/cards/{reader}/events", summary="Server-Sent Events of one reader")
@@ -239,26 +243,26 @@ def create_app(
         )
 
     @app.post("/api/cards/{reader}/insert", summary="Put the card into the reader")
-    def insert(reader: str) -> dict[str, Any]:
+    def insert(reader: str) -> JSONResponse:
         return answer(controller.insert(ref(reader)))
 
     @app.post("/api/cards/{reader}/remove", summary="Take the card out of the reader")
-    def remove(reader: str) -> dict[str, Any]:
+    def remove(reader: str) -> JSONResponse:
         return answer(controller.remove(ref(reader)))
 
     @app.post("/api/cards/{reader}/glitch", summary="A power glitch (volatile state lost)")
-    def glitch(reader: str) -> dict[str, Any]:
+    def glitch(reader: str) -> JSONResponse:
         return answer(controller.glitch(ref(reader)))
 
     @app.post("/api/cards/{reader}/reset", summary="A warm reset of the card")
-    def reset(reader: str) -> dict[str, Any]:
+    def reset(reader: str) -> JSONResponse:
         return answer(controller.reset(ref(reader)))
 
     @app.post(
         "/api/cards/{reader}/credentials/{ap}/{credential}",
         summary="Set a credential's tries left, lock, unlock or refill it",
     )
-    def set_credential(reader: str, ap: str, credential: str, body: CredentialBody) -> Any:
+    def set_credential(reader: str, ap: str, credential: str, body: CredentialBody) -> JSONResponse:
         what = _exactly_one(body.model_dump(), "tries", "action")
         found = controller.credential(ref(reader), ap, credential)
         if what == "tries":
@@ -270,7 +274,7 @@ def create_app(
         return answer(controller.set_tries(ref(reader), target, tries))
 
     @app.post("/api/cards/{reader}/persona", summary="Switch the reader to another persona")
-    def switch_persona(reader: str, body: PersonaBody) -> dict[str, Any]:
+    def switch_persona(reader: str, body: PersonaBody) -> JSONResponse:
         what = _exactly_one(body.model_dump(), "persona", "toml")
         where = ref(reader)
         controller.state(where)  # an unknown reader is refused before the persona is read
@@ -287,7 +291,7 @@ def create_app(
             raise _as("toml", exc) if exc.field == "persona" else exc from None
 
     @app.post("/api/cards/{reader}/faults", summary="Apply a fault scenario to the card")
-    def apply_faults(reader: str, body: FaultsBody) -> dict[str, Any]:
+    def apply_faults(reader: str, body: FaultsBody) -> JSONResponse:
         what = _exactly_one(body.model_dump(), "scenario", "toml")
         where = ref(reader)
         controller.state(where)
@@ -304,7 +308,7 @@ def create_app(
             raise _as("toml", exc) if exc.field == "scenario" else exc from None
 
     @app.delete("/api/cards/{reader}/faults", summary="Clear the card's faults")
-    def clear_faults(reader: str) -> dict[str, Any]:
+    def clear_faults(reader: str) -> JSONResponse:
         return answer(controller.clear_faults(ref(reader)))
 
     @app.post(
@@ -313,7 +317,7 @@ def create_app(
     )
     def certificates(
         reader: str, tree: str, action: str, body: CertificateBody | None = None
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         if action not in CERTIFICATE_ACTIONS:
             raise ControlError(
                 "action", f"expected revoke, hold or release, got {action[:40]!r}", "not_found"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import socket
+import sys
 import threading
 from collections.abc import Generator, Sequence
 from pathlib import Path
@@ -25,6 +26,10 @@ from harness.console.web.sse import Streams
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
+SWITCH_INTERVAL = 0.0005
+"""Seconds a thread may keep the GIL while another waits for it, once a console runs (Python's
+default is 5 ms). The console's web thread and the cards' serving threads share one process: a
+card thread woken by its next APDU would otherwise wait up to 5 ms behind a busy request."""
 """Seconds :meth:`ConsoleServer.start` waits for uvicorn to serve."""
 STOP_TIMEOUT = 5.0
 
@@ -87,7 +92,11 @@ class ConsoleServer:
         """Bind, then serve in a new thread; returns once uvicorn accepts connections."""
         if self._thread is not None:
             raise RuntimeError("the console server is already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP
+        # (accepted ones inherit it). Without it, a response's headers and body leave in two
+        # writes and Nagle holds the body for the client's delayed ACK: 40 ms per keep-alive
+        # request (the same pitfall as vpcd's TCP_QUICKACK).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((HOST, self._requested_port))
@@ -106,6 +115,8 @@ class ConsoleServer:
             self._close_socket()
             raise
         self._streams = app.state.streams
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)
         config = uvicorn.Config(
             app,
             log_config=None,
@@ -113,7 +124,7 @@ class ConsoleServer:
             access_log=False,
             lifespan="off",
             loop="asyncio",
-            http="h11",
+            http="httptools",  # a C parser: less of the GIL per request than h11
             ws="none",
             server_header=False,
             date_header=False,
