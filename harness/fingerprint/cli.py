@@ -23,7 +23,7 @@ from harness.fingerprint import adopt as adopt_module
 from harness.fingerprint import profile as profile_module
 from harness.fingerprint.diff import FORMATS, compare
 from harness.fingerprint.plan import build_plan, describe
-from harness.fingerprint.runner import Observations, Runner
+from harness.fingerprint.runner import DEFAULT_TIMEOUT, Observations, Runner
 from harness.personas import card_from_persona
 from harness.standalone import run_alone
 from readers.host_side.pcsc import PcscTransport
@@ -61,6 +61,13 @@ def register(subparsers: Any) -> None:
         "--dry-run", action="store_true", help="print the APDUs it would send; send nothing"
     )
     parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"stop when an answer takes longer than this (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
         "--no-timing", action="store_true", help="leave the timing section out of the profile"
     )
     parser.set_defaults(func=run, fingerprint_command=None)
@@ -92,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     """Probe (or, with ``--dry-run``, describe) and print or write the profile."""
     if args.reader is None and args.persona is None:
         return _error("give --reader NAME or --persona FILE (or an action: diff, adopt)")
+    if not args.timeout > 0:
+        return _error(f"--timeout must be more than 0 seconds, not {args.timeout:g}")
     steps = build_plan()
     if args.dry_run:
         print("# reset the card, then (nothing is sent in a dry run):")
@@ -122,9 +131,11 @@ def run(args: argparse.Namespace) -> int:
 def _probe(args: argparse.Namespace, steps: list[Any]) -> Observations:
     if args.persona is not None:
         card = card_from_persona(args.persona)
-        return Runner(InProcessTransport(card), card.atr, reset=card.reset).run(steps)
+        transport = InProcessTransport(card)
+        return Runner(transport, card.atr, reset=card.reset, timeout=args.timeout).run(steps)
     with PcscTransport(args.reader) as pcsc:
-        return Runner(pcsc, pcsc.atr, reset=lambda: pcsc.reconnect(reset=True)).run(steps)
+        reset = lambda: pcsc.reconnect(reset=True)  # noqa: E731
+        return Runner(pcsc, pcsc.atr, reset=reset, timeout=args.timeout).run(steps)
 
 
 def run_diff(args: argparse.Namespace) -> int:

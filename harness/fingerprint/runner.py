@@ -23,11 +23,14 @@ from harness.fingerprint import certificates
 from harness.fingerprint.plan import MeasureEf, Probe, Step, check_allowed
 from readers.host_side.transport import Transport
 
-__all__ = ["FCI_VALUE_TAGS", "Observations", "ProbeStoppedError", "Runner"]
+__all__ = ["DEFAULT_TIMEOUT", "FCI_VALUE_TAGS", "Observations", "ProbeStoppedError", "Runner"]
 
 SW_OK = 0x9000
 MAX_OFFSET = 0x8000  # READ BINARY's 15-bit offset
 CHUNK = 256
+DEFAULT_TIMEOUT = 5.0
+"""Seconds an answer may take; a slower one stops the run after it (PC/SC's own timeouts and a
+removed card stop it as transport failures)."""
 FCI_VALUE_TAGS = frozenset({0x82, 0x83, 0x8A})
 """FCI tags whose values are kept: file descriptor, FID, life cycle. ``84`` (DF name) is kept only
 when it is an AID of the vocabulary; every other value is reduced to its length."""
@@ -91,10 +94,12 @@ class Runner:
         *,
         reset: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.transport = transport
         self.reset = reset
         self.clock = clock
+        self.timeout = timeout
         self.found = Observations(atr.hex().upper())
 
     # -- sending ----------------------------------------------------------------------------
@@ -110,8 +115,14 @@ class Runner:
             raise ProbeStoppedError(
                 f"{command.masked_hex()}: the transport failed: {exc}"
             ) from None
-        self.found.durations.setdefault(kind, []).append(self.clock() - start)
+        elapsed = self.clock() - start
+        self.found.durations.setdefault(kind, []).append(elapsed)
         self.found.sent += 1
+        if elapsed > self.timeout:
+            raise ProbeStoppedError(
+                f"{command.masked_hex()}: the answer took {elapsed:.1f} s "
+                f"(more than {self.timeout:g} s)"
+            )
         if len(response) < 2:
             raise ProbeStoppedError(f"{command.masked_hex()}: an answer without a status word")
         sw = int.from_bytes(response[-2:], "big")

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.cli import main
 from harness.fingerprint import profile
 from harness.fingerprint.diff import compare
-from harness.fingerprint.plan import build_plan
-from harness.fingerprint.runner import Runner
 from harness.plugin import ServedReader
-from readers.host_side.pcsc import PcscTransport
 
 
 @pytest.mark.pcsc
 def test_through_pcsc_equals_in_process(
-    myna_reader: ServedReader, demo_profile: dict[str, Any]
+    myna_reader: ServedReader, demo_profile: dict[str, Any], tmp_path: Path
 ) -> None:
-    with PcscTransport(myna_reader.name) as pcsc:
-        found = Runner(pcsc, pcsc.atr, reset=lambda: pcsc.reconnect(reset=True)).run(build_plan())
-    assert found.stopped is None
-    assert len(myna_reader.exchanges) >= found.sent  # every command went through pcscd + vpcd
-    served = profile.build(found)
+    out = tmp_path / "served.json"
+    assert main(["fingerprint", "--reader", myna_reader.name, "--out", str(out)]) == 0
+    served = profile.load(out)
+    assert served["complete"] is True
     assert served["timing"]["select"]["count"] > 0
+    sent = sum(v["count"] for v in served["timing"].values())
+    assert len(myna_reader.exchanges) >= sent  # every command went through pcscd + vpcd
     report = compare(demo_profile, served)
     assert report.equal, report.render()

@@ -60,3 +60,13 @@ def test_cli_exit_1_and_an_incomplete_file_only_with_out(
 def test_needs_a_card(capsys: Any) -> None:
     assert main(["fingerprint"]) == 2
     assert "--reader NAME or --persona FILE" in capsys.readouterr().err
+
+
+def test_stops_after_a_slow_answer() -> None:
+    scenario = Scenario.from_mapping(
+        {"fault": [{"kind": "latency", "match": "00 CA", "nth": 2, "seconds": 0.3}]}
+    )
+    card = FaultyCard(card_from_persona(), scenario)
+    found = Runner(InProcessTransport(card), card.atr, timeout=0.2).run(build_plan())
+    assert found.stopped is not None and "more than 0.2 s" in found.stopped
+    assert card.commands == found.sent
