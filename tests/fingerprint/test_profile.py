@@ -19,7 +19,9 @@ from harness.fingerprint.plan import (
     build_plan,
     check_allowed,
 )
+from harness.fingerprint.runner import Runner
 from harness.personas import DEMO, card_from_persona
+from readers.host_side.transport import InProcessTransport
 from tests.conftest import DEMO_PERSONA, ROOT
 
 VECTOR = ROOT / "vectors" / "profiles" / "demo.json"
@@ -67,17 +69,14 @@ def test_profile_shape(demo_profile: dict[str, Any]) -> None:
 
 
 def test_timing_in_its_own_section() -> None:
-    from readers.host_side.transport import InProcessTransport
-    from tests.fingerprint.conftest import Runner  # same objects
-    from tests.fingerprint.conftest import build_plan as plan
-
     card = card_from_persona()
-    found = Runner(InProcessTransport(card), card.atr, reset=card.reset).run(plan())
+    found = Runner(InProcessTransport(card), card.atr, reset=card.reset).run(build_plan())
     data = profile.build(found)
     assert set(data[profile.TIMING]) >= {"select", "read_binary", "get_data", "verify"}
     assert all(set(v) == {"median_ms", "count"} for v in data[profile.TIMING].values())
-    flat = json.dumps(data["probes"])
-    assert "median_ms" not in flat
+    assert sum(v["count"] for v in data[profile.TIMING].values()) == found.sent
+    assert "median_ms" not in json.dumps(data["probes"])
+    assert profile.TIMING not in profile.build(found, timing=False)
 
 
 def _secrets() -> dict[str, str]:
@@ -99,6 +98,7 @@ def _secrets() -> dict[str, str]:
     for name, value in list(values.items()):
         values[f"{name} (ASCII hex)"] = value.encode("utf-8").hex().upper()
     for name in ("jpki_auth", "text", "juki"):
+        values[f"PIN {name}"] = pins[name]
         values[f"PIN {name} (ASCII hex)"] = pins[name].encode().hex().upper()
     card = card_from_persona()
     for fid in (0x0001, 0x0002, 0x000A, 0x000B):
