@@ -202,13 +202,13 @@ class Runner:
         odd: str | None = None
         while high - low > 1:
             middle = (low + high) // 2
-            _, sw = self._read(middle, 1)
-            if sw == SW_OK:
+            data, sw = self._read(middle, 1)
+            if sw == SW_OK and data:
                 low = middle
             else:
                 high = middle
                 if sw != 0x6B00 and odd is None:
-                    odd = _sw_text(sw)
+                    odd = _sw_text(sw) + (" (no data)" if sw == SW_OK else "")
         return high, odd
 
     def _certificate(self, size: int) -> dict[str, Any] | None:
