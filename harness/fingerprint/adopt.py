@@ -13,15 +13,19 @@ from collections.abc import Callable
 from typing import Any
 
 from apdu.vocabulary import APPLICATIONS, CREDENTIALS, KNOWN_ATRS, credential_name
+from card_emulator import Card
+from card_emulator import persona as persona_module
+from card_emulator.card import throwaway_pki
+from card_emulator.personalize import personalized_copy
 from card_emulator.policy import CardPolicy
 from harness.fingerprint import profile as profile_module
 from harness.fingerprint.diff import Difference, compare
 from harness.fingerprint.plan import UNKNOWN_CLA, UNKNOWN_INS, build_plan
 from harness.fingerprint.runner import Runner
-from harness.personas import card_from_persona, to_toml
+from harness.personas import demo_persona_path, merge, persona_data, to_toml
 from readers.host_side.transport import InProcessTransport
 
-__all__ = ["derive", "fragment", "residual"]
+__all__ = ["demo_card", "derive", "fragment", "residual"]
 
 _ERROR_SW = range(0x6100, 0x7000)
 
@@ -107,11 +111,21 @@ def derive(profile: dict[str, Any]) -> dict[str, Any]:
     return tables
 
 
+def demo_card(tables: dict[str, Any]) -> Card:
+    """A demo card with ``tables`` merged in, issued by a throwaway PKI (nothing written)."""
+    demo = demo_persona_path()
+    persona = persona_module.from_mapping(merge(persona_data(demo), tables), "adopted", demo.parent)
+    return Card(personalized_copy(persona, throwaway_pki()))
+
+
 def residual(
-    profile: dict[str, Any], tables: dict[str, Any], *, make: Callable[..., Any] = card_from_persona
+    profile: dict[str, Any],
+    tables: dict[str, Any],
+    *,
+    make: Callable[[dict[str, Any]], Any] = demo_card,
 ) -> list[Difference]:
     """What a demo card with ``tables`` still answers differently from ``profile``."""
-    card = make(None, **tables)
+    card = make(tables)
     found = Runner(InProcessTransport(card), card.atr, reset=card.reset).run(build_plan())
     ours = profile_module.build(found, timing=False)
     return list(compare(ours, profile).differences)

@@ -18,13 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from card_emulator import ImageError, PersonaError
+from card_emulator import Card, ImageError, PersonaError
 from harness.fingerprint import adopt as adopt_module
 from harness.fingerprint import profile as profile_module
 from harness.fingerprint.diff import FORMATS, compare
 from harness.fingerprint.plan import build_plan, describe
 from harness.fingerprint.runner import DEFAULT_TIMEOUT, Observations, Runner
-from harness.personas import card_from_persona
 from harness.standalone import run_alone
 from readers.host_side.pcsc import PcscTransport
 from readers.host_side.transport import InProcessTransport
@@ -130,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _probe(args: argparse.Namespace, steps: list[Any]) -> Observations:
     if args.persona is not None:
-        card = card_from_persona(args.persona)
+        card = Card.from_persona(args.persona)  # a throwaway PKI: nothing is written
         transport = InProcessTransport(card)
         return Runner(transport, card.atr, reset=card.reset, timeout=args.timeout).run(steps)
     with PcscTransport(args.reader) as pcsc:

@@ -45,7 +45,7 @@ def test_stops_at_a_removed_card() -> None:
 def test_cli_exit_1_and_an_incomplete_file_only_with_out(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: Any
 ) -> None:
-    monkeypatch.setattr(fingerprint_cli, "card_from_persona", lambda _path: _faulty())
+    monkeypatch.setattr(fingerprint_cli.Card, "from_persona", lambda _path: _faulty())
     assert main(["fingerprint", "--persona", str(DEMO_PERSONA)]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
