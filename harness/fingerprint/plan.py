@@ -10,7 +10,7 @@ including the READ BINARYs of :class:`MeasureEf` that are decided at run time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import ClassVar, Final
 
 from apdu import CommandApdu, builders
 from apdu.errors import MynacardError
@@ -28,6 +28,7 @@ from apdu.vocabulary import (
 
 __all__ = [
     "GET_DATA_TAGS",
+    "MEASURE_EF",
     "UNKNOWN_CLA",
     "UNKNOWN_INS",
     "MeasureEf",
@@ -91,14 +92,18 @@ class MeasureEf:
     scope: str
     fid: int
 
-    @property
-    def what(self) -> str:
-        return (
-            f"EF {self.fid:04X} if readable without a credential: its size by READ BINARY "
-            "of one byte at offsets halving the interval (00 B0 hh ll 01, ~15 commands), then "
-            "past the end, Le longer than the file, extended Le; a certificate (30 82 ..) is "
-            "read in 256-byte parts, summarised and discarded"
-        )
+    what: ClassVar[str] = (
+        "size, end-of-file answers and certificate profile, if readable without a credential"
+    )
+
+
+MEASURE_EF: Final = (
+    "An EF is measured only when 00 B0 00 00 01 answers 9000: its size by READ BINARY of one "
+    "byte at offsets halving the interval (00 B0 hh ll 01, about 15 commands), then one byte "
+    "past the end, Le longer than the file (00 B0 .. .. 10) and an extended Le (00 B0 .. .. 00 "
+    "00 00) at its last byte; a certificate (30 82 ..) is read in 256-byte parts, summarised "
+    "and discarded."
+)
 
 
 Step = Probe | MeasureEf
@@ -394,5 +399,8 @@ def describe(steps: list[Step]) -> list[str]:
             where = f"{step.scope}/{step.key}" if step.key else step.scope
             lines.append(f"{step.command.masked_hex():<40} {where}: {step.what}")
         else:
-            lines.append(f"{'00 B0 00 00 01 …':<40} {step.scope}/ef/{step.fid:04X}: {step.what}")
+            lines.append(
+                f"{'00 B0 00 00 01 …':<40} {step.scope}/ef/{step.fid:04X}: {step.what} (*)"
+            )
+    lines.append(f"(*) {MEASURE_EF}")
     return lines

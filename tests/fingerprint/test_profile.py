@@ -153,7 +153,7 @@ def test_dry_run_sends_nothing(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> 
     assert main(["fingerprint", "--persona", str(DEMO_PERSONA), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert sent == []
-    lines = [line for line in out.splitlines() if not line.startswith("#")]
+    lines = [line for line in out.splitlines() if not line.startswith(("#", "(*) "))]
     assert len(lines) == len(build_plan())
     assert any(line.startswith("00 20 00 80 ") for line in lines)  # the empty VERIFY
     assert "jpki/select/aid/p2=00: SELECT AP asking for the FCI" in out
