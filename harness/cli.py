@@ -33,6 +33,7 @@ from harness.console.controlled_card import ControlledCard
 from harness.default_pki import pki_store, shared_card
 from harness.doctor import cli as doctor_cli
 from harness.faults import FaultyCard, Scenario
+from harness.fingerprint import cli as fingerprint_cli
 from harness.issuance import cli as issue_cli
 from harness.personas import card_from_persona, demo_persona_path
 from harness.serve_config import configure as configure_serve
@@ -329,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     issue_cli.register(sub)
     fidelity.register(sub)
     doctor_cli.register(sub)
+    fingerprint_cli.register(sub)
     completion.register(sub, parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     return parser

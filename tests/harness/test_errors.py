@@ -13,6 +13,9 @@ from harness.audit.report import AuditError
 from harness.card_server import ServeError
 from harness.commands.fidelity import FidelityError
 from harness.faults import ScenarioError
+from harness.fingerprint.plan import UnsafeCommandError
+from harness.fingerprint.profile import ProfileError
+from harness.fingerprint.runner import ProbeStoppedError
 from harness.issuance.personas import IssueError
 from harness.traces.trace_file import TraceError
 from jpki.declaration import DeclarationError
@@ -38,6 +41,7 @@ TEXT_AID = bytes.fromhex("D3921000310001010408")
         AuditError, ServeError, ScenarioError, FidelityError, IssueError, TraceError,
         DeclarationError, PkiError, RevocationError, CardError, InterlockError, PcscError,
         SessionBrokenError, VerificationError, ViccConnectError, ViccUnavailableError,
+        ProfileError, ProbeStoppedError, UnsafeCommandError,
         VpcdConnectError,
     ],
 )  # fmt: skip
