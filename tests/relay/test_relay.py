@@ -1,0 +1,106 @@
+"""``mynacard relay`` end to end: the demo card in one private pcscd's reader, relayed by a
+subprocess into another private pcscd's vpcd reader, used there by pyscard and OpenSC."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from apdu import builders
+from apdu.vocabulary import Jpki
+from harness.cli import main
+from readers.host_side.client import MynaClient
+from readers.host_side.pcsc import PcscTransport, PcscTransportError
+from readers.scard import list_readers, wait_for_card
+from tests.relay.conftest import AUTH_PIN, DEMO_PERSONA, Relay
+
+pytestmark = pytest.mark.pcsc
+
+PKCS11_MODULE = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"
+SLOT = re.compile(r"^Slot \d+ \((0x[0-9a-f]+)\): (.+?)\s*$", re.MULTILINE)
+
+
+def _tool(relay: Relay, cwd: Path, *argv: str) -> str:
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} not installed")
+    done = subprocess.run(
+        argv, env=relay.env, cwd=cwd, capture_output=True, text=True, timeout=90, check=False
+    )
+    assert done.returncode == 0, f"{argv}: {done.stdout}\n{done.stderr}\n{relay.log.read_text()}"
+    return done.stdout
+
+
+def test_pyscard_selects_and_reads_the_auth_certificate(relay: Relay) -> None:
+    with PcscTransport(relay.reader) as transport:
+        assert transport.atr == relay.card.atr
+        client = MynaClient(transport)
+        client.select_jpki()
+        certificate = client.certificate(Jpki.EF_AUTH_CERT)
+        raw = transport.transmit(builders.select_ef(Jpki.EF_AUTH_CERT).to_bytes())
+        assert raw[-2:] == b"\x90\x00"
+    expected = relay.card.content.application("jpki").files[Jpki.EF_AUTH_CERT]
+    der = certificate.public_bytes(Encoding.DER)
+    assert expected.startswith(der)
+
+
+def test_opensc_lists_certificates_and_signs_with_the_demo_pin(
+    relay: Relay, tmp_path: Path
+) -> None:
+    index = list_readers().index(relay.reader)
+    listed = _tool(relay, tmp_path, "pkcs15-tool", "--reader", str(index), "--list-certificates")
+    assert "User Authentication Certificate" in listed
+    slots = _tool(relay, tmp_path, "pkcs11-tool", "--module", PKCS11_MODULE, "--list-slots")
+    slot = next(
+        m.group(1)
+        for m in SLOT.finditer(slots)
+        if m.group(2) == relay.reader
+        and "token label        : JPKI (User Authentication PIN)"
+        in slots[m.end() :].split("\nSlot ", 1)[0]
+    )
+    (tmp_path / "data").write_bytes(b"data to sign through the relay\n")
+    _tool(
+        relay,
+        tmp_path,
+        *("pkcs11-tool", "--module", PKCS11_MODULE, "--slot", slot, "--login", "--pin", AUTH_PIN),
+        *("--sign", "--mechanism", "SHA256-RSA-PKCS", "--id", "01", "-i", "data", "-o", "sig"),
+    )
+    assert (tmp_path / "sig").stat().st_size == 256
+
+
+def test_the_trace_masks_the_pin_and_replays_without_difference(
+    relay: Relay, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = relay.trace.read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
+    verifies = [
+        r for r in lines if r.get("type") == "exchange" and r["command"].startswith("00 20 00 ")
+    ]
+    with_data = [r for r in verifies if len(r["command"].split()) > 4]
+    assert with_data, "no VERIFY with a PIN recorded"
+    assert all("XX" in r["command"] for r in with_data)
+    assert AUTH_PIN.encode().hex() not in text.replace(" ", "").lower()
+    # In this process: the stand-in card's certificates (random serial numbers) are made once
+    # per process, so the replay card made from the persona here is the same card.
+    argv = ["trace", str(relay.trace), "--replay", "--persona", str(DEMO_PERSONA)]
+    assert main(argv) == 0, capsys.readouterr().out
+    assert capsys.readouterr().out.splitlines()[-1].endswith(": 0 difference(s)")
+
+
+def test_removing_the_real_card_removes_the_virtual_one_and_back(relay: Relay) -> None:
+    with PcscTransport(relay.reader) as transport:
+        assert transport.transmit(builders.select_aid(Jpki.AID).to_bytes())[-2:] == b"\x90\x00"
+        relay.inner_client.remove()
+        assert wait_for_card(relay.reader, present=False, timeout=10) == b""
+        with pytest.raises(PcscTransportError):
+            transport.transmit(builders.select_aid(Jpki.AID).to_bytes())
+    relay.inner_client.insert()
+    assert wait_for_card(relay.reader, timeout=10) == relay.card.atr
+    with PcscTransport(relay.reader) as transport:
+        assert transport.transmit(builders.select_aid(Jpki.AID).to_bytes())[-2:] == b"\x90\x00"
+    assert relay.process.poll() is None
