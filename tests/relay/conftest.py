@@ -69,8 +69,13 @@ class Relay:
         return {**os.environ, **self.outer.env}
 
 
+def start_env(inner: PrivatePcscd) -> dict[str, str]:
+    """A relay's environment: its host side talks to the inner pcscd."""
+    return {**os.environ, SOCKET_ENV: inner.socket_path, "PYTHONPATH": str(ROOT)}
+
+
 def start_relay(inner: PrivatePcscd, args: list[str], log: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, SOCKET_ENV: inner.socket_path, "PYTHONPATH": str(ROOT)}
+    env = start_env(inner)
     argv = [sys.executable, "-m", "harness.cli", "relay", *args]
     with log.open("w") as out:
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)

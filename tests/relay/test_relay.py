@@ -4,9 +4,12 @@ subprocess into another private pcscd's vpcd reader, used there by pyscard and O
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,11 +17,21 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from apdu import builders
 from apdu.vocabulary import Jpki
+from card_emulator import Card
 from harness.cli import main
+from readers.card_side.vpcd import VpcdClient
 from readers.host_side.client import MynaClient
 from readers.host_side.pcsc import PcscTransport, PcscTransportError
 from readers.scard import list_readers, wait_for_card
-from tests.relay.conftest import AUTH_PIN, DEMO_PERSONA, Relay
+from tests.relay.conftest import (
+    AUTH_PIN,
+    DEMO_PERSONA,
+    Relay,
+    start_env,
+    start_relay,
+    stop_process,
+    wait_present,
+)
 
 pytestmark = pytest.mark.pcsc
 
@@ -104,3 +117,60 @@ def test_removing_the_real_card_removes_the_virtual_one_and_back(relay: Relay) -
     with PcscTransport(relay.reader) as transport:
         assert transport.transmit(builders.select_aid(Jpki.AID).to_bytes())[-2:] == b"\x90\x00"
     assert relay.process.poll() is None
+
+
+def test_an_unknown_reader_is_named_with_the_readers_there_are(relay: Relay) -> None:
+    env = start_env(relay.inner)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "relay", "--reader", "No Such Reader 00 00"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no PC/SC reader 'No Such Reader 00 00'" in done.stderr
+    assert repr(relay.inner_reader) in done.stderr
+
+
+def test_private_socket_relay_prints_what_a_client_needs(relay: Relay, tmp_path: Path) -> None:
+    reader = relay.inner.readers[1]
+    card = Card.from_persona(DEMO_PERSONA)
+    log = tmp_path / "relay.log"
+    with VpcdClient(card, reader.port, netns=reader.netns):
+        wait_present(relay.inner, reader.name)
+        process = start_relay(relay.inner, ["--reader", "1", "--private-socket"], log)
+        try:
+            deadline = time.monotonic() + 20
+            while "Ctrl-C" not in log.read_text():
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            out = log.read_text()
+            exports = re.search(r"export PCSCLITE_CSOCK_NAME=(\S+)", out)
+            name = re.search(r"^reader: (.+)$", out, re.MULTILINE)
+            assert exports and name, out
+            env = {**os.environ, "PCSCLITE_CSOCK_NAME": exports.group(1)}
+            listed = subprocess.run(
+                ["opensc-tool", "--list-readers"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
+            assert name.group(1) in listed and "Yes" in listed, listed
+            atr = subprocess.run(
+                ["opensc-tool", "--reader", "0", "--atr"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
+            assert atr.strip().replace(":", "").lower() == card.atr.hex()
+        finally:
+            stop_process(process)
+    assert process.returncode == 0, log.read_text()
+    assert "stopped: relay ended." in log.read_text()
