@@ -84,9 +84,9 @@ class RelayedCard:
     :meth:`close` stops watching and disconnects.
     """
 
-    def __init__(self, reader: str) -> None:
+    def __init__(self, reader: str, *, transport: PcscTransport | None = None) -> None:
         self.reader = reader
-        self._transport = PcscTransport(reader)
+        self._transport = transport if transport is not None else PcscTransport(reader)
         self._lock = threading.RLock()
         self._atr = b""
         self._present = False
