@@ -19,7 +19,7 @@ from typing import Any
 from apdu import TraceRecord
 from harness.card_server import CardServer, Endpoint, parse_endpoint
 from harness.relay.relayed_card import RelayedCard, resolve_reader
-from readers.scard import DEFAULT_SOCKET, SOCKET_ENV
+from readers.scard import DEFAULT_SOCKET, SOCKET_ENV, atr_in, wait_for_card
 
 __all__ = ["register", "run_relay"]
 
@@ -32,6 +32,20 @@ def _check_trace(path: Path) -> None:
         raise ValueError(f"--trace {path}: directory {folder} does not exist")
     if not os.access(path if path.exists() else folder, os.W_OK):
         raise ValueError(f"--trace {path}: not writable")
+
+
+def _wait_for_card(reader: str, stop: threading.Event) -> bool:
+    """Return once ``reader`` holds a card (False: stopped first), saying that we wait."""
+    if atr_in(reader):
+        return True
+    print(f"waiting for a card in {reader!r} (Ctrl-C or SIGTERM stops)", flush=True)
+    while not stop.is_set():
+        try:
+            wait_for_card(reader, timeout=0.5)
+        except TimeoutError:
+            continue
+        return True
+    return False
 
 
 def run_relay(args: argparse.Namespace) -> int:
@@ -54,13 +68,16 @@ def run_relay(args: argparse.Namespace) -> int:
     # This process's libpcsclite is bound, on this first call, to the real reader's pcscd.
     host_socket = os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET
     reader = resolve_reader(args.reader)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if not _wait_for_card(reader, stop):
+        print("stopped: no card came.", flush=True)
+        return 0
     card = RelayedCard(reader).open()
 
     def log_apdu(record: TraceRecord) -> None:
         print(f"[{record.reader}] {record.text()}", flush=True)
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     server = CardServer(
         [(reader, card)],
         endpoints=endpoints,

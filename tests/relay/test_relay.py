@@ -117,6 +117,14 @@ def test_removing_the_real_card_removes_the_virtual_one_and_back(relay: Relay) -
     with PcscTransport(relay.reader) as transport:
         assert transport.transmit(builders.select_aid(Jpki.AID).to_bytes())[-2:] == b"\x90\x00"
     assert relay.process.poll() is None
+    events = [
+        json.loads(line).get("event")
+        for line in relay.trace.read_text().splitlines()
+        if json.loads(line).get("type") == "event"
+    ]
+    assert "remove" in events, events  # the removal and re-insertion are in the trace
+    last_removal = len(events) - 1 - events[::-1].index("remove")
+    assert "insert" in events[last_removal:], events
 
 
 def test_an_unknown_reader_is_named_with_the_readers_there_are(relay: Relay) -> None:
@@ -174,3 +182,41 @@ def test_private_socket_relay_prints_what_a_client_needs(relay: Relay, tmp_path:
             stop_process(process)
     assert process.returncode == 0, log.read_text()
     assert "stopped: relay ended." in log.read_text()
+
+
+def test_a_relay_started_on_an_empty_reader_waits_for_the_card(
+    relay: Relay, tmp_path: Path
+) -> None:
+    reader = relay.inner.readers[1]
+    log = tmp_path / "relay.log"
+    process = start_relay(relay.inner, ["--reader", reader.name, "--private-socket"], log)
+    try:
+        _wait_for_text(process, log, "waiting for a card in")
+        card = Card.from_persona(DEMO_PERSONA)
+        with VpcdClient(card, reader.port, netns=reader.netns):
+            out = _wait_for_text(process, log, "Ctrl-C or SIGTERM stops.\n")
+            assert f"relaying {reader.name!r}" in out and card.atr.hex(" ").upper() in out
+    finally:
+        stop_process(process)
+    assert process.returncode == 0, log.read_text()
+
+
+def test_an_empty_reader_without_a_card_stops_cleanly(relay: Relay, tmp_path: Path) -> None:
+    reader = relay.inner.readers[1]
+    log = tmp_path / "relay.log"
+    process = start_relay(relay.inner, ["--reader", reader.name], log)
+    try:
+        _wait_for_text(process, log, "waiting for a card in")
+    finally:
+        stop_process(process)
+    assert process.returncode == 0
+    assert "stopped: no card came." in log.read_text()
+
+
+def _wait_for_text(process: subprocess.Popen[str], log: Path, text: str) -> str:
+    deadline = time.monotonic() + 20
+    while text not in (out := log.read_text()):
+        assert process.poll() is None, out
+        assert time.monotonic() < deadline, out
+        time.sleep(0.1)
+    return out
