@@ -97,7 +97,7 @@ def run_relay(args: argparse.Namespace) -> int:
         for served in server.served:
             print(f"  {served.endpoint}  ← {reader}")
             if served.endpoint.reader:
-                print(f"reader: {served.endpoint.reader}")
+                print(f"virtual reader: {served.endpoint.reader}")
         for warning in server.warnings:
             print(f"WARNING: {warning}", file=sys.stderr, flush=True)
         if server.env:

@@ -157,7 +157,7 @@ def test_private_socket_relay_prints_what_a_client_needs(relay: Relay, tmp_path:
                 time.sleep(0.1)
             out = log.read_text()
             exports = re.search(r"export PCSCLITE_CSOCK_NAME=(\S+)", out)
-            name = re.search(r"^reader: (.+)$", out, re.MULTILINE)
+            name = re.search(r"^virtual reader: (.+)$", out, re.MULTILINE)
             assert exports and name, out
             env = {**os.environ, "PCSCLITE_CSOCK_NAME": exports.group(1)}
             listed = subprocess.run(
