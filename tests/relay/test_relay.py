@@ -19,7 +19,7 @@ from apdu import builders
 from apdu.vocabulary import Jpki
 from card_emulator import Card
 from harness.cli import main
-from readers.card_side.vpcd import VpcdClient
+from readers.card_side.vpcd import Removal, VpcdClient
 from readers.host_side.client import MynaClient
 from readers.host_side.pcsc import PcscTransport, PcscTransportError
 from readers.scard import list_readers, wait_for_card
@@ -84,6 +84,18 @@ def test_opensc_lists_certificates_and_signs_with_the_demo_pin(
         *("--sign", "--mechanism", "SHA256-RSA-PKCS", "--id", "01", "-i", "data", "-o", "sig"),
     )
     assert (tmp_path / "sig").stat().st_size == 256
+    if shutil.which("openssl") is None:
+        return
+    _tool(
+        relay,
+        tmp_path,
+        *("pkcs15-tool", "--reader", str(index), "--read-certificate", "1", "-o", "auth.pem"),
+    )
+    _tool(relay, tmp_path, "openssl", "x509", "-in", "auth.pem", "-pubkey", "-noout", "-out", "pub")
+    verified = _tool(
+        relay, tmp_path, "openssl", "dgst", "-sha256", "-verify", "pub", "-signature", "sig", "data"
+    )
+    assert verified.strip() == "Verified OK"
 
 
 def test_the_trace_masks_the_pin_and_replays_without_difference(
@@ -125,6 +137,22 @@ def test_removing_the_real_card_removes_the_virtual_one_and_back(relay: Relay) -
     assert "remove" in events, events  # the removal and re-insertion are in the trace
     last_removal = len(events) - 1 - events[::-1].index("remove")
     assert "insert" in events[last_removal:], events
+
+
+def test_a_card_pulled_during_an_apdu_fails_it_and_empties_the_virtual_reader(
+    relay: Relay,
+) -> None:
+    select = builders.select_aid(Jpki.AID).to_bytes()
+    with PcscTransport(relay.reader) as transport:
+        assert transport.transmit(select)[-2:] == b"\x90\x00"
+        relay.inner_client.remove_on_apdu(1, when=Removal.BEFORE_PROCESSING)
+        with pytest.raises(PcscTransportError):
+            transport.transmit(select)  # no answer from the real card: none from the relay
+        assert wait_for_card(relay.reader, present=False, timeout=10) == b""
+    relay.inner_client.insert()
+    assert wait_for_card(relay.reader, timeout=10) == relay.card.atr
+    with PcscTransport(relay.reader) as transport:
+        assert transport.transmit(select)[-2:] == b"\x90\x00"
 
 
 def test_an_unknown_reader_is_named_with_the_readers_there_are(relay: Relay) -> None:
