@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import cast
 
+import pytest
+
+from harness.cli import main
 from harness.relay.relayed_card import SCARD_W_RESET_CARD, RelayedCard
 from readers.host_side.pcsc import PcscTransport, PcscTransportError
 from readers.scard import SCARD_W_REMOVED_CARD
@@ -95,3 +98,21 @@ def test_presence_changes_are_passed_on() -> None:
     card._presence_changed(True, other)
     assert slot.events == ["remove", "insert"]
     assert card.atr == other and card.present and card.insertions == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--vpcd", "host:port"], "--vpcd 'host:port' is not HOST:PORT"),
+        (["--vpcd", "1:2", "--private-socket"], "not allowed with argument"),
+        (["--reconnect-timeout", "0"], "--reconnect-timeout must be more than 0"),
+        (["--trace", "/no/such/dir/t.jsonl"], "directory /no/such/dir does not exist"),
+    ],
+)
+def test_bad_arguments_exit_2_before_any_pc_sc_call(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["relay", "--reader", "0", *argv])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
