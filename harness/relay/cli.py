@@ -98,6 +98,10 @@ def run_relay(args: argparse.Namespace) -> int:
             print(f"  {served.endpoint}  ← {reader}")
             if served.endpoint.reader:
                 print(f"virtual reader: {served.endpoint.reader}")
+            else:
+                print(
+                    f"virtual reader: the one vpcd serves at {served.endpoint} (its pcscd names it)"
+                )
         for warning in server.warnings:
             print(f"WARNING: {warning}", file=sys.stderr, flush=True)
         if server.env:

@@ -101,13 +101,14 @@ class RelayedCard:
     # -- lifecycle --------------------------------------------------------------------------
 
     def open(self) -> RelayedCard:
-        """Connect to the card; :class:`RelayError` (naming the reader) when there is none."""
+        """Connect to the card; :class:`RelayError` (naming the reader) when there is none or
+        another program holds it exclusively."""
         try:
             with self._lock:
                 self._transport.connect()
                 self._atr = self._transport.atr
         except PcscTransportError as exc:
-            raise RelayError(f"no card to relay in {self.reader!r}: {exc}") from exc
+            raise RelayError(f"cannot relay the card in {self.reader!r}: {exc}") from exc
         self._present = True
         return self
 

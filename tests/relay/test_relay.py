@@ -60,6 +60,10 @@ def test_pyscard_selects_and_reads_the_auth_certificate(relay: Relay) -> None:
     expected = relay.card.content.application("jpki").files[Jpki.EF_AUTH_CERT]
     der = certificate.public_bytes(Encoding.DER)
     assert expected.startswith(der)
+    out = relay.log.read_text()
+    assert f"relaying {relay.inner_reader!r}" in out
+    assert f"virtual reader: the one vpcd serves at 127.0.0.1:{relay.outer.readers[0].port}" in out
+    assert f"trace (masked APDUs): {relay.trace}" in out
 
 
 def test_opensc_lists_certificates_and_signs_with_the_demo_pin(
