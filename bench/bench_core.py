@@ -74,6 +74,8 @@ class Results:
     issuance: dict[str, Any] = field(default_factory=dict)
     console: dict[str, Any] = field(default_factory=dict)
     """Section 2b: the PC/SC round trip with the live console attached and busy, and without."""
+    relay: dict[str, Stat] = field(default_factory=dict)
+    """Section 2c: the PC/SC round trip through ``mynacard relay``, and direct (the first)."""
     targets: list[dict[str, Any]] = field(default_factory=list)
 
 

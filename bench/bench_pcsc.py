@@ -41,6 +41,7 @@ from bench_core import (
     check,
     time_calls,
 )
+from bench_relay import bench_relay
 
 from card_emulator import Card
 from readers.card_side.pcscd import PrivatePcscd
@@ -295,3 +296,11 @@ def bench_pcsc(res: Results, quick: bool) -> None:
             )
         # 2b: the live console attached to a card this process serves, busy, and without it.
         res.console = bench_console(readers[:2], n_rt, connect)
+        # 2c: through `mynacard relay` (a second private pcscd's card) vs the direct path.
+        res.relay = bench_relay(
+            readers[:2],
+            n_rt,
+            connect,
+            bench_roundtrip,
+            card_host,
+        )

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +40,10 @@ from apdu.errors import MynacardError
 from harness.traces.trace_file import TraceWriter
 from readers.card_side.pcscd import PrivatePcscd
 from readers.card_side.running_pcscd import find_running_vpcd
-from readers.card_side.sockets import socket_is_live
+from readers.card_side.sockets import private_socket_path, socket_is_live
 from readers.card_side.virtual_card import VirtualCard
 from readers.card_side.vpcd import VpcdClient
-from readers.scard import DEFAULT_SOCKET, SOCKET_ENV
+from readers.scard import DEFAULT_SOCKET, SOCKET_ENV, ask_in_subprocess
 
 MAX_READERS = 16
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -113,6 +114,9 @@ class CardServer:
     on_exchange: Observer | None = None
     reconnect_for: float = 30.0
     """How long a card waits for its reader to come back after vpcd closed the connection."""
+    own_pcsc_context: bool = False
+    """This process's libpcsclite talks to another pcscd (``mynacard relay``'s host side): a
+    pcscd of our own then leaves ``PCSCLITE_CSOCK_NAME`` alone and is asked from subprocesses."""
 
     served: list[ServedCard] = field(default_factory=list, init=False)
     warnings: list[str] = field(default_factory=list, init=False)
@@ -176,7 +180,11 @@ class CardServer:
                 )
                 return [Endpoint(r.host, r.port, r.name) for r in readers]
         use_default = not self.private_socket and not socket_is_live(DEFAULT_SOCKET)
-        self.pcscd = PrivatePcscd(wanted, socket_path=DEFAULT_SOCKET if use_default else None)
+        if self.own_pcsc_context:
+            socket_path = DEFAULT_SOCKET if use_default else private_socket_path()
+            self.pcscd = PrivatePcscd(wanted, socket_path=socket_path, set_environ=False)
+        else:
+            self.pcscd = PrivatePcscd(wanted, socket_path=DEFAULT_SOCKET if use_default else None)
         self.pcscd.start()
         self.socket_path = self.pcscd.socket_path
         if not self.pcscd.isolated:
@@ -212,9 +220,7 @@ class CardServer:
                 self.served.append(served)
             self.empty_readers = [str(e) for e in places[len(self.cards) :]]
             if self.pcscd is not None:
-                for served in self.served:
-                    assert served.endpoint.reader is not None
-                    self.pcscd.wait_for_card(served.endpoint.reader, timeout=10.0)
+                self._wait_for_cards(self.pcscd, 10.0)
                 self._supervisor = threading.Thread(
                     target=self._supervise, name="pcscd-supervisor", daemon=True
                 )
@@ -222,6 +228,21 @@ class CardServer:
         except BaseException:
             self.stop()
             raise
+
+    def _wait_for_cards(self, pcscd: PrivatePcscd, timeout: float) -> None:
+        names = [s.endpoint.reader for s in self.served if s.endpoint.reader is not None]
+        if not self.own_pcsc_context:
+            for name in names:
+                pcscd.wait_for_card(name, timeout=timeout)
+            return
+        deadline = time.monotonic() + timeout
+        while True:  # another pcscd than this process's: asked from a child process
+            listing = ask_in_subprocess(pcscd.socket_path, timeout)
+            if listing is not None and set(names) <= listing.present:
+                return
+            if time.monotonic() > deadline:
+                raise ServeError(f"cards not present in {names} within {timeout:g} s")
+            time.sleep(0.2)
 
     def _fail(self, message: str) -> None:
         log.error("%s", message)

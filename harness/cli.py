@@ -36,6 +36,7 @@ from harness.faults import FaultyCard, Scenario
 from harness.fingerprint import cli as fingerprint_cli
 from harness.issuance import cli as issue_cli
 from harness.personas import card_from_persona, demo_persona_path
+from harness.relay import cli as relay_cli
 from harness.serve_config import configure as configure_serve
 from readers.host_side.client import MynaClient
 from readers.host_side.text_ap import parse_attributes
@@ -323,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     personalize.add_argument("--image", type=Path, required=True, help="card image to create")
     personalize.set_defaults(func=_cmd_personalize)
 
+    relay_cli.register(sub, UsageError)
     trace_cli.register(sub)
     audit_cli.register(sub)
     pki_cli.register(sub)

@@ -436,6 +436,8 @@ class VpcdClient:
                 return
             started, start = time.time(), time.perf_counter()
             response = execute(card, msg, self)
+            if not response and not self._want_inserted:
+                return  # the card removed itself while answering (a relayed card pulled out)
             if self.on_exchange is not None:
                 duration = time.perf_counter() - start
                 self._observe(TraceRecord(started, msg, response, duration, reader=self.reader))

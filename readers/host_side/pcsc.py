@@ -72,6 +72,7 @@ PcscTransportError = ScardError
 
 _LEAVE_CARD = 0  # SCARD_LEAVE_CARD
 _RESET_CARD = 1  # SCARD_RESET_CARD
+_UNPOWER_CARD = 2  # SCARD_UNPOWER_CARD
 
 _SELECT_JPKI = builders.select_aid(Jpki.AID).to_bytes()
 _SELECT_TOKEN_INFO = builders.select_ef(Jpki.EF_TOKEN).to_bytes()
@@ -151,15 +152,16 @@ class PcscTransport:
         self._ctx, self._handle, self._active = ctx, handle, int(active)
         return self
 
-    def disconnect(self, *, reset: bool = False) -> None:
-        """Disconnect (leaving the card as it is, or resetting it). Never raises for a card
-        that is already gone."""
+    def disconnect(self, *, reset: bool = False, unpower: bool = False) -> None:
+        """Disconnect (leaving the card as it is, resetting it, or powering it off). Never
+        raises for a card that is already gone."""
         handle, ctx = self._handle, self._ctx
         self._handle = self._ctx = None
         self._active = 0
         scard = pyscard()
         if handle is not None:
-            scard.SCardDisconnect(handle, _RESET_CARD if reset else _LEAVE_CARD)
+            disposition = _UNPOWER_CARD if unpower else _RESET_CARD if reset else _LEAVE_CARD
+            scard.SCardDisconnect(handle, disposition)
         if ctx is not None:
             scard.SCardReleaseContext(ctx)
 

@@ -335,3 +335,33 @@ def test_invalid_arguments() -> None:
     client = VpcdClient(EchoCard(), 35963)
     with pytest.raises(ValueError, match="n must be"):
         client.remove_on_apdu(0)
+
+
+class _VanishingCard(EchoCard):
+    """Removes itself on INS EE and has no answer (as a relayed card whose real card went)."""
+
+    client: VpcdClient | None = None
+
+    def transmit(self, command: bytes) -> bytes:
+        if command[1:2] == b"\xee" and self.client is not None:
+            self.client.remove()
+            return b""
+        return super().transmit(command)
+
+
+def test_a_card_that_removes_itself_without_an_answer_closes_unanswered(
+    vpcd: FakeVpcd,
+) -> None:
+    card = _VanishingCard()
+    seen: list[TraceRecord] = []
+    client = VpcdClient(card, vpcd.port, on_exchange=seen.append)
+    card.client = client
+    client.start()
+    try:
+        vpcd.accept()
+        assert vpcd.exchange(bytes.fromhex("00A4040C00")) == b"\x90\x00"
+        vpcd.send(bytes.fromhex("00EE0000"))
+        vpcd.assert_closed()  # no frame at all, not an empty one
+        assert [r.event for r in seen] == ["insert", "", "remove"]
+    finally:
+        client.stop()
