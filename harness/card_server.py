@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -277,6 +278,34 @@ class CardServer:
             self._trace_writer(record)
         if self.on_exchange is not None:
             self.on_exchange(record)
+
+    def announce_pcscd(self) -> None:
+        """Print which pcscd serves the readers (when this server started one)."""
+        if self.pcscd is None:
+            return
+        print(f"pcscd (pid {self.pcscd.pid}) serving {self.socket_path}")
+        if self.pcscd.isolated:
+            print("  its vpcd readers live in a network namespace of their own: no network")
+            print("  and no other process can reach them (PC/SC clients use the socket)")
+
+    def announce_clients(self, trace: Path | None) -> None:
+        """Print the warnings, what PC/SC clients must export, the trace file and how to stop."""
+        for warning in self.warnings:
+            print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+        if self.env:
+            exports = " ".join(f"{k}={v}" for k, v in self.env.items())
+            print(f"PC/SC clients must run with: export {exports}")
+        if trace:
+            print(f"trace (masked APDUs): {trace}")
+        print("Ctrl-C or SIGTERM stops.", flush=True)
+
+    def run_until(self, stop: threading.Event) -> None:
+        """Serve until ``stop`` is set, Ctrl-C, or a reader is lost for good (:attr:`failed`)."""
+        try:
+            while not stop.wait(0.5) and not self.failed.is_set():
+                pass
+        except KeyboardInterrupt:
+            pass
 
     def stop(self) -> None:
         """Remove every card, stop our pcscd (by PID), close the trace and card images."""

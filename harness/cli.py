@@ -210,28 +210,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     with server:
         console = _start_console(server, args, personas) if args.console else None
-        if server.pcscd is not None:
-            print(f"pcscd (pid {server.pcscd.pid}) serving {server.socket_path}")
-            if server.pcscd.isolated:
-                print("  its vpcd readers live in a network namespace of their own: no network")
-                print("  and no other process can reach them (PC/SC clients use the socket)")
+        server.announce_pcscd()
         for served in server.served:
             print(f"  {served.endpoint}  ← {_describe(served.card)}")
         for empty in server.empty_readers:
             print(f"  {empty}  (empty)")
-        for warning in server.warnings:
-            print(f"WARNING: {warning}", file=sys.stderr, flush=True)
-        if server.env:
-            exports = " ".join(f"{k}={v}" for k, v in server.env.items())
-            print(f"PC/SC clients must run with: export {exports}")
-        if args.trace:
-            print(f"trace (masked APDUs): {args.trace}")
-        print("Ctrl-C or SIGTERM stops.", flush=True)
+        server.announce_clients(args.trace)
         try:
-            while not stop.wait(0.5) and not server.failed.is_set():
-                pass
-        except KeyboardInterrupt:
-            pass
+            server.run_until(stop)
         finally:
             if console is not None:  # the console first, then the cards
                 console.stop()

@@ -89,11 +89,7 @@ def run_relay(args: argparse.Namespace) -> int:
     )
     with server:
         print(f"relaying {reader!r} (pcscd {host_socket}), ATR {card.atr.hex(' ').upper()}")
-        if server.pcscd is not None:
-            print(f"pcscd (pid {server.pcscd.pid}) serving {server.socket_path}")
-            if server.pcscd.isolated:
-                print("  its vpcd readers live in a network namespace of their own: no network")
-                print("  and no other process can reach them (PC/SC clients use the socket)")
+        server.announce_pcscd()
         for served in server.served:
             print(f"  {served.endpoint}  ← {reader}")
             if served.endpoint.reader:
@@ -102,19 +98,8 @@ def run_relay(args: argparse.Namespace) -> int:
                 print(
                     f"virtual reader: the one vpcd serves at {served.endpoint} (its pcscd names it)"
                 )
-        for warning in server.warnings:
-            print(f"WARNING: {warning}", file=sys.stderr, flush=True)
-        if server.env:
-            exports = " ".join(f"{k}={v}" for k, v in server.env.items())
-            print(f"PC/SC clients must run with: export {exports}")
-        if args.trace:
-            print(f"trace (masked APDUs): {args.trace}")
-        print("Ctrl-C or SIGTERM stops.", flush=True)
-        try:
-            while not stop.wait(0.5) and not server.failed.is_set():
-                pass
-        except KeyboardInterrupt:
-            pass
+        server.announce_clients(args.trace)
+        server.run_until(stop)
     if server.failure is not None:
         print(f"mynacard relay: {server.failure}; relay stopped", file=sys.stderr)
         return 1
