@@ -153,6 +153,10 @@ def test_a_card_pulled_during_an_apdu_fails_it_and_empties_the_virtual_reader(
         with pytest.raises(PcscTransportError):
             transport.transmit(select)  # no answer from the real card: none from the relay
         assert wait_for_card(relay.reader, present=False, timeout=10) == b""
+    # A real reader sees a pulled card at once; the vpcd reader standing in for it only at
+    # pcscd's next presence poll (~400 ms). Put the card back after that, as a hand would: a
+    # card out and in within one poll never left, as far as the inner pcscd knows.
+    wait_present(relay.inner, relay.inner_reader, present=False)
     relay.inner_client.insert()
     assert wait_for_card(relay.reader, timeout=10) == relay.card.atr
     with PcscTransport(relay.reader) as transport:
