@@ -6,10 +6,11 @@
 
 The command line of :mod:`harness.issuance.engine` (the engine: workers, key pool, files
 written), :mod:`harness.issuance.keypool` (keys generated ahead by ``mynacard key-pool``, taken
-by ``issue --key-pool``) and :mod:`harness.issuance.personas` (how each card's persona is derived from
-``--base``, default the packaged demo persona, reproducibly from ``--seed``). ``DIR`` receives
-``<label>.toml``, ``<label>.sqlite`` and ``index.json``; a progress bar (count, rate, ETA) is
-drawn on a terminal's stderr unless ``--quiet``, a summary line is printed on stdout.
+by ``issue --key-pool``) and :mod:`harness.issuance.personas` (how each card's persona is
+derived from ``--base``, default the packaged demo persona, reproducibly from ``--seed``).
+``DIR`` receives ``<label>.toml``, ``<label>.sqlite`` and ``index.json``; a progress bar (count,
+rate, ETA) is drawn on a terminal's stderr unless ``--quiet``, a summary line is printed on
+stdout.
 
 Exit status: 0 done, 2 bad arguments or a card that could not be made (the message says why),
 130 interrupted. Wire into ``mynacard`` with ``issue_cli.register(sub)`` (both commands);

@@ -31,6 +31,7 @@ else, and the pool is a private (0700 / 0600) directory of keys this program gen
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -58,8 +59,8 @@ __all__ = [
     "count_keys",
     "generate",
     "load_key",
-    "too_small_message",
     "pool_keys",
+    "too_small_message",
 ]
 
 KEY_NAME = re.compile(r"key-[0-9a-f]{32}\.der")
@@ -128,7 +129,9 @@ def _prepare_pool(pool: Path) -> None:
         try:
             pool.mkdir(mode=0o700, parents=True)
         except OSError as exc:
-            raise IssueError(f"key pool {pool}: cannot create the directory ({exc.strerror})")
+            raise IssueError(
+                f"key pool {pool}: cannot create the directory ({exc.strerror})"
+            ) from None
         return
     mode = stat.S_IMODE(pool.stat().st_mode)
     if mode & 0o077:
@@ -203,9 +206,8 @@ def _sync_directory(path: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.fsync(descriptor)
     finally:
         os.close(descriptor)
 
@@ -362,10 +364,8 @@ class Reservation:
                 returned += 1
             except OSError:
                 pass
-        try:
+        with contextlib.suppress(OSError):
             self.directory.rmdir()
-        except OSError:
-            pass
         return returned
 
 
