@@ -470,22 +470,20 @@ def issue(options: IssueOptions, *, progress: Callable[[int], None] | None = Non
     work = _plan(options, base_tables, prefix)
     files = [f for job in work for f in (job.persona_file, job.image_file)]
     _check_pool(options)
-    _check_out(options.out, options.force, files)
-    _check_first(work, options)
-    _warm_up(base)
-    pool_der = _shared_keys(options.unique_keys)
-
+    reservation = None if options.key_pool is None else keypool.Reservation(options.key_pool)
     made = _Collector(progress)
-    if options.key_pool is None:
-        _make_cards(work, jobs, pool_der, options.force, made)
-    else:
-        reservation = keypool.Reservation(options.key_pool)
-        try:
+    try:
+        if reservation is not None:  # every key read and checked before anything is written
             reservation.take(*_pool_needs(options))
             work = _assign_keys(work, options, reservation)
-            _make_cards(work, jobs, pool_der, options.force, made)
-        finally:
-            reservation.release()
+        _check_out(options.out, options.force, files)
+        _check_first(work, options)
+        _warm_up(base)
+        pool_der = _shared_keys(options.unique_keys)
+        _make_cards(work, jobs, pool_der, options.force, made)
+    finally:
+        if reservation is not None:
+            reservation.release()  # the keys no card took go back into the pool
     if made.failure is not None:
         raise IssueError(
             f"{made.failure}; {len(made.entries)} card(s) were issued into {options.out} "
