@@ -19,7 +19,9 @@ it took and fails, nothing issued). The run reads and checks every reserved key 
 card (:func:`load_key`), so a file that holds no usable key is reported, by name, before anything
 is issued. Each card's worker deletes its key files *before* making the card, so a key is never
 in two cards, even if a worker or the run dies; keys not used (a run that stopped early) are
-renamed back into the pool at the end.
+renamed back into the pool at the end. A run killed outright (SIGKILL) leaves its reservation
+directory, whose keys no run counts; ``mynacard key-pool`` on the pool puts them back
+(:func:`recover_reservations`: only those of processes no longer alive).
 
 Checking a key: OpenSSL's own check of a loaded RSA key (primality of p and q) costs ≈35-95 ms,
 as much as generating one, so keys are loaded with ``unsafe_skip_rsa_key_validation=True`` and
@@ -60,6 +62,7 @@ __all__ = [
     "generate",
     "load_key",
     "pool_keys",
+    "recover_reservations",
     "too_small_message",
 ]
 
@@ -145,6 +148,34 @@ def _prepare_pool(pool: Path) -> None:
     for path in pool.iterdir():
         if path.name.startswith(TEMPORARY_PREFIX):  # left by a run that was killed
             path.unlink(missing_ok=True)
+    recover_reservations(pool)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, not ours
+    return True
+
+
+def recover_reservations(pool: Path) -> int:
+    """Put back the keys reserved by runs that died (killed before they could); the count.
+
+    Safe: a card deletes its keys before it uses them, so a reserved key was never used. A
+    reservation of a process still alive (or a reused process id) is left alone.
+    """
+    recovered = 0
+    for path in pool.iterdir():
+        match = re.fullmatch(re.escape(RESERVED_PREFIX) + r"(\d+)-[0-9a-f]+", path.name)
+        if match is None or not path.is_dir() or _process_alive(int(match[1])):
+            continue
+        stale = Reservation(pool)
+        stale.directory = path
+        recovered += stale.release()
+    return recovered
 
 
 def _chunks(count: int, jobs: int) -> list[int]:
