@@ -12,6 +12,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from harness.default_pki import pki_store
 from harness.issuance import engine as issuance
 from harness.issuance import keypool
 
@@ -47,6 +51,8 @@ def bench_issuance(count: int, unique_count: int) -> dict[str, Any]:
                 )
             )
             out["pooled"] = _row(result)
+            out["pooled"]["distinct_jpki_keys"] = _distinct_keys("pooled-")
+            out["pooled"]["pool_keys_left"] = keypool.count_keys(pool)
         finally:
             if saved is None:
                 os.environ.pop("MYNACARD_PKI", None)
@@ -63,3 +69,16 @@ def _row(result: issuance.IssueResult) -> dict[str, Any]:
         "jobs": result.jobs,
         "seconds_per_1000": 1000 / result.cards_per_second,
     }
+
+
+def _distinct_keys(prefix: str) -> int:
+    """Distinct public keys in the JPKI certificates issued to the cards labelled ``prefix…``
+    (the issue's check that no two cards share a key: 2 per card when it holds)."""
+    keys = {
+        x509.load_der_x509_certificate(record.der)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        for record in pki_store().certificates()
+        if record.persona.startswith(prefix)
+    }
+    return len(keys)

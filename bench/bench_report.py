@@ -251,6 +251,14 @@ def _issuance_section(res: Results) -> list[str]:
             f"keys in {pool['seconds']:.1f} s, {pool['keys_per_second']:.1f} keys/s with "
             f"{pool['jobs']} job(s) (not counted in the --key-pool row).",
         ]
+    pooled = res.issuance.get("pooled", {})
+    if "distinct_jpki_keys" in pooled:
+        lines += [
+            "",
+            f"--key-pool run: {pooled['distinct_jpki_keys']:,} distinct public keys in the "
+            f"{pooled['count']:,} cards' JPKI certificates ({2 * pooled['count']:,} expected); "
+            f"{pooled['pool_keys_left']:,} key(s) left in the pool.",
+        ]
     return lines
 
 
