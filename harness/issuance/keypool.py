@@ -8,7 +8,7 @@ The pool: a directory (created 0700) holding one key per file, ``key-<32 hex dig
 (:data:`KEY_NAME`): a PKCS#8 DER RSA-2048 private key, mode 0600. A key file is written as a
 hidden temporary file (``.tmp-…``), flushed to disk and renamed into its name, so a crash leaves
 at most a temporary file, which no run ever takes (and a later ``mynacard key-pool`` on the
-directory removes). Adding keys to an existing pool is allowed.
+directory removes once it is ten minutes old). Adding keys to an existing pool is allowed.
 
 Using the pool (:class:`Reservation`): a run first counts the keys (it fails before anything is
 issued or taken when the pool holds too few, or a file that is not a key, naming it), then
@@ -71,6 +71,8 @@ KEY_NAME = re.compile(r"key-[0-9a-f]{32}\.der")
 TEMPORARY_PREFIX = ".tmp-"
 RESERVED_PREFIX = ".reserved-"
 MAX_KEYS = 10_000_000
+STALE_TEMPORARY_SECONDS = 600
+"""A temporary key file this old was left by a killed run (writing one takes milliseconds)."""
 MAX_KEY_FILE = 4096
 """A PKCS#8 DER RSA-2048 key is ≈1,220 bytes; a bigger file is not one of ours."""
 
@@ -145,9 +147,11 @@ def _prepare_pool(pool: Path) -> None:
     if not os.access(pool, os.W_OK | os.X_OK):
         raise IssueError(f"key pool {pool}: not writable")
     pool_keys(pool)  # an existing pool with foreign files is refused before any work
-    for path in pool.iterdir():
-        if path.name.startswith(TEMPORARY_PREFIX):  # left by a run that was killed
-            path.unlink(missing_ok=True)
+    stale = time.time() - STALE_TEMPORARY_SECONDS
+    for path in pool.iterdir():  # left by a run that was killed (not one writing now)
+        with contextlib.suppress(OSError):
+            if path.name.startswith(TEMPORARY_PREFIX) and path.stat().st_mtime < stale:
+                path.unlink()
     recover_reservations(pool)
 
 

@@ -93,6 +93,8 @@ def test_key_pool_files_modes_and_top_up(tmp_path: Path) -> None:
         assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 2048
         assert keypool.load_key(path)[0].key_size == 2048
     (pool / ".tmp-0123").write_bytes(b"half a key")  # left by a killed run: removed, never used
+    os.utime(pool / ".tmp-0123", (0, 0))
+    (pool / ".tmp-4567").write_bytes(b"being written")  # by a run writing now: left alone
     stale = pool / ".reserved-999999999-ab12"  # a killed run's reservation (no such process)
     stale.mkdir(mode=0o700)
     files[0].rename(stale / files[0].name)
@@ -101,6 +103,7 @@ def test_key_pool_files_modes_and_top_up(tmp_path: Path) -> None:
     assert status == 0 and "holds 6 key(s)" in out  # 3 + 2 new + 1 put back
     assert len(set(_pool_publics(pool).values())) == 6
     assert not (pool / ".tmp-0123").exists() and not stale.exists()
+    assert (pool / ".tmp-4567").exists()
 
 
 def test_key_pool_refuses_a_shared_directory(tmp_path: Path) -> None:
