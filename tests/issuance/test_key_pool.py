@@ -20,7 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apdu.vocabulary import Jpki, Text
 from card_emulator import Card
+from card_emulator import persona as persona_module
+from card_emulator.personalize import personalize
 from harness.issuance import cli as issue_cli
+from harness.issuance import engine as issuance
 from harness.issuance import keypool
 from harness.issuance.personas import IssueError
 from tests.conftest import ROOT
@@ -295,3 +298,24 @@ def test_a_thousand_issued_jpki_keys_are_distinct(tmp_path: Path) -> None:
     keys: list[Any] = _issued_jpki_keys(out)
     assert len(keys) == 1000 and len(set(keys)) == 1000
     assert list(pool.iterdir()) == []
+
+
+def test_a_run_that_stops_returns_the_keys_it_did_not_use(
+    master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = _pool(master, tmp_path / "pool", 10)
+    real = personalize
+
+    def failing(persona: persona_module.Persona, **kwargs: Any) -> Any:
+        if persona.label == "demo-0002":
+            raise persona_module.PersonaError("certificates.issued: planted failure")
+        return real(persona, **kwargs)
+
+    monkeypatch.setattr(issuance, "personalize", failing)  # jobs 1: in this process
+    argv = ["--count", "4", "--out", str(tmp_path / "cards"), "--jobs", "1"]
+    status, _, err = _cli("issue", *argv, "--key-pool", str(pool))
+    assert status == 2 and "card demo-0002: certificates.issued: planted failure" in err
+    # Card 1 used 2 keys, card 2 took (and deleted) its 2 before failing; cards 3-4's 4 keys
+    # and the 2 the run never reserved are in the pool again, and no reservation is left.
+    assert len(keypool.pool_keys(pool)) == 6
+    assert sorted(p.name for p in pool.iterdir()) == sorted(p.name for p in keypool.pool_keys(pool))
