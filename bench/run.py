@@ -7,7 +7,8 @@ Sections: (1) in-process cost per APDU; (2) PC/SC round trip vs an echo card and
 own vicc card on the same private pcscd, (2b) with the live console attached (idle, and busy)
 vs without it, and (2c) through ``mynacard relay`` vs the direct path; (3) the kiosk flow
 through PC/SC; (4) aggregate throughput with 1, 4 and 16 readers, one pyscard client thread per
-reader; (5) bulk issuance (``mynacard issue``) in cards per second.
+reader; (5) bulk issuance (``mynacard issue``) in cards per second, and with ``--key-pool``
+(a key pool generated beforehand, keys per second).
 
 For sections 2-4 the cards are served by a separate process (bench/card_host.py), as
 ``mynacard serve`` serves them to kiosk programs; section 4 also measures 16 readers with the

@@ -1,17 +1,20 @@
 """``mynacard issue``: bulk personalization — N distinct personas, one durable card image each.
 
     mynacard issue --count 1000 --out cards/ [--base PERSONA.toml] [--seed 1] [--jobs J]
-                   [--prefix LABEL] [--unique-keys] [--force]
+                   [--prefix LABEL] [--unique-keys] [--key-pool DIR] [--force] [--quiet]
+    mynacard key-pool --out DIR --count N [--jobs J] [--quiet]
 
 The command line of :mod:`harness.issuance.engine` (the engine: workers, key pool, files
-written) and :mod:`harness.issuance.personas` (how each card's persona is derived from
-``--base``, default the packaged demo persona, reproducibly from ``--seed``). ``DIR`` receives
-``<label>.toml``, ``<label>.sqlite`` and ``index.json``; a progress bar is drawn on a terminal's
-stderr, a summary line is printed on stdout.
+written), :mod:`harness.issuance.keypool` (keys generated ahead by ``mynacard key-pool``, taken
+by ``issue --key-pool``) and :mod:`harness.issuance.personas` (how each card's persona is
+derived from ``--base``, default the packaged demo persona, reproducibly from ``--seed``).
+``DIR`` receives ``<label>.toml``, ``<label>.sqlite`` and ``index.json``; a progress bar (count,
+rate, ETA) is drawn on a terminal's stderr unless ``--quiet``, a summary line is printed on
+stdout.
 
 Exit status: 0 done, 2 bad arguments or a card that could not be made (the message says why),
-130 interrupted. Wire into ``mynacard`` with ``issue_cli.register(sub)``;
-``python -m harness.issuance.cli issue …`` runs it stand-alone.
+130 interrupted. Wire into ``mynacard`` with ``issue_cli.register(sub)`` (both commands);
+``python -m harness.issuance.cli issue …`` (or ``key-pool …``) runs them stand-alone.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from harness.issuance import keypool
 from harness.issuance.engine import (
     DEFAULT_BASE,
     IssueOptions,
@@ -33,17 +37,28 @@ from harness.issuance.personas import (
 )
 from harness.standalone import run_alone
 
-__all__ = ["Progress", "main", "register", "run"]
+__all__ = ["Progress", "main", "register", "run", "run_key_pool"]
 
 
 class Progress:
-    """A one-line progress bar on a terminal; silent on anything else."""
+    """A one-line progress bar on a terminal (count, rate, ETA); silent on anything else."""
 
-    def __init__(self, total: int, stream: IO[str], *, width: int = 30) -> None:
+    def __init__(
+        self,
+        total: int,
+        stream: IO[str],
+        *,
+        width: int = 30,
+        verb: str = "issuing",
+        unit: str = "cards",
+        quiet: bool = False,
+    ) -> None:
         self.total = total
         self.stream = stream
         self.width = width
-        self.enabled = stream.isatty()
+        self.verb = verb
+        self.unit = unit
+        self.enabled = stream.isatty() and not quiet
         self.start = time.perf_counter()
         self._drawn = 0.0
 
@@ -60,7 +75,9 @@ class Progress:
         filled = self.width * done // self.total
         bar = "█" * filled + "░" * (self.width - filled)
         eta = f"ETA {(self.total - done) / rate:4.0f} s" if rate > 0 and done else "ETA    ? s"
-        self.stream.write(f"\r  issuing [{bar}] {done}/{self.total}  {rate:6.1f} cards/s  {eta} ")
+        self.stream.write(
+            f"\r  {self.verb} [{bar}] {done}/{self.total}  {rate:6.1f} {self.unit}/s  {eta} "
+        )
         self.stream.flush()
 
     def close(self) -> None:
@@ -110,11 +127,40 @@ def register(subparsers: Any) -> None:
         "four are shared by the cards of this run)",
     )
     parser.add_argument(
+        "--key-pool",
+        type=Path,
+        metavar="POOL",
+        help="take the per-card keys (the two JPKI keys; all six with --unique-keys) from a key "
+        "pool made by mynacard key-pool instead of generating them: each key is used by one "
+        "card and deleted from POOL; a pool too small fails before anything is issued",
+    )
+    parser.add_argument(
         "--force",
         action="store_true",
         help="allow a non-empty DIR: replace the files this run writes, leave others alone",
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
+
+    pool = subparsers.add_parser(
+        "key-pool",
+        help="generate RSA-2048 card keys ahead, for mynacard issue --key-pool",
+        description=(
+            "Generate N RSA-2048 keys into a key pool directory (created 0700; keys added to "
+            "an existing pool), in --jobs worker processes: one PKCS#8 DER file per key, mode "
+            "0600, written atomically. mynacard issue --key-pool DIR then takes the per-card "
+            "keys from the pool instead of generating them (each key used once, then deleted)."
+        ),
+    )
+    pool.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="the key pool directory"
+    )
+    pool.add_argument("--count", type=int, required=True, metavar="N", help="keys to generate")
+    pool.add_argument(
+        "--jobs", type=int, default=0, metavar="J", help="worker processes (default: one per CPU)"
+    )
+    pool.add_argument("--quiet", action="store_true", help="no progress bar")
+    pool.set_defaults(func=run_key_pool)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,8 +174,9 @@ def run(args: argparse.Namespace) -> int:
         prefix=args.prefix,
         unique_keys=args.unique_keys,
         force=args.force,
+        key_pool=args.key_pool,
     )
-    bar = Progress(max(1, options.count), sys.stderr)
+    bar = Progress(max(1, options.count), sys.stderr, quiet=args.quiet)
     try:
         result = issue(options, progress=bar.update)
     except IssueError as exc:
@@ -142,10 +189,37 @@ def run(args: argparse.Namespace) -> int:
         return 130
     bar.close()
     keys = "non-JPKI keys shared by the run" if result.shared_keys else "all keys unique"
+    if options.key_pool is not None:
+        keys += f", {result.pool_keys_used} key(s) taken from {options.key_pool}"
     print(
         f"issued {result.count} card(s) into {options.out} in {result.seconds:.1f} s "
         f"({result.cards_per_second:.1f} cards/s, {result.jobs} job(s), {keys}); "
         f"index: {result.index}"
+    )
+    return 0
+
+
+def run_key_pool(args: argparse.Namespace) -> int:
+    """Run ``mynacard key-pool``; print a summary line; return the exit status."""
+    bar = Progress(max(1, args.count), sys.stderr, verb="generating", unit="keys", quiet=args.quiet)
+    try:
+        result = keypool.generate(args.out, args.count, jobs=args.jobs, progress=bar.update)
+    except IssueError as exc:
+        bar.close()
+        print(f"mynacard key-pool: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            "mynacard key-pool: interrupted; the keys written so far are complete and usable",
+            file=sys.stderr,
+        )
+        return 130
+    bar.close()
+    print(
+        f"generated {result.count} key(s) into {result.pool} in {result.seconds:.1f} s "
+        f"({result.keys_per_second:.1f} keys/s, {result.jobs} job(s)); "
+        f"the pool holds {result.total} key(s)"
     )
     return 0
 

@@ -19,6 +19,12 @@ common AP's INTERNAL AUTHENTICATE alike): a test that tells cards apart by those
 ``unique_keys`` (``--unique-keys``), which generates all six per card (about 2.5 times slower: 7
 instead of 17 cards/s on 2 cores). Cards are made by ``jobs`` worker processes (default: one per
 CPU), forked when that is safe so that they inherit the warmed-up PKI.
+
+Key pool (``key_pool``, ``--key-pool DIR``): the per-card keys (the two JPKI keys; all six with
+``unique_keys``) are taken from a directory of keys generated ahead by ``mynacard key-pool``
+(:mod:`harness.issuance.keypool`) instead of being generated, each used by one card only and
+deleted before the card is made. A pool holding too few keys, or a file that is not a key, fails
+the run before anything is issued, and nothing is taken from the pool.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from card_emulator.image import SqliteImage
 from card_emulator.persona import Persona
 from card_emulator.personalize import KEY_PURPOSES, personalize
 from harness.default_pki import default_cv_signer, pki_store
+from harness.issuance import keypool
 from harness.issuance.personas import IssueError, derive_personas, persona_text
 from harness.personas import demo_persona_path
 from jpki.clock import jst_day_start
@@ -93,6 +100,8 @@ class IssueOptions:
     """Label prefix; default: the base persona's label."""
     unique_keys: bool = False
     force: bool = False
+    key_pool: Path | None = None
+    """A key pool directory the per-card keys are taken from (``None``: generate them)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,8 @@ class IssueResult:
     shared_keys: bool
     index: Path
     entries: list[dict[str, Any]]
+    pool_keys_used: int = 0
+    """Keys taken from the key pool (and deleted from it)."""
 
     @property
     def cards_per_second(self) -> float:
@@ -122,6 +133,8 @@ class _Job:
     text: bytes
     persona_file: Path
     image_file: Path
+    keys: tuple[tuple[str, str, bytes], ...] = ()
+    """Keys from the key pool: ``(purpose, reserved file, PKCS#8 DER)``."""
 
 
 @dataclass
@@ -130,6 +143,8 @@ class _WorkerState:
     replace: bool = False
     addresses: dict[str, bytes] = field(default_factory=dict)
     """Rendered address images by address text: cards of a run share the base's address."""
+    card_keys: dict[str, rsa.RSAPrivateKey] = field(default_factory=dict)
+    """The current card's keys from the key pool, by purpose."""
 
     def images(self, persona: Persona) -> dict[str, bytes] | None:
         """The 券面 images this worker has already rendered for ``persona``."""
@@ -144,9 +159,19 @@ class _WorkerState:
         return {"address": self.addresses[address]}
 
     def key(self, purpose: str) -> rsa.RSAPrivateKey:
-        """The run's shared key for ``purpose``, or a new one."""
+        """The card's key from the key pool, the run's shared key for ``purpose``, or a new one."""
+        pooled = self.card_keys.get(purpose)
+        if pooled is not None:
+            return pooled
         shared = self.pool.get(purpose)
         return shared if shared is not None else generate_rsa_key()
+
+    def take_keys(self, job: _Job) -> None:
+        """Delete the card's pool key files (before use: a key is never in two cards); load them."""
+        keypool.consume([path for _, path, _ in job.keys])
+        self.card_keys = {
+            purpose: keypool.load_key(Path(path), der)[0] for purpose, path, der in job.keys
+        }
 
 
 _state = _WorkerState()
@@ -174,9 +199,13 @@ def _remove_image(path: Path) -> None:
 def _make_card(job: _Job) -> dict[str, Any]:
     """Issue one card (in a worker): persona file, certificates, card image; its index entry."""
     persona = persona_module.parse(job.text, str(job.persona_file), job.persona_file.parent)
-    content = personalize(
-        persona, store=pki_store(), keys=_state.key, images=_state.images(persona)
-    )
+    _state.take_keys(job)
+    try:
+        content = personalize(
+            persona, store=pki_store(), keys=_state.key, images=_state.images(persona)
+        )
+    finally:
+        _state.card_keys = {}
     if _state.replace:
         _remove_image(job.image_file)
     job.persona_file.write_bytes(job.text)
@@ -203,7 +232,7 @@ def _run_job(job: _Job) -> tuple[bool, Any]:
     """``(True, entry)`` or ``(False, message)``: errors cross the process boundary as text."""
     try:
         return True, _make_card(job)
-    except (PersonaError, PkiError, ImageError, OSError, ValueError) as exc:
+    except (PersonaError, PkiError, ImageError, OSError, ValueError, IssueError) as exc:
         return False, f"card {job.label}: {exc}"
 
 
@@ -366,6 +395,47 @@ def _shared_keys(unique_keys: bool) -> dict[str, bytes]:
     }
 
 
+def _pool_purposes(options: IssueOptions) -> tuple[str, ...]:
+    """The keys of each card taken from the key pool."""
+    return KEY_PURPOSES if options.unique_keys else ("jpki_auth", "jpki_sign")
+
+
+def _pool_needs(options: IssueOptions) -> tuple[int, str]:
+    """Keys the run takes from the pool, and why (for the "pool too small" message)."""
+    per_card = len(_pool_purposes(options))
+    what = "all six keys" if options.unique_keys else "2 JPKI keys"
+    return per_card * options.count, f"{what} for each of {options.count:,} card(s)"
+
+
+def _check_pool(options: IssueOptions) -> None:
+    """Before anything is written: the pool exists, holds only keys, and enough of them."""
+    if options.key_pool is None:
+        return
+    needed, purpose = _pool_needs(options)
+    holds = keypool.count_keys(options.key_pool)
+    if holds < needed:
+        raise IssueError(keypool.too_small_message(options.key_pool, holds, needed, purpose))
+
+
+def _assign_keys(
+    work: Sequence[_Job], options: IssueOptions, reservation: keypool.Reservation
+) -> list[_Job]:
+    """Give each card its own reserved keys."""
+    purposes = _pool_purposes(options)
+    keys = iter(reservation.keys)
+    return [
+        _Job(
+            job.number,
+            job.label,
+            job.text,
+            job.persona_file,
+            job.image_file,
+            tuple((purpose, *next(keys)) for purpose in purposes),
+        )
+        for job in work
+    ]
+
+
 def _write_index(
     options: IssueOptions, entries: list[dict[str, Any]], shared: Sequence[str]
 ) -> Path:
@@ -399,13 +469,21 @@ def issue(options: IssueOptions, *, progress: Callable[[int], None] | None = Non
     base, base_tables, prefix = _load_base(options)
     work = _plan(options, base_tables, prefix)
     files = [f for job in work for f in (job.persona_file, job.image_file)]
-    _check_out(options.out, options.force, files)
-    _check_first(work, options)
-    _warm_up(base)
-    pool_der = _shared_keys(options.unique_keys)
-
+    _check_pool(options)
+    reservation = None if options.key_pool is None else keypool.Reservation(options.key_pool)
     made = _Collector(progress)
-    _make_cards(work, jobs, pool_der, options.force, made)
+    try:
+        if reservation is not None:  # every key read and checked before anything is written
+            reservation.take(*_pool_needs(options))
+            work = _assign_keys(work, options, reservation)
+        _check_out(options.out, options.force, files)
+        _check_first(work, options)
+        _warm_up(base)
+        pool_der = _shared_keys(options.unique_keys)
+        _make_cards(work, jobs, pool_der, options.force, made)
+    finally:
+        if reservation is not None:
+            reservation.release()  # the keys no card took go back into the pool
     if made.failure is not None:
         raise IssueError(
             f"{made.failure}; {len(made.entries)} card(s) were issued into {options.out} "
@@ -413,6 +491,7 @@ def issue(options: IssueOptions, *, progress: Callable[[int], None] | None = Non
         )
     entries = sorted(made.entries, key=lambda entry: int(entry["number"]))
     index = _write_index(options, entries, list(pool_der))
+    used = len(_pool_purposes(options)) * len(entries) if options.key_pool is not None else 0
     return IssueResult(
-        options.count, time.perf_counter() - started, jobs, bool(pool_der), index, entries
+        options.count, time.perf_counter() - started, jobs, bool(pool_der), index, entries, used
     )

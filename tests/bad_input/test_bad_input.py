@@ -29,6 +29,7 @@ from PIL import Image
 from card_emulator import Card, PersonaError, render
 from card_emulator import persona as persona_module
 from harness.default_pki import pki_store
+from harness.issuance import keypool
 from tests.conftest import DEMO_PERSONA
 
 HERE = Path(__file__).resolve().parent
@@ -197,6 +198,23 @@ def _image_not_sqlite(tmp: Path) -> None:
 @setup("binary_scenario")
 def _binary_scenario(tmp: Path) -> None:
     (tmp / "faults.toml").write_bytes(b"\xff\xfe\x00" + bytes(range(256)))
+
+
+@setup("open_key_pool")
+def _open_key_pool(tmp: Path) -> None:
+    (tmp / "open").mkdir()
+    (tmp / "open").chmod(0o755)
+
+
+@setup("key_pool_with_notes")
+def _key_pool_with_notes(tmp: Path) -> None:
+    (tmp / "pool").mkdir(mode=0o700)
+    (tmp / "pool" / "notes.txt").write_text("not a key\n")
+
+
+@setup("key_pool_of_one")
+def _key_pool_of_one(tmp: Path) -> None:
+    keypool.generate(tmp / "pool", 1, jobs=1)
 
 
 def mynacard() -> list[str]:
