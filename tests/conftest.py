@@ -16,11 +16,21 @@ ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["pytester"]  # tests/console/test_client.py runs the plugin in a pytest of its own
 
 
+MADE_HERE = "MYNACARD_TEST_PKI_MADE"
+"""Set to the PKI directory this conftest made, so a pytest-xdist worker knows it is not the
+user's: the workers inherit the controller's environment."""
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """One private test PKI per test run (subprocesses inherit it through the environment)."""
-    if "MYNACARD_PKI" not in os.environ:
-        base = Path(tempfile.mkdtemp(prefix="mynacard-pki-"))
-        os.environ["MYNACARD_PKI"] = str(base)
+    """One private test PKI per test run, and per pytest-xdist worker (subprocesses inherit it
+    through the environment). Workers must not share one: a test watching the PKI directory
+    for changes (the bad-input corpus) would see another worker's cards being issued."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    current = os.environ.get("MYNACARD_PKI")
+    ours = current is not None and os.environ.get(MADE_HERE) == current
+    if current is None or (worker and ours):
+        base = tempfile.mkdtemp(prefix=f"mynacard-pki-{worker or 'run'}-")
+        os.environ["MYNACARD_PKI"] = os.environ[MADE_HERE] = base
 
 
 DEMO_PERSONA = ROOT / "vectors" / "personas" / "demo.toml"

@@ -278,28 +278,6 @@ def test_check_key_rejects_a_damaged_key(master: Path) -> None:
     assert keypool.check_key(damaged) == "an inconsistent RSA key"
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not os.environ.get("MYNACARD_ISSUE_1000"),
-    reason="≈1-3.5 min on 2 cores; set MYNACARD_ISSUE_1000=1 (bench/run.py checks 2,000 keys)",
-)
-def test_a_thousand_issued_jpki_keys_are_distinct(tmp_path: Path) -> None:
-    """The issue's check at full size: 1,000 public keys from a pool, in 500 cards, distinct.
-
-    Opt-in: generating 1,000 keys alone takes ≈20 s on 2 idle cores. By default the 50-card
-    test above checks 100 keys, and ``bench/run.py`` the 2,000 keys of its 1,000-card run.
-    """
-    pool = tmp_path / "pool"
-    status, _, err = _cli("key-pool", "--out", str(pool), "--count", "1000", "--quiet")
-    assert status == 0, err
-    out = tmp_path / "cards"
-    status, _, err = _cli("issue", "--count", "500", "--out", str(out), "--key-pool", str(pool))
-    assert status == 0, err
-    keys: list[Any] = _issued_jpki_keys(out)
-    assert len(keys) == 1000 and len(set(keys)) == 1000
-    assert list(pool.iterdir()) == []
-
-
 def test_a_run_that_stops_returns_the_keys_it_did_not_use(
     master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
