@@ -9,38 +9,29 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apdu import MynacardError, TraceRecord
-from apdu.version import version
 from card_emulator import Card
 from card_emulator import persona as persona_module
-from harness.audit import cli as audit_cli
 from harness.card_server import (
     MAX_READERS,
     CardServer,
     ServableCard,
     parse_endpoint,
 )
-from harness.commands import completion, fidelity
-from harness.commands import pki as pki_cli
-from harness.commands import trace as trace_cli
-from harness.commands.demo import run_demo
-from harness.commands.summary import jpki_summary
-from harness.conformance import cli as conformance_cli
-from harness.conformance.catalogue import load_catalogue
-from harness.console.controlled_card import ControlledCard
 from harness.default_pki import pki_store, shared_card
-from harness.doctor import cli as doctor_cli
 from harness.faults import FaultyCard, Scenario
-from harness.fingerprint import cli as fingerprint_cli
-from harness.issuance import cli as issue_cli
 from harness.personas import card_from_persona, demo_persona_path
-from harness.relay import cli as relay_cli
 from harness.serve_config import configure as configure_serve
-from readers.host_side.client import MynaClient
-from readers.host_side.text_ap import parse_attributes
-from readers.host_side.transport import InProcessTransport
+
+if TYPE_CHECKING:
+    from harness.console.controlled_card import ControlledCard
+
+# The other commands' modules (the audit, conformance, fingerprint, issuance, relay... engines,
+# the web console, the host-side client) are imported where they are used: ``mynacard serve``
+# starts without them (issue 18, cold start), and :func:`build_parser` imports the modules
+# that register a command only when it builds the full parser.
 
 DEMO_PERSONA = demo_persona_path()
 
@@ -50,6 +41,11 @@ class UsageError(ValueError):
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from harness.commands.demo import run_demo  # noqa: PLC0415 - see the imports above
+    from harness.commands.summary import jpki_summary  # noqa: PLC0415
+    from readers.host_side.client import MynaClient  # noqa: PLC0415
+    from readers.host_side.transport import InProcessTransport  # noqa: PLC0415
+
     if not args.in_process:
         return 0 if run_demo(args.persona) else 1
     persona = persona_module.load(args.persona)
@@ -77,6 +73,9 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
 
 
 def _describe(card: ServableCard) -> str:
+    from harness.console.controlled_card import ControlledCard  # noqa: PLC0415
+    from readers.host_side.text_ap import parse_attributes  # noqa: PLC0415
+
     if isinstance(card, ControlledCard):
         faults = card.faults
         return _describe(faults if faults is not None else card.card)
@@ -98,6 +97,8 @@ def _describe(card: ServableCard) -> str:
 
 def _serve_scenario(text: str) -> tuple[dict[str, Any], Scenario | None]:
     """A catalogue scenario by name (persona overrides + faults), or a fault scenario file."""
+    from harness.conformance.catalogue import load_catalogue  # noqa: PLC0415
+
     by_name = {s.name: s for s in load_catalogue()}
     if text in by_name:
         entry = by_name[text]
@@ -132,6 +133,8 @@ def _check_console_port(port: object) -> None:
 
 def _console_card(card: ServableCard) -> ControlledCard:
     """``card`` in the proxy the console drives (its faults inside the proxy)."""
+    from harness.console.controlled_card import ControlledCard  # noqa: PLC0415
+
     if isinstance(card, FaultyCard) and isinstance(card.card, Card):
         return ControlledCard(card.card, card.scenario)
     if isinstance(card, Card):
@@ -242,12 +245,54 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _VersionAction(argparse._VersionAction):
+    """``--version``, with the version looked up (importlib.metadata) only when asked."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        from apdu.version import version  # noqa: PLC0415 - importlib.metadata: ~40 ms
+
+        self.version = f"%(prog)s {version()}"
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _root_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[Any]]:
     parser = argparse.ArgumentParser(
         prog="mynacard",
         description="Emulated Japanese My Number card (マイナンバーカード) and its test tools.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    return parser, parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+
+def _add_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        version="%(prog)s VERSION",
+        help="show program's version number and exit",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``mynacard`` parser: every command with its help and flags (the docs site's
+    CLI page and shell completion are generated from it)."""
+    # Only the full parser needs the modules that register these commands.
+    from harness.audit import cli as audit_cli  # noqa: PLC0415
+    from harness.commands import completion, fidelity  # noqa: PLC0415
+    from harness.commands import pki as pki_cli  # noqa: PLC0415
+    from harness.commands import trace as trace_cli  # noqa: PLC0415
+    from harness.conformance import cli as conformance_cli  # noqa: PLC0415
+    from harness.doctor import cli as doctor_cli  # noqa: PLC0415
+    from harness.fingerprint import cli as fingerprint_cli  # noqa: PLC0415
+    from harness.issuance import cli as issue_cli  # noqa: PLC0415
+    from harness.relay import cli as relay_cli  # noqa: PLC0415
+
+    parser, sub = _root_parser()
 
     demo = sub.add_parser("demo", help="put the demo card to work and print what a reader sees")
     demo.add_argument("--persona", type=Path, default=DEMO_PERSONA, help="persona TOML file")
@@ -260,6 +305,37 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     check.set_defaults(func=_cmd_persona_check)
 
+    _add_serve(sub)
+
+    personalize = sub.add_parser("personalize", help="create a durable card image from a persona")
+    personalize.add_argument("--persona", type=Path, required=True, help="persona TOML file")
+    personalize.add_argument("--image", type=Path, required=True, help="card image to create")
+    personalize.set_defaults(func=_cmd_personalize)
+
+    relay_cli.register(sub, UsageError)
+    trace_cli.register(sub)
+    audit_cli.register(sub)
+    pki_cli.register(sub)
+    conformance_cli.register(sub)
+    issue_cli.register(sub)
+    fidelity.register(sub)
+    doctor_cli.register(sub)
+    fingerprint_cli.register(sub)
+    completion.register(sub, parser)
+    _add_version(parser)
+    return parser
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    """The root parser with only ``serve`` (same usage, same ``serve`` flags and messages):
+    what ``mynacard serve ...`` parses with, without importing every other command."""
+    parser, sub = _root_parser()
+    _add_serve(sub)
+    _add_version(parser)
+    return parser
+
+
+def _add_serve(sub: argparse._SubParsersAction[Any]) -> None:
     serve = sub.add_parser(
         "serve", help="put cards into virtual PC/SC readers (vpcd) until interrupted"
     )
@@ -319,29 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_cmd_serve)
 
-    personalize = sub.add_parser("personalize", help="create a durable card image from a persona")
-    personalize.add_argument("--persona", type=Path, required=True, help="persona TOML file")
-    personalize.add_argument("--image", type=Path, required=True, help="card image to create")
-    personalize.set_defaults(func=_cmd_personalize)
-
-    relay_cli.register(sub, UsageError)
-    trace_cli.register(sub)
-    audit_cli.register(sub)
-    pki_cli.register(sub)
-    conformance_cli.register(sub)
-    issue_cli.register(sub)
-    fidelity.register(sub)
-    doctor_cli.register(sub)
-    fingerprint_cli.register(sub)
-    completion.register(sub, parser)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
-    return parser
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mynacard`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = _serve_parser() if arguments[:1] == ["serve"] else build_parser()
+    args = parser.parse_args(arguments)
     try:
         return int(args.func(args))
     except UsageError as exc:
