@@ -12,26 +12,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from apdu import MynacardError, TraceRecord
-from card_emulator import Card
-from card_emulator import persona as persona_module
 from harness.card_server import (
     MAX_READERS,
     CardServer,
     ServableCard,
     parse_endpoint,
 )
-from harness.default_pki import pki_store, shared_card
-from harness.faults import FaultyCard, Scenario
-from harness.personas import card_from_persona, demo_persona_path
+from harness.demo_persona import demo_persona_path
 from harness.serve_config import configure as configure_serve
 
 if TYPE_CHECKING:
     from harness.console.controlled_card import ControlledCard
+    from harness.faults import Scenario
 
-# The other commands' modules (the audit, conformance, fingerprint, issuance, relay... engines,
-# the web console, the host-side client) are imported where they are used: ``mynacard serve``
-# starts without them (issue 18, cold start), and :func:`build_parser` imports the modules
-# that register a command only when it builds the full parser.
+# Cold start (issue 18): the card emulator, the PKI, the other commands' modules (the audit,
+# conformance, fingerprint, issuance, relay... engines, the web console, the host-side client)
+# are imported where they are used (the function-level imports below). ``mynacard serve``
+# starts its pcscd before it imports the card emulator, so pcscd's presence poll (every 400 ms)
+# runs while the card is made; :func:`build_parser` imports the modules that register a
+# command only when it builds the full parser.
 
 DEMO_PERSONA = demo_persona_path()
 
@@ -41,8 +40,10 @@ class UsageError(ValueError):
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from card_emulator import persona as persona_module  # noqa: PLC0415
     from harness.commands.demo import run_demo  # noqa: PLC0415 - see the imports above
     from harness.commands.summary import jpki_summary  # noqa: PLC0415
+    from harness.default_pki import shared_card  # noqa: PLC0415
     from readers.host_side.client import MynaClient  # noqa: PLC0415
     from readers.host_side.transport import InProcessTransport  # noqa: PLC0415
 
@@ -58,6 +59,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_persona_check(args: argparse.Namespace) -> int:
+    from card_emulator import persona as persona_module  # noqa: PLC0415
+
     for path in args.files:
         persona = persona_module.load(path)
         h = persona.holder
@@ -66,6 +69,8 @@ def _cmd_persona_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_personalize(args: argparse.Namespace) -> int:
+    from harness.default_pki import shared_card  # noqa: PLC0415
+
     card = shared_card(args.persona, image=args.image)
     print(f"{args.image}: card image ready (ATR {card.atr.hex().upper()})")
     card.close()
@@ -73,7 +78,9 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
 
 
 def _describe(card: ServableCard) -> str:
+    from card_emulator import Card  # noqa: PLC0415
     from harness.console.controlled_card import ControlledCard  # noqa: PLC0415
+    from harness.faults import FaultyCard  # noqa: PLC0415
     from readers.host_side.text_ap import parse_attributes  # noqa: PLC0415
 
     if isinstance(card, ControlledCard):
@@ -98,6 +105,7 @@ def _describe(card: ServableCard) -> str:
 def _serve_scenario(text: str) -> tuple[dict[str, Any], Scenario | None]:
     """A catalogue scenario by name (persona overrides + faults), or a fault scenario file."""
     from harness.conformance.catalogue import load_catalogue  # noqa: PLC0415
+    from harness.faults import Scenario  # noqa: PLC0415
 
     by_name = {s.name: s for s in load_catalogue()}
     if text in by_name:
@@ -133,7 +141,9 @@ def _check_console_port(port: object) -> None:
 
 def _console_card(card: ServableCard) -> ControlledCard:
     """``card`` in the proxy the console drives (its faults inside the proxy)."""
+    from card_emulator import Card  # noqa: PLC0415
     from harness.console.controlled_card import ControlledCard  # noqa: PLC0415
+    from harness.faults import FaultyCard  # noqa: PLC0415
 
     if isinstance(card, FaultyCard) and isinstance(card.card, Card):
         return ControlledCard(card.card, card.scenario)
@@ -147,12 +157,50 @@ def _start_console(server: CardServer, args: argparse.Namespace, personas: list[
     its address."""
     from harness.console import CardController  # noqa: PLC0415 - web stack only when asked
     from harness.console.web import ConsoleServer  # noqa: PLC0415
+    from harness.default_pki import pki_store  # noqa: PLC0415
 
     controller = CardController.for_server(server, pki=pki_store())
     console = ConsoleServer(controller, port=args.console_port or 0, personas=personas)
     console.start()
     print(f"console {console.url}", flush=True)
     return console
+
+
+def _log_apdu(record: TraceRecord) -> None:
+    print(f"[{record.reader}] {record.text()}", flush=True)
+
+
+def _serve_cards(
+    args: argparse.Namespace,
+    personas: list[Path],
+    overrides: dict[str, Any],
+    faults: Scenario | None,
+) -> list[tuple[str, ServableCard]]:
+    """The cards ``serve`` puts into readers (personas checked before any card is made)."""
+    from card_emulator import persona as persona_module  # noqa: PLC0415
+    from harness.default_pki import shared_card  # noqa: PLC0415
+    from harness.faults import FaultyCard  # noqa: PLC0415
+    from harness.personas import card_from_persona  # noqa: PLC0415
+
+    for path in personas:  # every persona checked before any card is made (and recorded)
+        persona_module.load(path)
+    cards: list[tuple[str, ServableCard]] = []
+    for path in personas:
+        if args.image:
+            if faults is not None and (overrides or faults.counters):
+                raise UsageError(
+                    "--image with a --scenario that changes the persona or its counters: "
+                    "a durable image keeps its own state; use a scenario with faults only"
+                )
+            card = shared_card(path, image=args.image)
+        elif faults is None:
+            card = shared_card(path)
+        else:
+            card = card_from_persona(path, **overrides, counters=dict(faults.counters))
+        cards.append((str(path), card if faults is None else FaultyCard(card, faults)))
+    if args.console:  # each card in the proxy whose lock the console and the reader share
+        cards = [(label, _console_card(card)) for label, card in cards]
+    return cards
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -178,39 +226,26 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     personas = args.persona or [DEMO_PERSONA]
     overrides, faults = _serve_scenario(args.scenario) if args.scenario else ({}, None)
-    for path in personas:  # every persona checked before any card is made (and recorded)
-        persona_module.load(path)
-    cards: list[tuple[str, ServableCard]] = []
-    for path in personas:
-        if args.image:
-            if faults is not None and (overrides or faults.counters):
-                raise UsageError(
-                    "--image with a --scenario that changes the persona or its counters: "
-                    "a durable image keeps its own state; use a scenario with faults only"
-                )
-            card = shared_card(path, image=args.image)
-        elif faults is None:
-            card = shared_card(path)
-        else:
-            card = card_from_persona(path, **overrides, counters=dict(faults.counters))
-        cards.append((str(path), card if faults is None else FaultyCard(card, faults)))
-    if args.console:  # each card in the proxy whose lock the console and the reader share
-        cards = [(label, _console_card(card)) for label, card in cards]
-
-    def log_apdu(record: TraceRecord) -> None:
-        print(f"[{record.reader}] {record.text()}", flush=True)
-
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # before pcscd starts: stopped cleanly
     server = CardServer(
-        cards,
+        [],
         readers=args.readers,
         endpoints=endpoints,
         trace=args.trace,
         private_socket=args.private_socket,
-        on_exchange=log_apdu if args.verbose else None,
+        on_exchange=_log_apdu if args.verbose else None,
         reconnect_for=args.reconnect_timeout,
     )
+    try:
+        # pcscd first: its first presence poll has passed before any card can be in, and the
+        # next comes 400 ms later; making the cards (importing the emulator, personalizing)
+        # runs meanwhile. A persona error stops pcscd again (nothing was printed yet).
+        server.open_readers(len(personas))
+        server.cards = _serve_cards(args, personas, overrides, faults)
+    except BaseException:
+        server.stop()
+        raise
     with server:
         console = _start_console(server, args, personas) if args.console else None
         if server.pcscd is not None:

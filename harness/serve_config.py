@@ -43,7 +43,6 @@ from typing import Any
 
 from apdu import MynacardError
 from harness.card_server import MAX_READERS, parse_endpoint
-from harness.conformance.catalogue import load_catalogue
 from jpki.pki_material import ENVIRONMENT_VARIABLE as PKI_ENVIRONMENT_VARIABLE
 from jpki.toml_fields import MAX_UNKNOWN_SHOWN, SHOWN_CHARS, FieldTable, shown
 
@@ -226,6 +225,8 @@ def _scenario(table: _Table) -> str | None:
     if value is None:
         return None
     text = table.text("scenario", value, "a kiosk scenario name or a fault scenario file")
+    from harness.conformance.catalogue import load_catalogue  # noqa: PLC0415 - cold start
+
     names = [scenario.name for scenario in load_catalogue()]
     if text in names:
         return text
