@@ -43,7 +43,6 @@ from typing import Any
 
 from apdu import MynacardError
 from harness.card_server import MAX_READERS, parse_endpoint
-from jpki.pki_material import ENVIRONMENT_VARIABLE as PKI_ENVIRONMENT_VARIABLE
 from jpki.toml_fields import MAX_UNKNOWN_SHOWN, SHOWN_CHARS, FieldTable, shown
 
 DEFAULT_RECONNECT_TIMEOUT = 30.0
@@ -381,5 +380,8 @@ def configure(args: argparse.Namespace) -> argparse.Namespace:
     config = ServeConfig() if source is None else load_config(source)
     merged = merge(config, args)
     if merged.pki is not None:
-        os.environ[PKI_ENVIRONMENT_VARIABLE] = str(merged.pki)
+        # Imported here: jpki.pki_material brings cryptography.x509 (cold start, issue 18).
+        from jpki.pki_material import ENVIRONMENT_VARIABLE  # noqa: PLC0415
+
+        os.environ[ENVIRONMENT_VARIABLE] = str(merged.pki)
     return merged
