@@ -42,23 +42,39 @@ class CardKeyCache:
         if not _PURPOSE.fullmatch(purpose):
             raise ValueError(f"not a key purpose: {purpose[:40]!r}")
         name = f"{self.folder}/{purpose}.key.pem"
-        if self.vault.exists(name):
+        key = self._kept(name)
+        if key is not None:
+            return key
+        # Under the vault's lock: two processes making the same persona's card at once (test
+        # workers sharing a PKI) must not write the same temporary file together.
+        with self.vault.exclusive():
+            key = self._kept(name)
+            if key is not None:
+                return key
+            key = generate_rsa_key()
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            self.vault.write(name, pem, private=True)
+        return key
+
+    def _kept(self, name: str) -> rsa.RSAPrivateKey | None:
+        if not self.vault.exists(name):
+            return None
+        try:
             # No OpenSSL RSA consistency check: the file is one this class wrote (0600, in the
             # PKI directory beside the CA keys); a key edited behind our back would only make
             # signatures that every verifier rejects.
             key = serialization.load_pem_private_key(
                 self.vault.read(name), password=None, unsafe_skip_rsa_key_validation=True
             )
-            if isinstance(key, rsa.RSAPrivateKey) and key.key_size == 2048:
-                return key
-        key = generate_rsa_key()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        self.vault.write(name, pem, private=True)
-        return key
+        except (OSError, ValueError, TypeError):
+            return None  # unreadable or not a key: a new one replaces it
+        if isinstance(key, rsa.RSAPrivateKey) and key.key_size == 2048:
+            return key
+        return None
 
 
 def for_vault(vault: Vault, persona_digest: str) -> CardKeyCache | None:

@@ -51,3 +51,13 @@ def test_bad_names_refused(tmp_path: Path) -> None:
     cache = card_keys.CardKeyCache(DirectoryVault(tmp_path), DIGEST)
     with pytest.raises(ValueError, match="key purpose"):
         cache("../../ca/key")
+
+
+def test_a_damaged_kept_key_is_replaced(tmp_path: Path) -> None:
+    cache = card_keys.CardKeyCache(DirectoryVault(tmp_path), DIGEST)
+    first = cache("text_ap")
+    path = tmp_path / card_keys.CACHE_FOLDER / DIGEST / "text_ap.key.pem"
+    path.write_bytes(b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    second = cache("text_ap")
+    assert _public(second) != _public(first)
+    assert _public(cache("text_ap")) == _public(second)
