@@ -1,6 +1,7 @@
 """Performance benchmark of the emulated card, as ratios against baselines of the same run.
 
     .venv/bin/python bench/run.py [--quick] [--out DIR] [--no-pcsc] [--issue-count N]
+                                  [--coldstart-runs N]
 
 Writes ``bench-results.md`` and ``bench-results.json`` into ``--out`` (default bench/out/).
 Sections: (1) in-process cost per APDU; (2) PC/SC round trip vs an echo card and vsmartcard's
@@ -8,17 +9,18 @@ own vicc card on the same private pcscd, (2b) with the live console attached (id
 vs without it, and (2c) through ``mynacard relay`` vs the direct path; (3) the kiosk flow
 through PC/SC; (4) aggregate throughput with 1, 4 and 16 readers, one pyscard client thread per
 reader; (5) bulk issuance (``mynacard issue``) in cards per second, and with ``--key-pool``
-(a key pool generated beforehand, keys per second).
+(a key pool generated beforehand, keys per second); (6) ``mynacard serve``'s cold start: from
+starting the command to a card a pyscard client sees (median of several runs).
 
 For sections 2-4 the cards are served by a separate process (bench/card_host.py), as
 ``mynacard serve`` serves them to kiosk programs; section 4 also measures 16 readers with the
 cards served from the clients' own process, and how much CPU pcscd, the card process and the
 clients spend per APDU.
 
-The sections are in bench_inproc.py (1), bench_pcsc.py (2-4; 2b in bench_console.py) and
-bench_issuance.py (5), the targets and the report in bench_report.py, what they share in
-bench_core.py: modules beside this script, imported by their plain names (this directory is
-first on ``sys.path`` when the script runs, from any working directory).
+The sections are in bench_inproc.py (1), bench_pcsc.py (2-4; 2b in bench_console.py),
+bench_issuance.py (5) and bench_coldstart.py (6), the targets and the report in bench_report.py,
+what they share in bench_core.py: modules beside this script, imported by their plain names
+(this directory is first on ``sys.path`` when the script runs, from any working directory).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import platform
 import sys
 from pathlib import Path
 
+from bench_coldstart import bench_coldstart
 from bench_core import ROOT, Results
 from bench_inproc import bench_inproc
 from bench_issuance import bench_issuance
@@ -47,6 +50,12 @@ def main() -> int:
         "--issue-count",
         type=int,
         help="cards for the issuance section (default: 1000, --quick 40; 0 skips it)",
+    )
+    parser.add_argument(
+        "--coldstart-runs",
+        type=int,
+        help="timed serve cold starts for section 6 (default: 7, --quick 3; 0 skips it; "
+        "needs PC/SC, so --no-pcsc skips it too)",
     )
     args = parser.parse_args()
     quick: bool = args.quick
@@ -66,6 +75,9 @@ def main() -> int:
         res.issuance = bench_issuance(issue_count, max(4, issue_count // 10))
     if not args.no_pcsc:
         bench_pcsc(res, quick)
+        runs = args.coldstart_runs if args.coldstart_runs is not None else (3 if quick else 7)
+        if runs > 0:  # each run a subprocess: no PC/SC state of this process is involved
+            res.coldstart = bench_coldstart(runs)
     evaluate(res)
 
     out: Path = args.out

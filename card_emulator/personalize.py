@@ -356,13 +356,16 @@ _personalized: dict[tuple[str, str], CardContent] = {}
 _personalized_lock = threading.Lock()
 
 
-def personalized_copy(persona: Persona, store: PkiStore) -> CardContent:
+def personalized_copy(
+    persona: Persona, store: PkiStore, *, keys: KeySource | None = None
+) -> CardContent:
     """:func:`personalize` by ``store``, each distinct persona once per store and process; every
     call returns independent credentials (full or preset counters), keys and certificates shared.
+    ``keys`` supplies the card keys of that one personalization (default :func:`fresh_keys`).
     """
     key = (store.location, persona.digest)
     with _personalized_lock:
         content = _personalized.get(key)
         if content is None:
-            content = _personalized[key] = personalize(persona, store=store)
+            content = _personalized[key] = personalize(persona, store=store, keys=keys)
         return content.fresh_copy()

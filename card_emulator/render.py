@@ -376,6 +376,10 @@ def placeholder_photo_jp2(seed: str, size: tuple[int, int] = PHOTO_SIZE) -> byte
         [centre_x - head_w / 2, head_top + head_h * 0.08, centre_x + head_w / 2, head_top + head_h],
         fill=skin,
     )
+    # Registering the JPEG 2000 writer ourselves keeps PIL from importing all of its ~40 format
+    # plugins (Image.init(), ~80 ms) at the first save in a format it does not preload.
+    from PIL import Jpeg2KImagePlugin  # noqa: F401, PLC0415
+
     buffer = io.BytesIO()
     image.save(
         buffer,

@@ -130,6 +130,7 @@ class CardServer:
     pcscd: PrivatePcscd | None = field(default=None, init=False)
     socket_path: str = field(default=DEFAULT_SOCKET, init=False)
     _trace_writer: TraceWriter | None = field(default=None, init=False)
+    _places_opened: list[Endpoint] | None = field(default=None, init=False)
 
     def __enter__(self) -> CardServer:
         self.start()
@@ -148,17 +149,28 @@ class CardServer:
         """What a PC/SC client process needs in its environment to see these readers."""
         return {} if self.socket_path == DEFAULT_SOCKET else {SOCKET_ENV: self.socket_path}
 
-    def _places(self) -> list[Endpoint]:
-        wanted = max(self.readers or 0, len(self.cards))
-        if not self.cards:
+    def open_readers(self, cards: int) -> None:
+        """Find or start the readers for ``cards`` cards now (our pcscd, if one is needed, is
+        started and lists its readers), before the cards exist: :meth:`start`, once
+        :attr:`cards` is set, then only inserts them. Used by ``mynacard serve`` so that pcscd
+        starts — and its 400 ms presence poll runs — while the cards are being made."""
+        if self._places_opened is not None:
+            raise ServeError("readers already open")
+        try:
+            self._places_opened = self._places(cards)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _places(self, cards: int) -> list[Endpoint]:
+        wanted = max(self.readers or 0, cards)
+        if not cards:
             raise ServeError("no card to serve")
         if wanted > MAX_READERS:
             raise ServeError(f"at most {MAX_READERS} readers (pcsc-lite's limit), not {wanted}")
         if self.endpoints:
-            if len(self.endpoints) < len(self.cards):
-                raise ServeError(
-                    f"{len(self.cards)} cards but only {len(self.endpoints)} --vpcd endpoints"
-                )
+            if len(self.endpoints) < cards:
+                raise ServeError(f"{cards} cards but only {len(self.endpoints)} --vpcd endpoints")
             remote = sorted({str(e) for e in self.endpoints if e.host not in LOOPBACK})
             if remote:
                 self.warnings.append(
@@ -201,7 +213,11 @@ class CardServer:
         if self.trace is not None:
             self._trace_writer = TraceWriter(self.trace, append=True)
         try:
-            places = self._places()
+            places = self._places_opened
+            if places is None:
+                places = self._places(len(self.cards))
+            elif len(self.cards) > len(places) or not self.cards:
+                raise ServeError(f"{len(self.cards)} cards for {len(places)} readers opened")
             for (label, card), endpoint in zip(self.cards, places, strict=False):
                 served = ServedCard(label, card, endpoint)
                 served.client = VpcdClient(
@@ -321,6 +337,7 @@ class CardServer:
         if self.pcscd is not None:
             self.pcscd.stop()
             self.pcscd = None
+        self._places_opened = None
         if self._trace_writer is not None:
             self._trace_writer.close()
             self._trace_writer = None

@@ -9,38 +9,28 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apdu import MynacardError, TraceRecord
-from apdu.version import version
-from card_emulator import Card
-from card_emulator import persona as persona_module
-from harness.audit import cli as audit_cli
 from harness.card_server import (
     MAX_READERS,
     CardServer,
     ServableCard,
     parse_endpoint,
 )
-from harness.commands import completion, fidelity
-from harness.commands import pki as pki_cli
-from harness.commands import trace as trace_cli
-from harness.commands.demo import run_demo
-from harness.commands.summary import jpki_summary
-from harness.conformance import cli as conformance_cli
-from harness.conformance.catalogue import load_catalogue
-from harness.console.controlled_card import ControlledCard
-from harness.default_pki import pki_store, shared_card
-from harness.doctor import cli as doctor_cli
-from harness.faults import FaultyCard, Scenario
-from harness.fingerprint import cli as fingerprint_cli
-from harness.issuance import cli as issue_cli
-from harness.personas import card_from_persona, demo_persona_path
-from harness.relay import cli as relay_cli
+from harness.demo_persona import demo_persona_path
 from harness.serve_config import configure as configure_serve
-from readers.host_side.client import MynaClient
-from readers.host_side.text_ap import parse_attributes
-from readers.host_side.transport import InProcessTransport
+
+if TYPE_CHECKING:
+    from harness.console.controlled_card import ControlledCard
+    from harness.faults import Scenario
+
+# Cold start (issue 18): the card emulator, the PKI, the other commands' modules (the audit,
+# conformance, fingerprint, issuance, relay... engines, the web console, the host-side client)
+# are imported where they are used (the function-level imports below). ``mynacard serve``
+# starts its pcscd before it imports the card emulator, so pcscd's presence poll (every 400 ms)
+# runs while the card is made; :func:`build_parser` imports the modules that register a
+# command only when it builds the full parser.
 
 DEMO_PERSONA = demo_persona_path()
 
@@ -50,6 +40,13 @@ class UsageError(ValueError):
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from card_emulator import persona as persona_module  # noqa: PLC0415
+    from harness.commands.demo import run_demo  # noqa: PLC0415 - see the imports above
+    from harness.commands.summary import jpki_summary  # noqa: PLC0415
+    from harness.default_pki import shared_card  # noqa: PLC0415
+    from readers.host_side.client import MynaClient  # noqa: PLC0415
+    from readers.host_side.transport import InProcessTransport  # noqa: PLC0415
+
     if not args.in_process:
         return 0 if run_demo(args.persona) else 1
     persona = persona_module.load(args.persona)
@@ -62,6 +59,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_persona_check(args: argparse.Namespace) -> int:
+    from card_emulator import persona as persona_module  # noqa: PLC0415
+
     for path in args.files:
         persona = persona_module.load(path)
         h = persona.holder
@@ -70,6 +69,8 @@ def _cmd_persona_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_personalize(args: argparse.Namespace) -> int:
+    from harness.default_pki import shared_card  # noqa: PLC0415
+
     card = shared_card(args.persona, image=args.image)
     print(f"{args.image}: card image ready (ATR {card.atr.hex().upper()})")
     card.close()
@@ -77,6 +78,11 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
 
 
 def _describe(card: ServableCard) -> str:
+    from card_emulator import Card  # noqa: PLC0415
+    from harness.console.controlled_card import ControlledCard  # noqa: PLC0415
+    from harness.faults import FaultyCard  # noqa: PLC0415
+    from readers.host_side.text_ap import parse_attributes  # noqa: PLC0415
+
     if isinstance(card, ControlledCard):
         faults = card.faults
         return _describe(faults if faults is not None else card.card)
@@ -98,6 +104,9 @@ def _describe(card: ServableCard) -> str:
 
 def _serve_scenario(text: str) -> tuple[dict[str, Any], Scenario | None]:
     """A catalogue scenario by name (persona overrides + faults), or a fault scenario file."""
+    from harness.conformance.catalogue import load_catalogue  # noqa: PLC0415
+    from harness.faults import Scenario  # noqa: PLC0415
+
     by_name = {s.name: s for s in load_catalogue()}
     if text in by_name:
         entry = by_name[text]
@@ -132,6 +141,10 @@ def _check_console_port(port: object) -> None:
 
 def _console_card(card: ServableCard) -> ControlledCard:
     """``card`` in the proxy the console drives (its faults inside the proxy)."""
+    from card_emulator import Card  # noqa: PLC0415
+    from harness.console.controlled_card import ControlledCard  # noqa: PLC0415
+    from harness.faults import FaultyCard  # noqa: PLC0415
+
     if isinstance(card, FaultyCard) and isinstance(card.card, Card):
         return ControlledCard(card.card, card.scenario)
     if isinstance(card, Card):
@@ -144,12 +157,50 @@ def _start_console(server: CardServer, args: argparse.Namespace, personas: list[
     its address."""
     from harness.console import CardController  # noqa: PLC0415 - web stack only when asked
     from harness.console.web import ConsoleServer  # noqa: PLC0415
+    from harness.default_pki import pki_store  # noqa: PLC0415
 
     controller = CardController.for_server(server, pki=pki_store())
     console = ConsoleServer(controller, port=args.console_port or 0, personas=personas)
     console.start()
     print(f"console {console.url}", flush=True)
     return console
+
+
+def _log_apdu(record: TraceRecord) -> None:
+    print(f"[{record.reader}] {record.text()}", flush=True)
+
+
+def _serve_cards(
+    args: argparse.Namespace,
+    personas: list[Path],
+    overrides: dict[str, Any],
+    faults: Scenario | None,
+) -> list[tuple[str, ServableCard]]:
+    """The cards ``serve`` puts into readers (personas checked before any card is made)."""
+    from card_emulator import persona as persona_module  # noqa: PLC0415
+    from harness.default_pki import shared_card  # noqa: PLC0415
+    from harness.faults import FaultyCard  # noqa: PLC0415
+    from harness.personas import card_from_persona  # noqa: PLC0415
+
+    for path in personas:  # every persona checked before any card is made (and recorded)
+        persona_module.load(path)
+    cards: list[tuple[str, ServableCard]] = []
+    for path in personas:
+        if args.image:
+            if faults is not None and (overrides or faults.counters):
+                raise UsageError(
+                    "--image with a --scenario that changes the persona or its counters: "
+                    "a durable image keeps its own state; use a scenario with faults only"
+                )
+            card = shared_card(path, image=args.image)
+        elif faults is None:
+            card = shared_card(path)
+        else:
+            card = card_from_persona(path, **overrides, counters=dict(faults.counters))
+        cards.append((str(path), card if faults is None else FaultyCard(card, faults)))
+    if args.console:  # each card in the proxy whose lock the console and the reader share
+        cards = [(label, _console_card(card)) for label, card in cards]
+    return cards
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -175,39 +226,26 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     personas = args.persona or [DEMO_PERSONA]
     overrides, faults = _serve_scenario(args.scenario) if args.scenario else ({}, None)
-    for path in personas:  # every persona checked before any card is made (and recorded)
-        persona_module.load(path)
-    cards: list[tuple[str, ServableCard]] = []
-    for path in personas:
-        if args.image:
-            if faults is not None and (overrides or faults.counters):
-                raise UsageError(
-                    "--image with a --scenario that changes the persona or its counters: "
-                    "a durable image keeps its own state; use a scenario with faults only"
-                )
-            card = shared_card(path, image=args.image)
-        elif faults is None:
-            card = shared_card(path)
-        else:
-            card = card_from_persona(path, **overrides, counters=dict(faults.counters))
-        cards.append((str(path), card if faults is None else FaultyCard(card, faults)))
-    if args.console:  # each card in the proxy whose lock the console and the reader share
-        cards = [(label, _console_card(card)) for label, card in cards]
-
-    def log_apdu(record: TraceRecord) -> None:
-        print(f"[{record.reader}] {record.text()}", flush=True)
-
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # before pcscd starts: stopped cleanly
     server = CardServer(
-        cards,
+        [],
         readers=args.readers,
         endpoints=endpoints,
         trace=args.trace,
         private_socket=args.private_socket,
-        on_exchange=log_apdu if args.verbose else None,
+        on_exchange=_log_apdu if args.verbose else None,
         reconnect_for=args.reconnect_timeout,
     )
+    try:
+        # pcscd first: its first presence poll has passed before any card can be in, and the
+        # next comes 400 ms later; making the cards (importing the emulator, personalizing)
+        # runs meanwhile. A persona error stops pcscd again (nothing was printed yet).
+        server.open_readers(len(personas))
+        server.cards = _serve_cards(args, personas, overrides, faults)
+    except BaseException:
+        server.stop()
+        raise
     with server:
         console = _start_console(server, args, personas) if args.console else None
         server.announce_pcscd()
@@ -228,12 +266,54 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _VersionAction(argparse._VersionAction):
+    """``--version``, with the version looked up (importlib.metadata) only when asked."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        from apdu.version import version  # noqa: PLC0415 - importlib.metadata: ~40 ms
+
+        self.version = f"%(prog)s {version()}"
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _root_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[Any]]:
     parser = argparse.ArgumentParser(
         prog="mynacard",
         description="Emulated Japanese My Number card (マイナンバーカード) and its test tools.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    return parser, parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+
+def _add_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        version="%(prog)s VERSION",
+        help="show program's version number and exit",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``mynacard`` parser: every command with its help and flags (the docs site's
+    CLI page and shell completion are generated from it)."""
+    # Only the full parser needs the modules that register these commands.
+    from harness.audit import cli as audit_cli  # noqa: PLC0415
+    from harness.commands import completion, fidelity  # noqa: PLC0415
+    from harness.commands import pki as pki_cli  # noqa: PLC0415
+    from harness.commands import trace as trace_cli  # noqa: PLC0415
+    from harness.conformance import cli as conformance_cli  # noqa: PLC0415
+    from harness.doctor import cli as doctor_cli  # noqa: PLC0415
+    from harness.fingerprint import cli as fingerprint_cli  # noqa: PLC0415
+    from harness.issuance import cli as issue_cli  # noqa: PLC0415
+    from harness.relay import cli as relay_cli  # noqa: PLC0415
+
+    parser, sub = _root_parser()
 
     demo = sub.add_parser("demo", help="put the demo card to work and print what a reader sees")
     demo.add_argument("--persona", type=Path, default=DEMO_PERSONA, help="persona TOML file")
@@ -246,6 +326,37 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     check.set_defaults(func=_cmd_persona_check)
 
+    _add_serve(sub)
+
+    personalize = sub.add_parser("personalize", help="create a durable card image from a persona")
+    personalize.add_argument("--persona", type=Path, required=True, help="persona TOML file")
+    personalize.add_argument("--image", type=Path, required=True, help="card image to create")
+    personalize.set_defaults(func=_cmd_personalize)
+
+    relay_cli.register(sub, UsageError)
+    trace_cli.register(sub)
+    audit_cli.register(sub)
+    pki_cli.register(sub)
+    conformance_cli.register(sub)
+    issue_cli.register(sub)
+    fidelity.register(sub)
+    doctor_cli.register(sub)
+    fingerprint_cli.register(sub)
+    completion.register(sub, parser)
+    _add_version(parser)
+    return parser
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    """The root parser with only ``serve`` (same usage, same ``serve`` flags and messages):
+    what ``mynacard serve ...`` parses with, without importing every other command."""
+    parser, sub = _root_parser()
+    _add_serve(sub)
+    _add_version(parser)
+    return parser
+
+
+def _add_serve(sub: argparse._SubParsersAction[Any]) -> None:
     serve = sub.add_parser(
         "serve", help="put cards into virtual PC/SC readers (vpcd) until interrupted"
     )
@@ -305,29 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_cmd_serve)
 
-    personalize = sub.add_parser("personalize", help="create a durable card image from a persona")
-    personalize.add_argument("--persona", type=Path, required=True, help="persona TOML file")
-    personalize.add_argument("--image", type=Path, required=True, help="card image to create")
-    personalize.set_defaults(func=_cmd_personalize)
-
-    relay_cli.register(sub, UsageError)
-    trace_cli.register(sub)
-    audit_cli.register(sub)
-    pki_cli.register(sub)
-    conformance_cli.register(sub)
-    issue_cli.register(sub)
-    fidelity.register(sub)
-    doctor_cli.register(sub)
-    fingerprint_cli.register(sub)
-    completion.register(sub, parser)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
-    return parser
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mynacard`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = _serve_parser() if arguments[:1] == ["serve"] else build_parser()
+    args = parser.parse_args(arguments)
     try:
         return int(args.func(args))
     except UsageError as exc:

@@ -16,6 +16,7 @@ from card_emulator import persona as persona_module
 from card_emulator.content import CardContent
 from card_emulator.persona import Persona
 from card_emulator.personalize import personalized_copy
+from jpki import card_keys
 from jpki.card_data_signer import CardDataSigner
 from jpki.pki_store import PkiStore, default_directory
 
@@ -37,8 +38,12 @@ def default_cv_signer(application: str) -> CardDataSigner:
 
 def personalize_shared(persona: Persona) -> CardContent:
     """``persona`` personalized by the shared PKI, once per process (independent credentials
-    on every call)."""
-    return personalized_copy(persona, pki_store())
+    on every call). The card keys are kept in the PKI directory by persona digest
+    (:mod:`jpki.card_keys`, 0600 files beside the CA keys), so a later process makes the same
+    persona's card without generating six RSA keys; its certificates are issued anew."""
+    store = pki_store()
+    keys = card_keys.for_vault(store.material.vault, persona.digest)
+    return personalized_copy(persona, store, keys=keys)
 
 
 def shared_card(path: str | Path, image: str | Path | None = None, *, strict: bool = False) -> Card:

@@ -5,15 +5,11 @@ from them (for fixtures, fault scenarios and the conformance suite).
 
 from __future__ import annotations
 
-import atexit
 import datetime as dt
 import hashlib
 import re
 from collections.abc import Mapping
-from contextlib import ExitStack
 from dataclasses import replace
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +17,9 @@ from card_emulator import Card
 from card_emulator import persona as persona_module
 from card_emulator.persona import Persona
 from harness.default_pki import personalize_shared, shared_card
+from harness.demo_persona import (
+    demo_persona_path as demo_persona_path,  # noqa: PLC0414 - re-exported from its old home
+)
 
 #: The demo persona's tables as Python values (DESIGN.md "Demo persona"), for tests and tools that
 #: build personas as data; the packaged ``demo.toml`` (:func:`demo_persona_path`) holds the same.
@@ -46,21 +45,6 @@ DEMO: dict[str, Any] = {
     "pins": {"jpki_auth": "1234", "jpki_sign": "ABC123", "text": "1234", "juki": "1234"},
     "certificates": {"style": "test", "issued": dt.date(2025, 3, 3)},
 }
-
-DEMO_RESOURCE = ("data", "personas", "demo.toml")
-"""Where the demo persona lives in the ``harness`` package (``vectors/personas/demo.toml`` in a
-clone is a symbolic link to it)."""
-
-_extracted = ExitStack()  # files copied out of a zipped install, removed at exit
-atexit.register(_extracted.close)
-
-
-@cache
-def demo_persona_path() -> Path:
-    """The demo persona as a file: the one the installed package carries (package data)."""
-    resource = resources.files("harness").joinpath(*DEMO_RESOURCE)
-    return _extracted.enter_context(resources.as_file(resource))
-
 
 # -- persona TOML ---------------------------------------------------------------------------
 

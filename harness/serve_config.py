@@ -43,8 +43,6 @@ from typing import Any
 
 from apdu import MynacardError
 from harness.card_server import MAX_READERS, parse_endpoint
-from harness.conformance.catalogue import load_catalogue
-from jpki.pki_material import ENVIRONMENT_VARIABLE as PKI_ENVIRONMENT_VARIABLE
 from jpki.toml_fields import MAX_UNKNOWN_SHOWN, SHOWN_CHARS, FieldTable, shown
 
 DEFAULT_RECONNECT_TIMEOUT = 30.0
@@ -226,6 +224,8 @@ def _scenario(table: _Table) -> str | None:
     if value is None:
         return None
     text = table.text("scenario", value, "a kiosk scenario name or a fault scenario file")
+    from harness.conformance.catalogue import load_catalogue  # noqa: PLC0415 - cold start
+
     names = [scenario.name for scenario in load_catalogue()]
     if text in names:
         return text
@@ -380,5 +380,8 @@ def configure(args: argparse.Namespace) -> argparse.Namespace:
     config = ServeConfig() if source is None else load_config(source)
     merged = merge(config, args)
     if merged.pki is not None:
-        os.environ[PKI_ENVIRONMENT_VARIABLE] = str(merged.pki)
+        # Imported here: jpki.pki_material brings cryptography.x509 (cold start, issue 18).
+        from jpki.pki_material import ENVIRONMENT_VARIABLE  # noqa: PLC0415
+
+        os.environ[ENVIRONMENT_VARIABLE] = str(merged.pki)
     return merged

@@ -28,7 +28,6 @@ from typing import IO, Any
 from apdu import TraceRecord, describe
 from apdu.errors import MynacardError
 from apdu.trace import EVENTS
-from apdu.version import version
 from harness.traces.decoder import Decoder, ReaderDecoders
 
 
@@ -235,6 +234,8 @@ def _parse_line(line: str, where: str) -> _Line:
 def _check_header(item: _Line) -> None:
     found = item.data.get("version")
     if isinstance(found, int) and not isinstance(found, bool) and found > TRACE_FORMAT:
+        from apdu.version import version  # noqa: PLC0415 - importlib.metadata, only here
+
         raise item.fail(
             f"trace format {_shown(found)}; this mynacard ({version()}) reads format "
             f"{TRACE_FORMAT}: upgrade mynacard to read this trace"

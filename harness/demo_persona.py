@@ -1,0 +1,25 @@
+"""Where the demo persona's file is: a module of its own, importing nothing heavy, so that
+``mynacard serve`` knows its default persona before it imports the card emulator (issue 18,
+cold start). :mod:`harness.personas` re-exports :func:`demo_persona_path`."""
+
+from __future__ import annotations
+
+import atexit
+from contextlib import ExitStack
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+DEMO_RESOURCE = ("data", "personas", "demo.toml")
+"""Where the demo persona lives in the ``harness`` package (``vectors/personas/demo.toml`` in a
+clone is a symbolic link to it)."""
+
+_extracted = ExitStack()  # files copied out of a zipped install, removed at exit
+atexit.register(_extracted.close)
+
+
+@cache
+def demo_persona_path() -> Path:
+    """The demo persona as a file: the one the installed package carries (package data)."""
+    resource = resources.files("harness").joinpath(*DEMO_RESOURCE)
+    return _extracted.enter_context(resources.as_file(resource))
