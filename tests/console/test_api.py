@@ -1000,3 +1000,10 @@ def test_serve_names_a_busy_console_port(tmp_path: Path) -> None:
     assert run.returncode == 2, run.stdout + run.stderr
     assert f"mynacard: console port {port}: cannot listen on 127.0.0.1" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_the_switch_interval_is_given_back_when_the_console_stops() -> None:
+    before = sys.getswitchinterval()
+    with CardController([]) as controller, ConsoleServer(controller):
+        assert sys.getswitchinterval() <= 0.0005  # a card thread waits less behind a request
+    assert sys.getswitchinterval() == before

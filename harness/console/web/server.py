@@ -70,6 +70,7 @@ class ConsoleServer:
         self._thread: threading.Thread | None = None
         self._streams: Streams | None = None
         self._failure: BaseException | None = None
+        self._switch_interval: float | None = None
 
     @property
     def port(self) -> int:
@@ -116,6 +117,7 @@ class ConsoleServer:
             raise
         self._streams = app.state.streams
         if sys.getswitchinterval() > SWITCH_INTERVAL:
+            self._switch_interval = sys.getswitchinterval()  # given back by stop()
             sys.setswitchinterval(SWITCH_INTERVAL)
         config = uvicorn.Config(
             app,
@@ -164,6 +166,9 @@ class ConsoleServer:
         self._thread = None
         self._server = None
         self._close_socket()
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
 
     def _close_socket(self) -> None:
         if self._socket is not None:
