@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import select
 import shutil
 import signal
 import statistics
@@ -49,7 +48,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_core import ROOT
+from bench_core import ROOT, read_line
 
 PROBE = r"""
 import os, sys, time
@@ -84,12 +83,6 @@ scard.SCardReleaseContext(ctx)
 SERVE = [sys.executable, "-m", "harness.cli", "serve", "--private-socket"]
 
 
-def _line(proc: subprocess.Popen[str], timeout: float) -> str:
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    return proc.stdout.readline().strip() if ready else ""
-
-
 def _stop(proc: subprocess.Popen[str]) -> None:
     """SIGTERM our own child by its PID, then wait (SIGKILL after 15 s)."""
     if proc.poll() is None:
@@ -111,13 +104,13 @@ def one_run(work: Path, env: dict[str, str]) -> float:
     )
     serve: subprocess.Popen[str] | None = None
     try:
-        if _line(probe, 30) != "ready":
+        if read_line(probe, 30) != "ready":
             raise RuntimeError("probe did not start")
         start = time.monotonic()
         serve = subprocess.Popen(  # noqa: S603 - our own interpreter and CLI
             SERVE, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
-        seen = _line(probe, 60)
+        seen = read_line(probe, 60)
         if not seen:
             raise RuntimeError("the probe saw no card within 60 s")
         return float(seen) - start

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import select
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from bench_core import PERSONA, ROOT, SELECT_JPKI, Stat, check
+from bench_core import PERSONA, ROOT, SELECT_JPKI, Stat, check, wait_ready
 
 from card_emulator import Card
 from harness.card_server import CardServer, Endpoint
@@ -49,10 +48,7 @@ def console_load(url: str, threads: int = LOAD_THREADS) -> Iterator[dict[str, An
     assert proc.stdin is not None and proc.stdout is not None
     done: dict[str, Any] = {}
     try:
-        ready, _, _ = select.select([proc.stdout], [], [], 60.0)
-        line = proc.stdout.readline().strip() if ready else "no answer within 60 s"
-        if line != "ready":
-            raise RuntimeError(f"console load: {line or 'exited'}")
+        wait_ready(proc, "console load")
         yield done
         proc.stdin.close()
         done.update(json.loads(proc.stdout.readline() or "{}"))

@@ -7,7 +7,9 @@ bench/ is not a package: ``bench/run.py`` runs as a script, so its directory is 
 from __future__ import annotations
 
 import hashlib
+import select
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,6 +81,23 @@ class Results:
     coldstart: dict[str, float] = field(default_factory=dict)
     """Section 6: seconds from starting ``mynacard serve`` to a card a pyscard client sees."""
     targets: list[dict[str, Any]] = field(default_factory=list)
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The next line a helper process prints (stripped), or "" if none came within ``timeout``
+    seconds or it exited."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline().strip() if ready else ""
+
+
+def wait_ready(proc: subprocess.Popen[str], what: str, timeout: float = 60.0) -> None:
+    """Wait for a helper process's ``ready`` line; RuntimeError naming ``what`` otherwise."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline().strip() if ready else f"no answer within {timeout:g} s"
+    if line != "ready":
+        raise RuntimeError(f"{what}: {line or 'exited'}")
 
 
 def check(response: bytes, what: str, sw: bytes = b"\x90\x00") -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import select
 import subprocess
 import sys
 import threading
@@ -40,6 +39,7 @@ from bench_core import (
     Stat,
     check,
     time_calls,
+    wait_ready,
 )
 from bench_relay import bench_relay
 
@@ -96,10 +96,7 @@ def card_host(specs: list[str], script: Path = CARD_HOST) -> Iterator[subprocess
     )
     assert proc.stdin is not None and proc.stdout is not None
     try:
-        ready, _, _ = select.select([proc.stdout], [], [], 60.0)
-        line = proc.stdout.readline().strip() if ready else "no answer within 60 s"
-        if line != "ready":
-            raise RuntimeError(f"card host: {line or 'exited'}")
+        wait_ready(proc, "card host")
         yield proc
     finally:
         proc.stdin.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from bench_core import ECHO, OURS, Results
+from bench_core import ECHO, OURS, Results, Stat
 
 # Targets.
 T_INPROC_US = 15.0
@@ -166,7 +166,6 @@ def _console_section(res: Results) -> list[str]:
     if not c:
         return []
     stats = list(c["stats"].items())
-    base = stats[0][1]
     lines = [
         "",
         "## 2b. The live console attached (the card served in this process, as `serve` does)",
@@ -174,11 +173,7 @@ def _console_section(res: Results) -> list[str]:
         "| Measurement | n | median | p99 | × no console (median) | × no console (p99) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, s in stats:
-        lines.append(
-            f"| PC/SC {name} | {s.n} | {us(s.median_ns)} | {us(s.p99_ns)} "
-            f"| {s.median_ns / base.median_ns:.2f} | {s.p99_ns / base.p99_ns:.2f} |"
-        )
+    lines += _ratio_rows(stats)
     return [
         *lines,
         "",
@@ -187,11 +182,20 @@ def _console_section(res: Results) -> list[str]:
     ]
 
 
+def _ratio_rows(stats: list[tuple[str, Stat]]) -> list[str]:
+    """One table row per measurement, with its median and p99 as ratios to the first's."""
+    base = stats[0][1]
+    return [
+        f"| PC/SC {name} | {s.n} | {us(s.median_ns)} | {us(s.p99_ns)} "
+        f"| {s.median_ns / base.median_ns:.2f} | {s.p99_ns / base.p99_ns:.2f} |"
+        for name, s in stats
+    ]
+
+
 def _relay_section(res: Results) -> list[str]:
     if not res.relay:
         return []
     stats = list(res.relay.items())
-    base = stats[0][1]
     lines = [
         "",
         "## 2c. Through `mynacard relay` (a second private pcscd's card, relayed into a vpcd "
@@ -200,11 +204,7 @@ def _relay_section(res: Results) -> list[str]:
         "| Measurement | n | median | p99 | × direct (median) | × direct (p99) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, s in stats:
-        lines.append(
-            f"| PC/SC {name} | {s.n} | {us(s.median_ns)} | {us(s.p99_ns)} "
-            f"| {s.median_ns / base.median_ns:.2f} | {s.p99_ns / base.p99_ns:.2f} |"
-        )
+    lines += _ratio_rows(stats)
     return [
         *lines,
         "",

@@ -29,19 +29,10 @@ def _data_length(response: bytes) -> int:
     return max(0, len(response) - 2)
 
 
-def event_json(record: TraceRecord) -> dict[str, Any]:
-    """An exchange or card event as the console streams it: ``TraceRecord.to_json()`` with the
-    response replaced by :func:`response_text` and its data length in ``response_length``."""
-    out = record.to_json()
-    if not record.event:
-        out["response"] = response_text(record.response)
-        out["response_length"] = _data_length(record.response)
-    return out
-
-
 def event_from_trace(record: TraceRecord, line: dict[str, Any]) -> dict[str, Any]:
-    """:func:`event_json` of ``record`` made from its :func:`trace_json` ``line`` (one
-    ``to_json`` for both)."""
+    """An exchange or card event as the console streams it, made from ``record``'s
+    :func:`trace_json` ``line`` (one ``to_json`` for both): the response as
+    :func:`response_text`, with ``response_length`` from the line."""
     if record.event:
         return line
     return {**line, "response": response_text(record.response)}
