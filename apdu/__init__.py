@@ -3,7 +3,7 @@
 This package imports nothing else of the project.
 """
 
-from apdu.command import Case, CommandApdu, carries_secret, mask_hex
+from apdu.command import Case, CommandApdu, blank_secret, carries_secret, mask_hex
 from apdu.errors import CodecError, MynacardError
 from apdu.response import ResponseApdu
 from apdu.status import StatusWord, describe, retries_in, retries_left
@@ -20,6 +20,7 @@ __all__ = [
     "StatusWord",
     "Tlv",
     "TraceRecord",
+    "blank_secret",
     "carries_secret",
     "describe",
     "mask_hex",

@@ -61,6 +61,24 @@ def mask_hex(raw: bytes) -> str:
     return raw.hex(" ").upper()
 
 
+def blank_secret(raw: bytes) -> bytes:
+    """``raw`` with the data of a secret-bearing instruction (:func:`carries_secret`) turned to
+    zero bytes, every other byte kept: same header, lengths and structure, so
+    :func:`mask_hex` and a trace decoder read it as they read ``raw``, but no PIN is left in
+    it. A malformed command of such an instruction keeps its 4-byte header only, zeros after."""
+    if len(raw) <= 4 or not carries_secret(raw[0], raw[1]):
+        return raw
+    try:
+        cmd = CommandApdu.parse(raw)
+    except CodecError:
+        return raw[:4] + bytes(len(raw) - 4)
+    if not cmd.data:
+        return raw
+    encoded = cmd.to_bytes()  # what mask_hex shows, in its canonical encoding
+    start = 7 if cmd.is_extended else 5
+    return encoded[:start] + bytes(len(cmd.data)) + encoded[start + len(cmd.data) :]
+
+
 @dataclass(frozen=True, slots=True)
 class CommandApdu:
     """One command APDU. ``extended`` forces the extended length form when encoding."""

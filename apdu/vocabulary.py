@@ -245,12 +245,12 @@ CREDENTIALS: Final[dict[str, CredentialName]] = {
 """Every credential by the name personas, fault scenarios and the audit use."""
 
 
+_NAME_BY_PLACE = {(where.application, where.fid): name for name, where in CREDENTIALS.items()}
+
+
 def credential_name(application: str, fid: int) -> str | None:
     """The persona name of a credential, if it has one."""
-    for name, where in CREDENTIALS.items():
-        if (where.application, where.fid) == (application, fid):
-            return name
-    return None
+    return _NAME_BY_PLACE.get((application, fid))
 
 
 # --- DigestInfo -----------------------------------------------------------------------------

@@ -1,46 +1,61 @@
 """Section 2b of the benchmark: the PC/SC round trip with the live console attached and busy.
 
-The same card, served by this process as ``mynacard serve`` serves it, measured through
-pyscard → pcscd → vpcd in alternating blocks: without the console (a plain
-:class:`~harness.card_server.CardServer`) and with it (the card controlled by a
-:class:`~harness.console.CardController`, a :class:`~harness.console.web.server.ConsoleServer`
-over it, idle, and then with bench/console_load.py in another process looping
-``GET /api/cards`` on several threads while it reads ``/api/events``). The rows are ratios to
-the first.
+What a lab runs: two ``mynacard serve --vpcd`` processes, one card each, in two readers of the
+benchmark's pcscd — one plain, one with ``--console`` (its web server in a console process of
+its own, at idle priority). The benchmark's client (pyscard → pcscd → vpcd) sends SELECT
+JPKI-AP in blocks, each round: to the plain card; to the console's card with the console idle;
+then, while bench/console_load.py (another process, normal priority) keeps
+:data:`CONCURRENCY` API calls in flight and reads the event stream, alternately to the
+console's card and to the plain card (the same moments, the same load on the machine, no
+console on that card); then to the plain card again.
+
+So the loaded console's card is compared twice: with the plain card at rest (what the machine
+being busy costs too: 2 cores shared by the client, pcscd, both cards, the console and a load
+generator) and with the plain card beside the same load (what the console costs its card). The
+spread between identical blocks is the run's noise: the two resting plain blocks, and the two
+halves of the plain card's loaded slices. The card processes' CPU time per APDU (``/proc``)
+says what the console costs the card's process itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from bench_core import PERSONA, ROOT, SELECT_JPKI, Stat, check, wait_ready
+from bench_core import ROOT, SELECT_JPKI, Stat, check, wait_ready
 
-from card_emulator import Card
-from harness.card_server import CardServer, Endpoint
-from harness.console import CardController
-from harness.console.web.server import ConsoleServer
 from readers.card_side.reader_conf import VpcdReader
 from readers.host_side.pcsc import PcscTransport
 
 CONSOLE_LOAD = ROOT / "bench" / "console_load.py"
-LOAD_THREADS = 8
+CONCURRENCY = 200
+"""API calls the load keeps in flight."""
+ROUNDS = 4
+START_TIMEOUT = 120.0
+"""Seconds serve may take to put its card in (the first run may make the test PKI)."""
 
 WITHOUT = "SELECT JPKI-AP, no console"
 IDLE = "SELECT JPKI-AP, console attached, idle"
-WITH = f"SELECT JPKI-AP, console attached + load ({LOAD_THREADS} threads GET /api/cards + SSE)"
+WITH = f"SELECT JPKI-AP, console attached + {CONCURRENCY} concurrent API calls + event stream"
+BESIDE = "SELECT JPKI-AP, no console, beside that loaded console (same moments)"
+AGAIN = "SELECT JPKI-AP, no console (again)"
+SLICES = 8
+"""Sub-blocks of the loaded block, alternating between the console's card and the plain one."""
 
 
 @contextlib.contextmanager
-def console_load(url: str, threads: int = LOAD_THREADS) -> Iterator[dict[str, Any]]:
+def console_load(url: str, concurrency: int = CONCURRENCY) -> Iterator[dict[str, Any]]:
     """bench/console_load.py against ``url`` until the block ends; then the dict it printed."""
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and script
-        [sys.executable, str(CONSOLE_LOAD), url, str(threads)],
+        [sys.executable, str(CONSOLE_LOAD), url, str(concurrency)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -62,6 +77,56 @@ def console_load(url: str, threads: int = LOAD_THREADS) -> Iterator[dict[str, An
             proc.wait(5)
 
 
+@contextlib.contextmanager
+def served(reader: VpcdReader, *, console: bool) -> Iterator[tuple[int, str]]:
+    """``mynacard serve --vpcd`` of the demo card into ``reader`` (with ``--console``): yields
+    its PID and the console's address ("" without), until the block ends (SIGTERM by PID)."""
+    command = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "serve",
+        "--vpcd",
+        f"{reader.host}:{reader.port}",
+    ]
+    if console:
+        command.append("--console")
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and CLI
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    url = ""
+    watchdog = threading.Timer(START_TIMEOUT, proc.kill)  # our own child, by its handle
+    watchdog.start()
+    try:
+        output = []
+        for line in proc.stdout:  # blocking: serve prints its readers once they are served
+            output.append(line)
+            if line.startswith("console "):
+                url = line.split(" ", 1)[1].strip()
+            if "←" in line:
+                break
+        else:
+            raise RuntimeError(f"{' '.join(command[3:])} did not start: {''.join(output)}")
+        watchdog.cancel()
+        yield proc.pid, url
+    finally:
+        watchdog.cancel()
+        proc.send_signal(signal.SIGTERM)  # our own child, by its PID
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _samples(transport: PcscTransport, n: int) -> list[int]:
     clock = time.perf_counter_ns
     out = []
@@ -72,63 +137,91 @@ def _samples(transport: PcscTransport, n: int) -> list[int]:
     return out
 
 
+def _spread(first: Stat, second: Stat) -> tuple[float, float]:
+    """How far apart two measurements of the same thing are: (median ratio, p99 ratio), ≥ 1."""
+    return (
+        max(first.median_ns, second.median_ns) / min(first.median_ns, second.median_ns),
+        max(first.p99_ns, second.p99_ns) / min(first.p99_ns, second.p99_ns),
+    )
+
+
 def bench_console(
     readers: list[VpcdReader],
     n: int,
     connect: Callable[[str], PcscTransport],
-    rounds: int = 4,
+    rounds: int = ROUNDS,
 ) -> dict[str, Any]:
-    """Per-APDU latency without the console, with it attached and idle, and with it under load
-    (``rounds`` alternating blocks of ``n // rounds`` each), the load's request rate and event
-    count, and the ratios of loaded to no console."""
+    """The five rows (``rounds`` rounds of blocks of ``n // rounds`` APDUs), the run's noise,
+    the ratios the target is judged on, the card processes' CPU per APDU, and what the load
+    did."""
     plain_reader, console_reader = readers[0], readers[1]
-
-    def endpoint(reader: VpcdReader) -> Endpoint:
-        return Endpoint(reader.host, reader.port, reader.name, reader.netns)
-
-    plain = CardServer([("plain", Card.from_persona(PERSONA))], endpoints=[endpoint(plain_reader)])
-    plain.start()
-    controller = CardController.serve(
-        [("console", Card.from_persona(PERSONA))], endpoints=[endpoint(console_reader)]
-    )
-    without: list[int] = []
-    idle: list[int] = []
-    with_console: list[int] = []
+    rows: dict[str, list[int]] = {WITHOUT: [], IDLE: [], WITH: [], BESIDE: [], AGAIN: []}
+    halves: tuple[list[int], list[int]] = ([], [])
+    cpu = {"plain": 0.0, "idle": 0.0, "loaded": 0.0}
+    counted = {"plain": 0, "idle": 0, "loaded": 0}
     load: dict[str, float] = {"requests": 0, "events": 0, "seconds": 0.0}
     errors: list[str] = []
-    try:
-        with ConsoleServer(controller) as console:
-            transports = {
-                "plain": connect(plain_reader.name),
-                "console": connect(console_reader.name),
-            }
-            try:
-                for transport in transports.values():
-                    check(transport.transmit(SELECT_JPKI), "SELECT via PC/SC")
-                    _samples(transport, max(10, n // 10))  # warm up
-                block = max(1, n // rounds)
-                for _ in range(rounds):
-                    without += _samples(transports["plain"], block)
-                    idle += _samples(transports["console"], block)
-                    with console_load(console.url) as done:
-                        with_console += _samples(transports["console"], block)
-                    for key in ("requests", "events", "seconds"):
-                        load[key] += float(done.get(key, 0))
-                    errors += done.get("errors", [])
-            finally:
-                for transport in transports.values():
-                    transport.disconnect()
-    finally:
-        controller.close()
-        plain.stop()
+    with (
+        served(plain_reader, console=False) as (plain_pid, _),
+        served(console_reader, console=True) as (console_pid, url),
+    ):
+        transports = {
+            "plain": connect(plain_reader.name),
+            "console": connect(console_reader.name),
+        }
+        try:
+            for transport in transports.values():
+                check(transport.transmit(SELECT_JPKI), "SELECT via PC/SC")
+                _samples(transport, max(10, n // 10))  # warm up
+            block = max(SLICES, n // rounds)
+
+            def measure(where: str, size: int, pid: int, account: str | None) -> list[int]:
+                before = cpu_seconds(pid)
+                samples = _samples(transports[where], size)
+                if account is not None:
+                    cpu[account] += cpu_seconds(pid) - before
+                    counted[account] += size
+                return samples
+
+            for _ in range(rounds):
+                rows[WITHOUT] += measure("plain", block, plain_pid, "plain")
+                rows[IDLE] += measure("console", block, console_pid, "idle")
+                with console_load(url) as done:
+                    for part in range(SLICES):
+                        rows[WITH] += measure("console", block // SLICES, console_pid, "loaded")
+                        beside = measure("plain", block // SLICES, plain_pid, None)
+                        rows[BESIDE] += beside
+                        halves[part % 2].extend(beside)
+                for key in ("requests", "events", "seconds"):
+                    load[key] += float(done.get(key, 0))
+                errors += done.get("errors", [])
+                rows[AGAIN] += measure("plain", block, plain_pid, "plain")
+        finally:
+            for transport in transports.values():
+                transport.disconnect()
     if errors:
         raise RuntimeError(f"console load: {errors[0]}")
-    base, busy = Stat.of(without), Stat.of(with_console)
+    stats = {name: Stat.of(samples) for name, samples in rows.items()}
+    resting = Stat.of(rows[WITHOUT] + rows[AGAIN])
+    loaded, neighbour = stats[WITH], stats[BESIDE]
+    noise = _spread(stats[WITHOUT], stats[AGAIN])
+    noise_loaded = _spread(Stat.of(halves[0]), Stat.of(halves[1]))
     return {
-        "stats": {WITHOUT: base, IDLE: Stat.of(idle), WITH: busy},
-        "ratio_median": busy.median_ns / base.median_ns,
-        "ratio_p99": busy.p99_ns / base.p99_ns,
+        "stats": stats,
+        "vs_beside_median": loaded.median_ns / neighbour.median_ns,
+        "vs_beside_p99": loaded.p99_ns / neighbour.p99_ns,
+        "vs_resting_median": loaded.median_ns / resting.median_ns,
+        "vs_resting_p99": loaded.p99_ns / resting.p99_ns,
+        "idle_median": stats[IDLE].median_ns / resting.median_ns,
+        "idle_p99": stats[IDLE].p99_ns / resting.p99_ns,
+        "noise_median": noise[0],
+        "noise_p99": noise[1],
+        "noise_loaded_median": noise_loaded[0],
+        "noise_loaded_p99": noise_loaded[1],
+        "cpu_us_per_apdu": {
+            key: seconds / counted[key] * 1e6 for key, seconds in cpu.items() if counted[key]
+        },
         "load_requests_per_second": load["requests"] / load["seconds"] if load["seconds"] else 0,
         "load_events": int(load["events"]),
-        "threads": LOAD_THREADS,
+        "concurrency": CONCURRENCY,
     }

@@ -48,6 +48,25 @@ def evaluate(res: Results) -> None:
         target("kiosk flow median", f"{kiosk_ms:.2f} ms", f"≤ {T_KIOSK_MS:g} ms", kiosk_ms <= 5)
         agg = res.throughput["16 reader(s)"]
         target("16 readers aggregate", f"{agg:,.0f} APDU/s", f"≥ {T_AGG_16:,.0f}", agg >= T_AGG_16)
+    if res.console:
+        c = res.console
+        loaded = c["vs_beside_median"] <= c["noise_loaded_median"] and (
+            c["vs_beside_p99"] <= c["noise_loaded_p99"]
+        )
+        target(
+            "APDU with the console under load vs without, same moments (median; p99)",
+            f"{c['vs_beside_median']:.2f}×; {c['vs_beside_p99']:.2f}×",
+            f"within the run's noise ({c['noise_loaded_median']:.2f}×; "
+            f"{c['noise_loaded_p99']:.2f}×)",
+            loaded,
+        )
+        idle = c["idle_median"] <= c["noise_median"] and c["idle_p99"] <= c["noise_p99"]
+        target(
+            "APDU with the console attached and idle vs without (median; p99)",
+            f"{c['idle_median']:.2f}×; {c['idle_p99']:.2f}×",
+            f"within the run's noise ({c['noise_median']:.2f}×; {c['noise_p99']:.2f}×)",
+            idle,
+        )
     if res.issuance:
         shared = res.issuance["shared"]
         projected = shared["seconds_per_1000"]
@@ -166,9 +185,10 @@ def _console_section(res: Results) -> list[str]:
     if not c:
         return []
     stats = list(c["stats"].items())
+    cpu = c["cpu_us_per_apdu"]
     lines = [
         "",
-        "## 2b. The live console attached (the card served in this process, as `serve` does)",
+        "## 2b. The live console attached (`mynacard serve --console`, a process of its own)",
         "",
         "| Measurement | n | median | p99 | × no console (median) | × no console (p99) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -177,8 +197,20 @@ def _console_section(res: Results) -> list[str]:
     return [
         *lines,
         "",
-        f"Load (another process): {c['load_requests_per_second']:,.0f} API requests/s over "
-        f"{c['threads']} threads, {c['load_events']:,} events streamed to one subscriber.",
+        f"Load (another process, normal priority): {c['load_requests_per_second']:,.0f} API "
+        f"requests/s with {c['concurrency']} always in flight, {c['load_events']:,} events "
+        "streamed to one subscriber.",
+        "",
+        f"The console's card under that load: {c['vs_beside_median']:.2f}× (median) and "
+        f"{c['vs_beside_p99']:.2f}× (p99) the plain card at the same moments; the plain card's "
+        f"two halves differ by {c['noise_loaded_median']:.2f}× and {c['noise_loaded_p99']:.2f}×. "
+        f"Against the plain card at rest it is {c['vs_resting_median']:.2f}× and "
+        f"{c['vs_resting_p99']:.2f}×: what any CPU-hungry neighbour costs on this machine "
+        "(the row beside shows the plain card pays it too).",
+        "",
+        "Card process CPU per APDU: "
+        + ", ".join(f"{key} {value:.0f} µs" for key, value in cpu.items())
+        + " (from /proc, 10 ms ticks).",
     ]
 
 

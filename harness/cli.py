@@ -156,11 +156,11 @@ def _start_console(server: CardServer, args: argparse.Namespace, personas: list[
     """The console over ``server``'s cards (PKI: the shared one they were issued by); prints
     its address."""
     from harness.console import CardController  # noqa: PLC0415 - web stack only when asked
-    from harness.console.web import ConsoleServer  # noqa: PLC0415
+    from harness.console.web.process import ConsoleProcess  # noqa: PLC0415
     from harness.default_pki import pki_store  # noqa: PLC0415
 
     controller = CardController.for_server(server, pki=pki_store())
-    console = ConsoleServer(controller, port=args.console_port or 0, personas=personas)
+    console = ConsoleProcess(controller, port=args.console_port or 0, personas=personas)
     console.start()
     print(f"console {console.url}", flush=True)
     return console

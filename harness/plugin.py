@@ -378,7 +378,7 @@ def myna_console(request: pytest.FixtureRequest) -> Iterator[ConsoleClient]:
             yield client
         return
     from harness.console import CardController  # noqa: PLC0415 - only when serving one
-    from harness.console.web.server import ConsoleServer  # noqa: PLC0415
+    from harness.console.web.process import ConsoleProcess  # noqa: PLC0415
 
     pcscd: PrivatePcscd = request.getfixturevalue("myna_pcscd")
     reader = pcscd.readers[-1]  # myna_serve fills them from the first
@@ -389,7 +389,7 @@ def myna_console(request: pytest.FixtureRequest) -> Iterator[ConsoleClient]:
     )
     try:
         pcscd.wait_for_card(reader.name, timeout=10.0)
-        with ConsoleServer(controller, personas=[demo_persona_path()]) as console:
+        with ConsoleProcess(controller, personas=[demo_persona_path()]) as console:
             request.node.stash[_CONSOLE_READER] = ConsoleReader(
                 0, reader.name, {**os.environ, **pcscd.env}, served=True
             )

@@ -28,11 +28,10 @@ cards are :class:`ControlledCard`\\ s (:meth:`CardController.for_server`, or
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,15 +45,13 @@ from harness.card_server import CardServer, ServableCard
 from harness.console import inputs
 from harness.console.certificate_records import CertificateRecords
 from harness.console.controlled_card import ControlledCard
+from harness.console.controls import CredentialRef, ReaderRef
 from harness.console.errors import ControlError
-from harness.console.events import DEFAULT_QUEUE, MAX_QUEUE, EventHub, Subscription
-from harness.console.masking import event_from_trace, trace_json
-from harness.console.pipeline import EventPipeline
+from harness.console.events import DEFAULT_QUEUE, Subscription
+from harness.console.feed import Feed, LocalFeed
 from harness.console.state import CardIdentity, CredentialState, ReaderState, reader_state
-from harness.console.trace_buffer import TraceBuffer
 from harness.default_pki import personalize_shared
 from harness.faults import Scenario
-from harness.traces.decoder import ReaderDecoders
 from jpki.clock import default_clock
 from jpki.database import CertificateRecord
 from jpki.names import Tree
@@ -73,9 +70,6 @@ __all__ = ["CardController", "ControlError"]
 
 PersonaInput = str | Path | Mapping[str, Any]
 ScenarioInput = Scenario | Mapping[str, Any] | str | Path
-ReaderRef = str | int
-CredentialRef = str | tuple[str, int]
-"""A credential: its ``CREDENTIALS`` name, or ``(application, fid)``."""
 
 SWITCH_STEPS = (
     "checking the persona",
@@ -203,24 +197,19 @@ class CardController:
         self._owns_server = False
         self._slots = slots
         self._by_name = {slot.name: slot for slot in slots}
-        self._hub = EventHub()
-        self._decoders = ReaderDecoders()
-        self._traces = TraceBuffer()
+        self._feed: Feed = LocalFeed(names, threaded=threaded)
+        self._local: LocalFeed | None = self._feed
         self._identities: weakref.WeakKeyDictionary[Card, CardIdentity] = (
             weakref.WeakKeyDictionary()
         )
         self._identities_lock = threading.Lock()
-        self._pipeline: EventPipeline[TraceRecord | Callable[[], object]] = EventPipeline(
-            self._handle, threaded=threaded, name="mynacard-console-events"
-        )
 
     def close(self) -> None:
         """Publish what is pending, close every subscription; stop the server if :meth:`serve`
         started it."""
         if self._owns_server and self.server is not None:
             self.server.stop()
-        self._pipeline.close()
-        self._hub.close()
+        self._feed.close()
 
     def __enter__(self) -> CardController:
         return self
@@ -259,11 +248,7 @@ class CardController:
         (the steps of a persona switch, :data:`SWITCH_STEPS`). When it holds
         ``maxsize`` events it drops the oldest (counted in ``dropped``): a slow subscriber
         never holds up a card."""
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
-            raise ControlError("maxsize", f"expected an integer, got {maxsize!r}")
-        if not 1 <= maxsize <= MAX_QUEUE:
-            raise ControlError("maxsize", f"must be 1-{MAX_QUEUE}, got {maxsize}")
-        return self._hub.subscribe(maxsize)
+        return self._events().subscribe(maxsize)
 
     def observe(self, record: TraceRecord) -> None:
         """An ``on_exchange`` observer: decode ``record`` for its reader, keep it for the
@@ -271,41 +256,36 @@ class CardController:
         the response as its length and status word only, :mod:`~harness.console.masking`).
         Runs on the card's serving thread, so it only hands the record to the console's
         :class:`~harness.console.pipeline.EventPipeline` (never raises, never waits)."""
-        self._pipeline.submit(record)
+        self._feed.record(record)
 
     def settle(self, timeout: float = 2.0) -> bool:
         """Wait until every event so far is published and kept (behind a server, they are
         handled on the console's own thread); False if that took more than ``timeout``."""
-        return self._pipeline.settle(timeout)
+        return self._feed.settle(timeout)
 
-    def _handle(self, item: TraceRecord | Callable[[], object]) -> None:
-        if isinstance(item, TraceRecord):
-            self._record(item)
-        else:
-            item()
+    @property
+    def has_pki(self) -> bool:
+        """Whether a PKI is attached (certificate states, revoke / hold / release)."""
+        return self.pki is not None
 
-    def _record(self, record: TraceRecord) -> None:
-        known = record.reader in self._by_name
-        try:
-            meaning = self._decoders.meaning(record) if known else ""
-        except Exception:  # a decoder bug must not reach the card's thread
-            meaning = ""
-        line = trace_json(record)  # one to_json for the trace and the event
-        if meaning and not record.event and not record.note:
-            line["meaning"] = meaning
-        if known:
-            self._traces.add(record, meaning, line)
-        if self._hub.listened:
-            kind = "card" if record.event else "exchange"
-            self._hub.publish(kind, record.reader, event_from_trace(record, line))
+    def forward(self, feed: Feed) -> None:
+        """From now on hand every record and event to ``feed`` (the link to a console in
+        another process, :mod:`harness.console.link`) instead of handling them here; what
+        was handed over before is handled first. :meth:`subscribe` and :meth:`trace` then
+        belong to the other process."""
+        old, self._feed, self._local = self._feed, feed, None
+        old.close()
+
+    def _events(self) -> LocalFeed:
+        if self._local is None:
+            raise RuntimeError("this controller forwards its events to a console process")
+        return self._local
 
     def trace(self, reader: ReaderRef) -> str:
         """The reader's last exchanges and card events (up to 10,000) as a trace file of
         format 2 (JSON Lines that :func:`harness.traces.read_trace` reads), masked: no secret
         command data, and of each response only its status word and ``response_length``."""
-        name = self._slot(reader).name
-        self.settle()
-        return self._traces.render(name)
+        return self._events().trace(self._slot(reader).name)
 
     # -- actions: the reader -------------------------------------------------------------------
 
@@ -426,7 +406,7 @@ class CardController:
                 self._remove(slot)
             old = slot.card.swap(new)
             old.close()
-            self._pipeline.submit(functools.partial(self._decoders.reset, slot.name))
+            self._feed.reset_decoder(slot.name)
             if was_in:
                 self._progress(slot, 4)
                 self._insert(slot)
@@ -573,7 +553,7 @@ class CardController:
             "detail": dict(detail or {}),
             "state": state.to_json(),
         }
-        self._pipeline.submit(functools.partial(self._hub.publish, "state", slot.name, body))
+        self._feed.publish("state", slot.name, body)
         return state
 
     def _progress(self, slot: _Slot, step: int) -> None:
@@ -587,7 +567,7 @@ class CardController:
             "steps": len(SWITCH_STEPS),
             "label": SWITCH_STEPS[step - 1],
         }
-        self._pipeline.submit(functools.partial(self._hub.publish, "progress", slot.name, body))
+        self._feed.publish("progress", slot.name, body)
 
     def _card_events(self, slot: _Slot, *events: str) -> None:
         """Card events the console caused, which no reader reports."""

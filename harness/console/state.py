@@ -9,13 +9,15 @@ serial numbers personalization wrote into the card's metadata).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from apdu import CodecError
 from apdu.vocabulary import APPLICATIONS, CREDENTIALS, Text, credential_name
 from card_emulator import Card
+from card_emulator.card import SecurityStatus
 from card_emulator.objects import Credential
 from harness.console.controlled_card import ControlledCard
 from jpki.database import CertificateRecord
@@ -52,13 +54,10 @@ class CredentialState:
 
     @classmethod
     def of(cls, application: str, credential: Credential) -> CredentialState:
-        name = credential_name(application, credential.fid)
-        label = CREDENTIALS[name].label if name is not None else credential.label
-        return cls(
-            name,
+        return _credential_state(
             application,
             credential.fid,
-            label,
+            credential.label,
             credential.remaining,
             credential.max_tries,
         )
@@ -144,6 +143,71 @@ class ReaderState:
                 return credential
         raise KeyError(name)
 
+    def packed(self) -> tuple[Any, ...]:
+        """This state as nested tuples of plain values, which pickle several times faster than
+        the dataclasses (the console process asks for snapshots many times a second);
+        :meth:`unpacked` makes it again."""
+        return (
+            self.index,
+            self.reader,
+            self.inserted,
+            self.powered,
+            self.atr,
+            self.persona,
+            self.holder,
+            self.application,
+            self.verified,
+            self.secure_messaging,
+            self.storage_failed,
+            tuple(
+                (c.name, c.application, c.fid, c.label, c.tries_left, c.max_tries)
+                for c in self.credentials
+            ),
+            tuple(
+                (v.tree, v.serial, v.state, v.reason, v.since, v.not_after)
+                for v in self.certificates
+            ),
+            None
+            if self.faults is None
+            else (self.faults.scenario, self.faults.faults, self.faults.fired),
+        )
+
+    @classmethod
+    def unpacked(cls, packed: tuple[Any, ...]) -> ReaderState:
+        """The state :meth:`packed` made of it."""
+        (
+            index,
+            reader,
+            inserted,
+            powered,
+            atr,
+            persona,
+            holder,
+            application,
+            verified,
+            secure_messaging,
+            storage_failed,
+            credentials,
+            certificates,
+            faults,
+        ) = packed
+        return cls(
+            index,
+            reader,
+            inserted,
+            powered,
+            atr,
+            persona,
+            holder,
+            application,
+            verified,
+            secure_messaging,
+            storage_failed,
+            tuple(CredentialState(*each) for each in credentials),
+            tuple(CertificateView(*each) for each in certificates),
+            FaultsState(*faults) if faults is not None else None,
+        )
+
     def to_json(self) -> dict[str, Any]:
         app = APPLICATIONS.get(self.application or "")
         return {
@@ -221,6 +285,21 @@ def certificate_views(
     return tuple(views)
 
 
+@functools.lru_cache(maxsize=4096)
+def _credential_state(
+    application: str, fid: int, label: str, remaining: int, max_tries: int
+) -> CredentialState:
+    """:meth:`CredentialState.of`, kept: a snapshot reads some fifteen counters that seldom
+    change, in the card's process, many times a second."""
+    name = credential_name(application, fid)
+    shown = CREDENTIALS[name].label if name is not None else label
+    return CredentialState(name, application, fid, shown, remaining, max_tries)
+
+
+def _sorted_credentials(credentials: Mapping[int, Credential]) -> list[Credential]:
+    return [credentials[fid] for fid in sorted(credentials)]
+
+
 def _faults_state(controlled: ControlledCard) -> FaultsState | None:
     faulty = controlled.faults
     if faulty is None:
@@ -230,6 +309,34 @@ def _faults_state(controlled: ControlledCard) -> FaultsState | None:
         for fault in faulty.scenario.faults
     )
     return FaultsState(faulty.scenario.name, kinds, len(faulty.fired))
+
+
+class _CardFacts(NamedTuple):
+    """What a state reads of the card itself (under its lock)."""
+
+    identity: CardIdentity
+    status: SecurityStatus
+    credentials: tuple[CredentialState, ...]
+    faults: FaultsState | None
+    atr: str
+    powered: bool
+    inserted: bool
+
+
+def _card_facts(controlled: ControlledCard, identify: Callable[[Card], CardIdentity]) -> _CardFacts:
+    with controlled.lock:
+        card = controlled.card
+        identity = identify(card)
+        status = card.security_status()
+        credentials = tuple(
+            CredentialState.of(app.name, credential)
+            for app in card.content.applications
+            for credential in _sorted_credentials(app.credentials)
+        )
+        faults = _faults_state(controlled)
+        atr = controlled.atr.hex(" ").upper()
+        powered = card.powered
+    return _CardFacts(identity, status, credentials, faults, atr, powered, controlled.inserted)
 
 
 def reader_state(
@@ -243,19 +350,8 @@ def reader_state(
 ) -> ReaderState:
     """The state of ``reader`` now; the card is read under its lock, the PKI outside it.
     ``identify`` gives a card's :class:`CardIdentity` (a cache: :meth:`CardIdentity.of`)."""
-    with controlled.lock:
-        card = controlled.card
-        identity = identify(card)
-        status = card.security_status()
-        credentials = tuple(
-            CredentialState.of(app.name, app.credentials[fid])
-            for app in card.content.applications
-            for fid in sorted(app.credentials)
-        )
-        faults = _faults_state(controlled)
-        atr = controlled.atr.hex(" ").upper()
-        powered = card.powered
-    inserted = controlled.inserted
+    facts = _card_facts(controlled, identify)
+    status = facts.status
     verified = tuple(
         credential_name(status.application, fid) or f"{status.application} {fid:04X}"
         for fid in sorted(status.verified)
@@ -264,16 +360,16 @@ def reader_state(
     return ReaderState(
         index=index,
         reader=reader,
-        inserted=inserted,
-        powered=powered and inserted,
-        atr=atr,
-        persona=identity.persona,
-        holder=identity.holder,
+        inserted=facts.inserted,
+        powered=facts.powered and facts.inserted,
+        atr=facts.atr,
+        persona=facts.identity.persona,
+        holder=facts.identity.holder,
         application=status.application,
         verified=verified,
         secure_messaging=status.secure_messaging,
         storage_failed=status.storage_failed,
-        credentials=credentials,
-        certificates=certificate_views(identity, pki, moment),
-        faults=faults,
+        credentials=facts.credentials,
+        certificates=certificate_views(facts.identity, pki, moment),
+        faults=facts.faults,
     )

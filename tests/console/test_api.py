@@ -691,7 +691,7 @@ def test_a_reader_stream_has_that_reader_only_and_progress_of_a_switch(
 def test_idle_streams_hold_no_thread_and_end_when_the_client_goes(
     api: httpx.Client, controller: CardController
 ) -> None:
-    hub: EventHub = controller._hub
+    hub: EventHub = controller._events()._hub
     baseline = len(hub._subscriptions)
     threads = threading.active_count()
     streams = [SseReader(api, "/api/events") for _ in range(60)]  # more than the thread pool

@@ -1,5 +1,6 @@
 """The console's FastAPI app: the routes of the console API over a
-:class:`~harness.console.CardController` (see ``docs`` and the module :mod:`harness.console`).
+:class:`~harness.console.CardController` or its stand-in in a console process of its own
+(:mod:`~harness.console.remote`); see ``docs/console.md`` and :mod:`harness.console`.
 
 Every route checks its input before it acts; a refusal is JSON ``{"error", "field"}``: 400 a
 bad value, 404 an unknown reader, credential or route, 409 the reader's state forbids it
@@ -25,8 +26,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from apdu.version import version
 from card_emulator import persona as persona_module
-from harness.console import CardController, ControlError, inputs
-from harness.console.control import ReaderRef
+from harness.console import ControlError, inputs
+from harness.console.controls import Controls, ReaderRef
 from harness.console.state import ReaderState
 from harness.console.web.errors import STATUS_OF_KIND, error_response
 from harness.console.web.guard import Guard
@@ -108,7 +109,7 @@ def _filename(reader: str) -> str:
 
 
 def create_app(
-    controller: CardController,
+    controller: Controls,
     token: str,
     *,
     port: int,
@@ -183,7 +184,7 @@ def create_app(
         return JSONResponse(
             {
                 "cards": [state.to_json() for state in controller.snapshot()],
-                "pki": controller.pki is not None,
+                "pki": controller.has_pki,
             }
         )
 

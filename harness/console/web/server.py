@@ -1,5 +1,9 @@
 """The console's web server: uvicorn in a thread of its own, on a socket bound beforehand.
 
+This is the console in the process of the cards it drives (tests, an embedding program);
+``mynacard serve`` runs the same app in a process of its own
+(:mod:`~harness.console.web.process`), so requests never compete with the cards' threads.
+
 :class:`ConsoleServer` binds ``127.0.0.1:<port>`` itself (``0``: any free port) before uvicorn
 starts, so the port is known at once and a busy port fails in :meth:`~ConsoleServer.start`.
 uvicorn runs its own event loop in a daemon thread, installs no signal handler and logs only
@@ -16,6 +20,7 @@ import sys
 import threading
 from collections.abc import Generator, Sequence
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -38,12 +43,53 @@ class ConsoleServerError(MynacardError, RuntimeError):
     """The console could not start (the port is taken, uvicorn failed)."""
 
 
-class _Uvicorn(uvicorn.Server):
+class Uvicorn(uvicorn.Server):
     """uvicorn without signal handling: the process that runs the console owns its signals."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+def listen_socket(port: int) -> socket.socket:
+    """A TCP socket listening on ``127.0.0.1:port`` (``0``: any free port); a busy or
+    forbidden port raises :class:`ConsoleServerError` naming it."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an integer 0-65535, not {port!r}")
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP
+    # (accepted ones inherit it). Without it, a response's headers and body leave in two
+    # writes and Nagle holds the body for the client's delayed ACK: 40 ms per keep-alive
+    # request (the same pitfall as vpcd's TCP_QUICKACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((HOST, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ConsoleServerError(
+            f"console port {port}: cannot listen on {HOST} ({exc.strerror or exc})"
+        ) from None
+    return sock
+
+
+def uvicorn_server(app: Any) -> Uvicorn:
+    """uvicorn for ``app`` as the console runs it: asyncio and httptools, no lifespan, no
+    access log, warnings only, no ``Server`` or ``Date`` header."""
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        loop="asyncio",
+        http="httptools",  # a C parser: less CPU per request than h11
+        ws="none",
+        server_header=False,
+        date_header=False,
+        timeout_graceful_shutdown=2,
+    )
+    return Uvicorn(config)
 
 
 class ConsoleServer:
@@ -66,7 +112,7 @@ class ConsoleServer:
         self._requested_port = port
         self._socket: socket.socket | None = None
         self._port: int | None = None
-        self._server: _Uvicorn | None = None
+        self._server: Uvicorn | None = None
         self._thread: threading.Thread | None = None
         self._streams: Streams | None = None
         self._failure: BaseException | None = None
@@ -93,22 +139,7 @@ class ConsoleServer:
         """Bind, then serve in a new thread; returns once uvicorn accepts connections."""
         if self._thread is not None:
             raise RuntimeError("the console server is already started")
-        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP
-        # (accepted ones inherit it). Without it, a response's headers and body leave in two
-        # writes and Nagle holds the body for the client's delayed ACK: 40 ms per keep-alive
-        # request (the same pitfall as vpcd's TCP_QUICKACK).
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((HOST, self._requested_port))
-            sock.listen(128)
-        except OSError as exc:
-            sock.close()
-            raise ConsoleServerError(
-                f"console port {self._requested_port}: cannot listen on {HOST} "
-                f"({exc.strerror or exc})"
-            ) from None
-        self._socket = sock
+        sock = self._socket = listen_socket(self._requested_port)
         self._port = sock.getsockname()[1]
         try:
             app = create_app(self.controller, self.token, port=self.port, personas=self.personas)
@@ -119,20 +150,7 @@ class ConsoleServer:
         if sys.getswitchinterval() > SWITCH_INTERVAL:
             self._switch_interval = sys.getswitchinterval()  # given back by stop()
             sys.setswitchinterval(SWITCH_INTERVAL)
-        config = uvicorn.Config(
-            app,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            loop="asyncio",
-            http="httptools",  # a C parser: less of the GIL per request than h11
-            ws="none",
-            server_header=False,
-            date_header=False,
-            timeout_graceful_shutdown=2,
-        )
-        server = self._server = _Uvicorn(config)
+        server = self._server = uvicorn_server(app)
         self._thread = threading.Thread(target=self._run, name="mynacard-console", daemon=True)
         self._thread.start()
         waited = 0.0
