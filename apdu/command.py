@@ -65,13 +65,15 @@ def blank_secret(raw: bytes) -> bytes:
     """``raw`` with the data of a secret-bearing instruction (:func:`carries_secret`) turned to
     zero bytes, every other byte kept: same header, lengths and structure, so
     :func:`mask_hex` and a trace decoder read it as they read ``raw``, but no PIN is left in
-    it. A malformed command of such an instruction keeps its 4-byte header only, zeros after."""
+    it. A malformed command of such an instruction keeps its header and length bytes, zeros
+    after (so it is just as malformed)."""
     if len(raw) <= 4 or not carries_secret(raw[0], raw[1]):
         return raw
     try:
         cmd = CommandApdu.parse(raw)
-    except CodecError:
-        return raw[:4] + bytes(len(raw) - 4)
+    except CodecError:  # lengths kept: whether a command parses never depends on its data
+        keep = 7 if raw[4] == 0 and len(raw) >= 7 else 5
+        return raw[:keep] + bytes(len(raw) - keep)
     if not cmd.data:
         return raw
     encoded = cmd.to_bytes()  # what mask_hex shows, in its canonical encoding

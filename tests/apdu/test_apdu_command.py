@@ -6,7 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apdu import Case, CodecError, CommandApdu, ResponseApdu, builders, mask_hex
+from apdu import (
+    Case,
+    CodecError,
+    CommandApdu,
+    ResponseApdu,
+    blank_secret,
+    builders,
+    carries_secret,
+    mask_hex,
+)
 from apdu.status import describe, is_valid, retries_in, retries_left
 
 
@@ -94,6 +103,28 @@ def test_pin_is_masked_in_every_text_form(pin: bytes, by_sfi: bool) -> None:
     change = builders.change_reference_data(pin)
     assert change.masked_hex().count("XX") == len(pin)
     assert builders.change_key(pin).masked_hex().count("XX") == len(pin)
+
+
+@given(commands())
+def test_blank_secret_keeps_the_shape_and_drops_the_data(cmd: CommandApdu) -> None:
+    raw = cmd.to_bytes()
+    blank = blank_secret(raw)
+    assert len(blank) == len(raw) and mask_hex(blank) == mask_hex(raw)
+    if not carries_secret(cmd.cla, cmd.ins):
+        assert blank == raw
+        return
+    back = CommandApdu.parse(blank)
+    assert back.header == cmd.header and back.le == cmd.le
+    assert back.data == bytes(len(cmd.data))
+
+
+@given(st.binary(max_size=300))
+def test_blank_secret_of_any_bytes_keeps_no_data_of_a_secret_command(raw: bytes) -> None:
+    blank = blank_secret(raw)
+    assert len(blank) == len(raw) and mask_hex(blank) == mask_hex(raw)
+    if len(raw) > 4 and carries_secret(raw[0], raw[1]):
+        assert blank[:4] == raw[:4]
+        assert mask_hex(blank).count("XX") == mask_hex(raw).count("XX")
 
 
 def test_malformed_secret_command_is_masked_whole() -> None:
