@@ -7,7 +7,10 @@ own: this one imports the PC/SC client once, then forks one child per kiosk, all
 moment. A child sets its kiosk's socket, waits for the card in the reader and runs the kiosk
 flow of the benchmark (select JPKI, read the authentication certificate, verify the PIN, sign
 a challenge). One JSON line per kiosk on stdout (``kiosk``, ``ok``, ``seconds``, ``error``),
-then ``{"total": S, "slowest": S, "ok": N, "failed": N}``.
+then ``{"total": S, "slowest": S, "slowest_flow": S, "flows": N, "ok": N, "failed": N}``.
+With ``--repeat-for S`` each kiosk runs the flow again and again for S seconds (``flows``,
+``slowest_flow``): kiosks restarted meanwhile lose their card mid-flow, and their flow starts
+again once the card is back.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from collections.abc import Sequence
 
 from readers.host_side.client import MynaClient
 from readers.host_side.jpki import JpkiCredential
-from readers.host_side.pcsc import PcscTransport, PcscTransportError
-from readers.scard import SOCKET_ENV
+from readers.host_side.pcsc import PcscTransport
+from readers.host_side.protocol import CardError, PinBlockedError, WrongPinError
+from readers.scard import SOCKET_ENV, PcscError
 
 __all__ = ["kiosk_flow", "main"]
 
@@ -35,7 +39,7 @@ def _connect(reader: str, deadline: float) -> PcscTransport:
         transport = PcscTransport(reader)
         try:
             return transport.connect()
-        except PcscTransportError:
+        except PcscError:  # no card (yet, or again), or pcscd restarting
             transport.disconnect()
             if time.monotonic() > deadline:
                 raise
@@ -55,28 +59,43 @@ def kiosk_flow(reader: str, pin: str, timeout: float) -> None:
             client.verify(JpkiCredential.AUTH_PIN, pin)
             client.sign(JpkiCredential.AUTH_PIN, CHALLENGE)
             return
-        except PcscTransportError:  # the card went away (kiosk restarted): start again
+        except (WrongPinError, PinBlockedError):
+            raise  # an answer about the PIN, not a lost card
+        except (PcscError, CardError):  # the card went away (kiosk restarted), or was reset
             if time.monotonic() > deadline:
                 raise
         finally:
             transport.disconnect()
 
 
-def _child(socket_path: str, reader: str, pin: str, timeout: float, out: int) -> None:
+def _child(
+    socket_path: str, reader: str, pin: str, *, timeout: float, repeat_for: float, out: int
+) -> None:
     os.environ[SOCKET_ENV] = socket_path  # before this process's first PC/SC call
     start = time.monotonic()
-    result: dict[str, object] = {"kiosk": reader, "ok": True, "error": ""}
+    result: dict[str, object] = {"kiosk": reader, "ok": True, "error": "", "started": start}
+    flows, slowest = 0, 0.0
     try:
-        kiosk_flow(reader, pin, timeout)
+        while True:
+            began = time.monotonic()
+            kiosk_flow(reader, pin, timeout)
+            flows += 1
+            slowest = max(slowest, time.monotonic() - began)
+            if time.monotonic() - start >= repeat_for:
+                break
     except Exception as exc:  # reported to the parent, which counts it
         result.update(ok=False, error=f"{type(exc).__name__}: {exc}")
-    result["seconds"] = time.monotonic() - start
+    result.update(seconds=time.monotonic() - start, flows=flows, slowest_flow=slowest)
+    result["ended"] = time.monotonic()
     os.write(out, (json.dumps(result) + "\n").encode())
 
 
-def run(pairs: Sequence[tuple[str, str]], pin: str, timeout: float) -> list[dict[str, object]]:
-    """Fork one child per (socket, reader), all at once; their results, in order, and a
-    summary (total and slowest seconds) printed last."""
+def run(
+    pairs: Sequence[tuple[str, str]], pin: str, timeout: float, repeat_for: float = 0.0
+) -> list[dict[str, object]]:
+    """Fork one child per (socket, reader), all at once, each running the flow once (or again
+    and again for ``repeat_for`` seconds); their results, in order, and a summary (total and
+    slowest seconds) printed last."""
     start = time.monotonic()
     children: list[tuple[int, int]] = []
     for socket_path, reader in pairs:
@@ -86,7 +105,9 @@ def run(pairs: Sequence[tuple[str, str]], pin: str, timeout: float) -> list[dict
             code = 0
             try:
                 os.close(read_end)
-                _child(socket_path, reader, pin, timeout, write_end)
+                _child(
+                    socket_path, reader, pin, timeout=timeout, repeat_for=repeat_for, out=write_end
+                )
             except BaseException:
                 code = 1
             os._exit(code)
@@ -101,12 +122,19 @@ def run(pairs: Sequence[tuple[str, str]], pin: str, timeout: float) -> list[dict
             results.append(json.loads(text))
         except ValueError:
             results.append({"kiosk": reader, "ok": False, "error": "no result", "seconds": 0.0})
+            results[-1].update(flows=0, slowest_flow=0.0)
     total = time.monotonic() - start
     for result in results:
         print(json.dumps(result))
     failed = sum(1 for result in results if not result["ok"])
-    slowest = max(float(str(result["seconds"])) for result in results)
-    summary = {"total": total, "slowest": slowest, "ok": len(results) - failed, "failed": failed}
+    summary = {
+        "total": total,
+        "slowest": max(float(str(result["seconds"])) for result in results),
+        "slowest_flow": max(float(str(result["slowest_flow"])) for result in results),
+        "flows": sum(int(str(result["flows"])) for result in results),
+        "ok": len(results) - failed,
+        "failed": failed,
+    }
     print(json.dumps(summary), flush=True)
     return results
 
@@ -116,12 +144,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.fleet.kiosk_flow")
     parser.add_argument("--pin", default="1234", help="the authentication PIN (default 1234)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per kiosk")
+    parser.add_argument(
+        "--repeat-for",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="run the flow again and again until this many seconds have passed (default: once)",
+    )
     parser.add_argument("pairs", nargs="+", metavar="SOCKET READER")
     args = parser.parse_args(argv)
     if len(args.pairs) % 2:
         parser.error("give SOCKET READER pairs")
     pairs = list(zip(args.pairs[::2], args.pairs[1::2], strict=True))
-    results = run(pairs, args.pin, args.timeout)
+    results = run(pairs, args.pin, args.timeout, args.repeat_for)
     return 0 if all(result["ok"] for result in results) else 1
 
 
