@@ -24,8 +24,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,83 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: the project's packages beside bench/
     sys.path.insert(0, str(ROOT))
 
-from harness.fleet.simulated import KioskFarm  # noqa: E402
+from harness.fleet.simulated import FleetProcess, KioskFarm  # noqa: E402
 
 READY_TIMEOUT = 600.0
 REPEAT_FOR = 6.0
 """Seconds every kiosk runs the flow again and again in the round with restarts."""
-
-
-class FleetProcess:
-    """``mynacard fleet --config FILE`` in a subprocess, its stdout lines timestamped."""
-
-    def __init__(self, config: Path) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen(  # noqa: S603 - our interpreter, our module
-            [sys.executable, "-m", "mynacard", "fleet", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=str(ROOT),
-        )
-        self.lines: list[tuple[float, str]] = []
-        self.errors: list[str] = []
-        self._cond = threading.Condition()
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
-            threading.Thread(target=self._read, args=(self.proc.stderr, self.errors), daemon=True),
-        ]
-        for thread in self._readers:
-            thread.start()
-
-    def _read(self, stream: Any, into: list[Any]) -> None:
-        for line in stream:
-            with self._cond:
-                into.append((time.monotonic(), line.rstrip("\n")) if into is self.lines else line)
-                self._cond.notify_all()
-
-    def wait_for(self, predicate: Any, timeout: float, what: str) -> tuple[float, str]:
-        """The first line (time, text) for which ``predicate(text)``; RuntimeError otherwise."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for stamp, line in self.lines:
-                    if predicate(line):
-                        return stamp, line
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    tail = "".join(self.errors[-5:])
-                    raise RuntimeError(f"fleet: no {what} within {timeout:g} s\n{tail}")
-                self._cond.wait(min(left, 0.5))
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the fleet process so far."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def rss_mib(self) -> float:
-        """Resident memory of the fleet process (MiB)."""
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return 0.0
-
-    def stop(self) -> None:
-        """SIGTERM by PID, then wait (SIGKILL after 60 s)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def run_flows(farm: KioskFarm, repeat_for: float = 0.0, timeout: float = 300.0) -> dict[str, Any]:
@@ -145,6 +73,11 @@ def run_flows(farm: KioskFarm, repeat_for: float = 0.0, timeout: float = 300.0) 
     }
 
 
+def _back(name: str) -> Callable[[str], bool]:
+    """Matches the fleet's status line saying kiosk ``name``'s card is back in its reader."""
+    return lambda line: line.startswith(f"kiosk {name} (") and "back in the reader" in line
+
+
 def _restarted(n: int, count: int) -> list[int]:
     """``n`` kiosk indexes spread over ``count``."""
     n = min(n, count)
@@ -161,7 +94,7 @@ def bench_fleet(kiosks: int, restarts: int) -> dict[str, Any]:
             config = directory / "fleet.toml"
             config.write_text(farm.fleet_toml("status_interval = 0\nreconnect_timeout = 120"))
             t1 = time.monotonic()
-            fleet = FleetProcess(config)
+            fleet = FleetProcess(config, {**os.environ, "PYTHONPATH": str(ROOT)}, ROOT)
             try:
                 _, ready = fleet.wait_for(
                     lambda line: line.startswith("fleet ready"), READY_TIMEOUT, "ready line"
@@ -183,13 +116,7 @@ def bench_fleet(kiosks: int, restarts: int) -> dict[str, Any]:
                 first.pop("rows")
                 second.pop("rows")
                 reconnect = [
-                    fleet.wait_for(
-                        lambda line, name=farm.kiosks[i].name: (
-                            line.startswith(f"kiosk {name} (") and "back in the reader" in line
-                        ),
-                        120,
-                        f"reconnection of {farm.kiosks[i].name}",
-                    )[0]
+                    fleet.wait_for(_back(farm.kiosks[i].name), 120, f"reconnection of kiosk {i}")[0]
                     - restarted_at[i]
                     for i in chosen
                 ]

@@ -18,15 +18,20 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import IO, Any
 
 from readers.card_side.netns import isolation_available
 from readers.card_side.pcscd import PrivatePcscd
 from readers.card_side.reader_conf import find_pcscd
 
-__all__ = ["KioskFarm", "SimulatedKiosk", "namespaces_available"]
+__all__ = ["FleetProcess", "KioskFarm", "SimulatedKiosk", "namespaces_available"]
 
 NETNS_DIR = Path("/run/netns")
 
@@ -161,3 +166,78 @@ class KioskFarm:
             )
         self._made_namespaces = []
         self._pool.shutdown(wait=True)
+
+
+class FleetProcess:
+    """``mynacard fleet --config FILE`` in a subprocess, its stdout lines timestamped."""
+
+    def __init__(self, config: Path, env: dict[str, str], cwd: Path, *extra: str) -> None:
+        self.proc = subprocess.Popen(  # noqa: S603 - our interpreter, our module
+            [sys.executable, "-m", "mynacard", "fleet", "--config", str(config), *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=str(cwd),
+        )
+        self.lines: list[tuple[float, str]] = []
+        self.errors: list[str] = []
+        self._cond = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.errors), daemon=True),
+        ]
+        for thread in self._readers:
+            thread.start()
+
+    def _read(self, stream: IO[str] | None, into: list[Any]) -> None:
+        assert stream is not None
+        for line in stream:
+            with self._cond:
+                into.append((time.monotonic(), line.rstrip("\n")) if into is self.lines else line)
+                self._cond.notify_all()
+
+    def wait_for(
+        self, predicate: Callable[[str], bool], timeout: float, what: str, start: int = 0
+    ) -> tuple[float, str]:
+        """The first line (time, text) from line ``start`` on for which ``predicate(text)``;
+        RuntimeError otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for stamp, line in self.lines[start:]:
+                    if predicate(line):
+                        return stamp, line
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    tail = "".join(self.errors[-5:])
+                    raise RuntimeError(f"fleet: no {what} within {timeout:g} s\n{tail}")
+                self._cond.wait(min(left, 0.5))
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the fleet process so far."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mib(self) -> float:
+        """Resident memory of the fleet process (MiB)."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    def stop(self) -> None:
+        """SIGTERM by PID, then wait (SIGKILL after 60 s)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
