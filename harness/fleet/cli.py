@@ -17,6 +17,7 @@ __all__ = ["register", "run_fleet"]
 def run_fleet(args: argparse.Namespace) -> int:
     """Serve the fleet until SIGTERM / Ctrl-C (``--check``: one attempt per kiosk, then exit
     1 naming every kiosk that cannot be reached)."""
+    from harness.card_server import LOOPBACK  # noqa: PLC0415
     from harness.fleet.config import load_fleet_config  # noqa: PLC0415 - cold start
     from harness.fleet.fleet import Fleet, KioskState  # noqa: PLC0415
 
@@ -36,6 +37,16 @@ def run_fleet(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGUSR1, lambda *_: status_now.set())
     fleet = Fleet(config)
     print(f"fleet: serving {len(config.kiosks)} kiosks from {args.config}", flush=True)
+    remote = [kiosk.name for kiosk in config.kiosks if kiosk.host not in LOOPBACK]
+    if remote:
+        print(
+            f"WARNING: {len(remote)} kiosk(s) on other hosts ({', '.join(remote[:5])}"
+            f"{', …' if len(remote) > 5 else ''}): their vpcd listens on their network, where "
+            "anyone who reaches an empty reader's port can plug in a card and receive the PINs "
+            "typed at that kiosk; keep the kiosks on a lab network or firewall the ports",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         fleet.start()
         if args.check:
