@@ -89,6 +89,7 @@ class FleetConfig:
 
 
 def _seconds(table: _Table, key: str, default: float, low: float) -> float:
+    """A number of seconds more than 0 (at least ``low``) and at most an hour."""
     value = table.take(key, None)
     if value is None:
         return default
@@ -98,10 +99,11 @@ def _seconds(table: _Table, key: str, default: float, low: float) -> float:
         or not low <= value <= MAX_RECONNECT_TIMEOUT
         or value <= 0
     ):
+        least = f"at least {low:g}" if low > 0 else "more than 0"
         raise table.fail(
             key,
-            f"must be a number of seconds more than 0, at least {low:g} and at most "
-            f"{MAX_RECONNECT_TIMEOUT:g}, not {_value(value)}",
+            f"must be a number of seconds {least} and at most {MAX_RECONNECT_TIMEOUT:g}, "
+            f"not {_value(value)}",
         )
     return float(value)
 
@@ -162,6 +164,38 @@ def _catalogue_names() -> list[str]:
     return [scenario.name for scenario in load_catalogue()]
 
 
+def _check_cards(kiosks: list[KioskConfig]) -> None:
+    """Every persona and fault scenario file read once, before anything starts: an error names
+    the first kiosk using it. A durable image keeps its own counters: no scenario that sets
+    them."""
+    from card_emulator import persona as persona_module  # noqa: PLC0415 - cold start
+    from harness.faults import Scenario  # noqa: PLC0415
+
+    checked: dict[object, list[str]] = {}
+    names = set(_catalogue_names())
+    for index, kiosk in enumerate(kiosks):
+        where = f"kiosk {_value(kiosk.name)}: kiosks[{index}]"
+        if kiosk.persona not in checked:
+            try:
+                persona_module.load(kiosk.persona)
+            except MynacardError as exc:
+                raise ServeConfigError(f"{where}.persona: {exc}") from None
+            checked[kiosk.persona] = []
+        if kiosk.scenario is None or kiosk.scenario in names:
+            continue
+        if kiosk.scenario not in checked:
+            try:
+                counters = list(Scenario.load(kiosk.scenario).counters)
+            except MynacardError as exc:
+                raise ServeConfigError(f"{where}.scenario: {exc}") from None
+            checked[kiosk.scenario] = counters
+        if kiosk.image is not None and checked[kiosk.scenario]:
+            raise ServeConfigError(
+                f"{where}.image: a durable image keeps its own counters, and the scenario "
+                f"{kiosk.scenario} sets {', '.join(checked[kiosk.scenario])}"
+            )
+
+
 def _unique(kiosks: list[KioskConfig]) -> None:
     """Names, endpoints and images are each used by one kiosk only."""
     seen: dict[object, tuple[int, str]] = {}
@@ -206,6 +240,7 @@ def parse_fleet(data: Any, folder: Path, source: Path | None = None) -> FleetCon
         for index, item in enumerate(raw)
     ]
     _unique(kiosks)
+    _check_cards(kiosks)
     return FleetConfig(
         tuple(kiosks),
         source,

@@ -42,6 +42,9 @@ scenario = "faults.toml"
 def _write(folder: Path, text: str) -> Path:
     (folder / "alice.toml").write_text(DEMO_PERSONA.read_text())
     (folder / "faults.toml").write_text('name = "x"\n')
+    (folder / "locked.toml").write_text("[counters]\njpki_auth = 0\n")
+    (folder / "broken-faults.toml").write_text("seed = true\n")
+    (folder / "broken-persona.toml").write_text('[holder]\nname = 3\n')
     (folder / "cards").mkdir(exist_ok=True)
     path = folder / "fleet.toml"
     path.write_text(text)
@@ -100,6 +103,22 @@ def test_defaults(tmp_path: Path) -> None:
             "image",
         ),
         ('[[kiosks]]\nname = "a\\u0007"\nport = 1\n', "kiosks[0].name: U+0007"),
+        (
+            '[[kiosks]]\nname = "k"\nport = 1\npersona = "broken-persona.toml"\n',
+            'kiosk "k": kiosks[0].persona: ',
+        ),
+        (
+            'scenario = "broken-faults.toml"\n[[kiosks]]\nname = "k"\nport = 1\n',
+            'kiosk "k": kiosks[0].scenario: ',
+        ),
+        (
+            '[[kiosks]]\nname = "k"\nport = 1\nscenario = "locked.toml"\nimage = "c.sqlite"\n',
+            'kiosk "k": kiosks[0].image: a durable image keeps its own counters',
+        ),
+        (
+            '[[kiosks]]\nname = "k"\nport = 1\nscenario = "pin-locked"\nimage = "c.sqlite"\n',
+            'kiosk "k": kiosks[0].image: a durable image keeps its own state',
+        ),
         ("[[kiosks]\n", "not valid TOML"),
     ],
 )
