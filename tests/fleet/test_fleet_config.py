@@ -44,7 +44,7 @@ def _write(folder: Path, text: str) -> Path:
     (folder / "faults.toml").write_text('name = "x"\n')
     (folder / "locked.toml").write_text("[counters]\njpki_auth = 0\n")
     (folder / "broken-faults.toml").write_text("seed = true\n")
-    (folder / "broken-persona.toml").write_text('[holder]\nname = 3\n')
+    (folder / "broken-persona.toml").write_text("[holder]\nname = 3\n")
     (folder / "cards").mkdir(exist_ok=True)
     path = folder / "fleet.toml"
     path.write_text(text)
