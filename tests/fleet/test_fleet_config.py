@@ -193,3 +193,22 @@ class _NoCard:
     def reset(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+def test_cards_for_persona_image_and_scenario(tmp_path: Path) -> None:
+    """What each kind of kiosk gets: a fresh persona card, a durable image, a faulty card."""
+    from card_emulator import Card
+    from harness.faults import FaultyCard
+    from harness.fleet.fleet import make_card
+
+    persona = demo_persona_path()
+    plain = make_card(KioskConfig("a", "127.0.0.1", 1, persona))
+    image = make_card(KioskConfig("b", "127.0.0.1", 2, persona, tmp_path / "b.sqlite"))
+    locked = make_card(KioskConfig("c", "127.0.0.1", 3, persona, scenario="pin-locked"))
+    try:
+        assert isinstance(plain, Card) and isinstance(image, Card)
+        assert (tmp_path / "b.sqlite").is_file()
+        assert isinstance(locked, FaultyCard)
+    finally:
+        for card in (plain, image, locked):
+            card.close()
