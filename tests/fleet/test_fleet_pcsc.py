@@ -101,3 +101,21 @@ def test_check_connects_every_kiosk_once(farm: KioskFarm, tmp_path: Path) -> Non
     )
     assert done.returncode == 0, done.stderr
     assert f"fleet ready: {KIOSKS}/{KIOSKS} kiosks connected" in done.stdout
+
+
+def test_loopback_kiosks_where_there_are_no_namespaces(tmp_path: Path) -> None:
+    """Without named namespaces (not root) each kiosk is a loopback port."""
+    with KioskFarm(2, tmp_path / "kiosks", namespaces=False) as loopback:
+        assert all(kiosk.netns is None for kiosk in loopback.kiosks)
+        config = tmp_path / "fleet.toml"
+        config.write_text(loopback.fleet_toml("status_interval = 0"))
+        assert "netns" not in config.read_text()
+        fleet = FleetProcess(config, _env(), ROOT)
+        try:
+            _, ready = fleet.wait_for(lambda line: line.startswith("fleet ready"), 60, "ready")
+            assert ready == "fleet ready: 2/2 kiosks connected"
+            out, _ = _flows(loopback, repeat_for=0.0).communicate(timeout=120)
+            summary = json.loads(out.splitlines()[-1])
+            assert summary["ok"] == 2 and summary["failed"] == 0
+        finally:
+            fleet.stop()
