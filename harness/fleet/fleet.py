@@ -129,7 +129,6 @@ class Fleet:
         self._cards_lock = threading.Lock()  # card making (the shared PKI) one at a time
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._announced_ready = False
         self.first_round = threading.Event()
         """Set once every kiosk was tried once (connected or reported unreachable)."""
         self._tried: set[str] = set()
@@ -141,10 +140,17 @@ class Fleet:
         print(text, file=stream, flush=True)
 
     def _set(
-        self, kiosk: KioskConfig, state: KioskState, detail: str = "", retry: float | None = None
+        self,
+        kiosk: KioskConfig,
+        state: KioskState,
+        detail: str = "",
+        retry: float | None = None,
+        *,
+        problem: str = "cannot be reached",
     ) -> None:
         """Record a state; a change prints the kiosk's status line (and, for an unreachable
-        kiosk, an error naming it on stderr). The same error again only updates the retry."""
+        kiosk, ``kiosk NAME (WHERE) <problem>: <detail>`` on stderr). The same error again
+        only updates the retry."""
         with self._lock:
             status = self.status[kiosk.name]
             status.retry = retry
@@ -156,8 +162,7 @@ class Fleet:
             self._print(status.line())
             if state is KioskState.UNREACHABLE:
                 self._print(
-                    f"mynacard fleet: kiosk {kiosk.name} ({kiosk.where}) cannot be reached: "
-                    f"{detail}",
+                    f"mynacard fleet: kiosk {kiosk.name} ({kiosk.where}) {problem}: {detail}",
                     error=True,
                 )
             if state in (KioskState.CONNECTED, KioskState.UNREACHABLE):
@@ -226,7 +231,13 @@ class Fleet:
             try:
                 card = self._new_card(kiosk)
             except Exception as exc:  # e.g. an image another process holds
-                self._set(kiosk, KioskState.UNREACHABLE, f"card not made: {exc}", delay)
+                self._set(
+                    kiosk,
+                    KioskState.UNREACHABLE,
+                    f"card not made: {exc}",
+                    delay,
+                    problem="has no card",
+                )
                 if self._stop.wait(delay):
                     break
                 delay = min(delay * 2, self.config.retry_max)
