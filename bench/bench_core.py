@@ -80,6 +80,8 @@ class Results:
     """Section 2c: the PC/SC round trip through ``mynacard relay``, and direct (the first)."""
     coldstart: dict[str, float] = field(default_factory=dict)
     """Section 6: seconds from starting ``mynacard serve`` to a card a pyscard client sees."""
+    fleet: dict[str, Any] = field(default_factory=dict)
+    """Section 7: simulated kiosks (a pcscd each) served by one ``mynacard fleet`` process."""
     targets: list[dict[str, Any]] = field(default_factory=list)
 
 

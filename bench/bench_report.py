@@ -16,6 +16,7 @@ T_AGG_16 = 15_000.0
 T_ISSUE_1000_S = 60.0
 T_ISSUE_POOL_1000_S = 25.0
 T_COLDSTART_S = 0.7
+T_FLEET_KIOSKS = 100
 
 
 def us(ns: float) -> str:
@@ -100,6 +101,18 @@ def evaluate(res: Results) -> None:
             median <= T_COLDSTART_S,
         )
 
+    if res.fleet:
+        f = res.fleet
+        done = f["first"]["ok"] + f["with_restarts"]["ok"]
+        every = done == 2 * f["kiosks"] and not f["first"]["failed"]
+        target(
+            "kiosks served by one fleet process, every flow done, restarted kiosks back",
+            f"{f['kiosks']} kiosks, {done}/{2 * f['kiosks']} rounds done, "
+            f"{f['restarted']} restarted (back within {f['reconnect_max_s']:.2f} s)",
+            f"{T_FLEET_KIOSKS} kiosks, all done",
+            every and f["kiosks"] >= T_FLEET_KIOSKS and not f["with_restarts"]["failed"],
+        )
+
 
 def markdown(res: Results) -> str:
     """The report in Markdown: one section per part measured, then the targets."""
@@ -120,6 +133,8 @@ def markdown(res: Results) -> str:
         lines += _issuance_section(res)
     if res.coldstart:
         lines += _coldstart_section(res)
+    if res.fleet:
+        lines += _fleet_section(res)
     lines += ["", "## Targets", "", "| Target | Value | Goal | Met |", "|---|---:|---:|---|"]
     for t in res.targets:
         lines.append(
@@ -318,6 +333,43 @@ def _coldstart_section(res: Results) -> list[str]:
         "",
         "From starting the command (a fresh interpreter) until SCardGetStatusChange reports the "
         "card present; pcscd polls vpcd for a card every 400 ms, so the figure moves in steps.",
+    ]
+
+
+def _fleet_section(res: Results) -> list[str]:
+    f = res.fleet
+    one, two = f["first"], f["with_restarts"]
+    where = "a network namespace each" if f["namespaces"] else "loopback ports"
+    return [
+        "",
+        f"## 7. A fleet: {f['kiosks']} simulated kiosks served by one `mynacard fleet` process",
+        "",
+        f"Each kiosk is a pcscd of its own with one vpcd reader ({where}); one fleet process "
+        "serves a card to each; one forked PC/SC client per kiosk runs the kiosk flow (select, "
+        "read the certificate, verify, sign), all at the same moment.",
+        "",
+        "| Step | Value |",
+        "|---|---:|",
+        f"| kiosks started (pcscd each, 8 at a time) | {f['farm_start_s']:.1f} s |",
+        f"| fleet process start to every kiosk connected | {f['fleet_ready_s']:.2f} s "
+        f"({f['fleet_cpu_at_ready_s']:.2f} s CPU, {f['fleet_rss_mib']:.0f} MiB) |",
+        f"| every kiosk's flow at once: total | {one['total_s']:.2f} s |",
+        f"| slowest kiosk; median kiosk | {one['slowest_s']:.2f} s; {one['median_s']:.2f} s |",
+        f"| kiosks done; failed | {one['ok']}; {one['failed']} |",
+        f"| with restarts: every kiosk's flow again and again for {f['repeat_for_s']:.0f} s, "
+        f"total | {two['total_s']:.2f} s |",
+        f"| with restarts: flows done; kiosks done; failed | {two['flows']}; {two['ok']}; "
+        f"{two['failed']} |",
+        f"| with restarts: slowest single flow; median kiosk's slowest flow | "
+        f"{two['slowest_flow_s']:.2f} s; {two['median_flow_s']:.2f} s |",
+        f"| kiosks restarted (pcscd stopped and started again); of them mid-flow | "
+        f"{f['restarted']}; {f['restarted_mid_flow']} |",
+        f"| restart to card back in the reader (fleet's status line): max; median | "
+        f"{f['reconnect_max_s']:.2f} s; {f['reconnect_median_s']:.2f} s |",
+        "",
+        "In the second round every kiosk runs the flow again and again; a restarted kiosk's "
+        "client loses the card mid-flow and starts the flow again once the fleet has put the "
+        "card back.",
     ]
 
 

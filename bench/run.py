@@ -1,7 +1,7 @@
 """Performance benchmark of the emulated card, as ratios against baselines of the same run.
 
     .venv/bin/python bench/run.py [--quick] [--out DIR] [--no-pcsc] [--issue-count N]
-                                  [--coldstart-runs N]
+                                  [--coldstart-runs N] [--fleet-kiosks N]
 
 Writes ``bench-results.md`` and ``bench-results.json`` into ``--out`` (default bench/out/).
 Sections: (1) in-process cost per APDU; (2) PC/SC round trip vs an echo card and vsmartcard's
@@ -10,7 +10,10 @@ vs without it, and (2c) through ``mynacard relay`` vs the direct path; (3) the k
 through PC/SC; (4) aggregate throughput with 1, 4 and 16 readers, one pyscard client thread per
 reader; (5) bulk issuance (``mynacard issue``) in cards per second, and with ``--key-pool``
 (a key pool generated beforehand, keys per second); (6) ``mynacard serve``'s cold start: from
-starting the command to a card a pyscard client sees (median of several runs).
+starting the command to a card a pyscard client sees (median of several runs); (7) a fleet of
+simulated kiosks (a pcscd each, in a network namespace of its own when root) served by one
+``mynacard fleet`` process: every kiosk's flow at once, total and slowest time, then again with
+kiosks restarted mid-run.
 
 For sections 2-4 the cards are served by a separate process (bench/card_host.py), as
 ``mynacard serve`` serves them to kiosk programs; section 4 also measures 16 readers with the
@@ -18,9 +21,10 @@ cards served from the clients' own process, and how much CPU pcscd, the card pro
 clients spend per APDU.
 
 The sections are in bench_inproc.py (1), bench_pcsc.py (2-4; 2b in bench_console.py),
-bench_issuance.py (5) and bench_coldstart.py (6), the targets and the report in bench_report.py,
-what they share in bench_core.py: modules beside this script, imported by their plain names
-(this directory is first on ``sys.path`` when the script runs, from any working directory).
+bench_issuance.py (5), bench_coldstart.py (6) and bench_fleet.py (7), the targets and the
+report in bench_report.py, what they share in bench_core.py: modules beside this script,
+imported by their plain names (this directory is first on ``sys.path`` when the script runs,
+from any working directory).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 
 from bench_coldstart import bench_coldstart
 from bench_core import ROOT, Results
+from bench_fleet import bench_fleet
 from bench_inproc import bench_inproc
 from bench_issuance import bench_issuance
 from bench_pcsc import bench_pcsc
@@ -57,6 +62,12 @@ def main() -> int:
         help="timed serve cold starts for section 6 (default: 7, --quick 3; 0 skips it; "
         "needs PC/SC, so --no-pcsc skips it too)",
     )
+    parser.add_argument(
+        "--fleet-kiosks",
+        type=int,
+        help="simulated kiosks for section 7 (default: 100, --quick 20; 0 skips it; needs "
+        "PC/SC, so --no-pcsc skips it too)",
+    )
     args = parser.parse_args()
     quick: bool = args.quick
 
@@ -78,6 +89,9 @@ def main() -> int:
         runs = args.coldstart_runs if args.coldstart_runs is not None else (3 if quick else 7)
         if runs > 0:  # each run a subprocess: no PC/SC state of this process is involved
             res.coldstart = bench_coldstart(runs)
+        kiosks = args.fleet_kiosks if args.fleet_kiosks is not None else (20 if quick else 100)
+        if kiosks > 0:  # kiosks, fleet and clients are processes of their own
+            res.fleet = bench_fleet(kiosks, max(1, kiosks // 10))
     evaluate(res)
 
     out: Path = args.out

@@ -310,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.conformance import cli as conformance_cli  # noqa: PLC0415
     from harness.doctor import cli as doctor_cli  # noqa: PLC0415
     from harness.fingerprint import cli as fingerprint_cli  # noqa: PLC0415
+    from harness.fleet import cli as fleet_cli  # noqa: PLC0415
     from harness.issuance import cli as issue_cli  # noqa: PLC0415
     from harness.relay import cli as relay_cli  # noqa: PLC0415
 
@@ -334,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     personalize.set_defaults(func=_cmd_personalize)
 
     relay_cli.register(sub, UsageError)
+    fleet_cli.register(sub, UsageError)
     trace_cli.register(sub)
     audit_cli.register(sub)
     pki_cli.register(sub)
