@@ -289,9 +289,7 @@ def test_vpcd_closing_ends_the_loop(vpcd: FakeVpcd) -> None:
     assert vpcd.conn is not None
     vpcd.conn.close()
     vpcd.conn = None
-    thread = client._thread
-    assert thread is not None
-    thread.join(TIMEOUT)
+    assert client.join(TIMEOUT)
     assert client.closed_by_peer and not client.running and not client.connected
     assert client.error is None
     with pytest.raises(RuntimeError, match="not running"):
