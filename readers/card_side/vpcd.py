@@ -139,6 +139,7 @@ class VpcdClient:
         self._pending = bytearray()  # received bytes not yet a whole frame
         self._outbox = b""  # the part of an answer the socket did not take yet
         self._timer: Timer | None = None  # a delayed answer (latency)
+        self._ask_delay: Callable[[bytes], float] | None = getattr(card, "answer_delay", None)
 
         self.error: BaseException | None = None
         self.closed_by_peer = False
@@ -531,7 +532,7 @@ class VpcdClient:
         if when is Removal.BEFORE_PROCESSING:
             self._close(None)
             return
-        delay = self._answer_delay(message)
+        delay = self._answer_delay(message) if self._ask_delay is not None else 0.0
         if delay > 0:
             assert self._loop is not None
             self._timer = self._loop.call_later(delay, lambda: self._delayed(sock, message, when))
@@ -539,7 +540,7 @@ class VpcdClient:
         self._answer(sock, message, when)
 
     def _answer_delay(self, message: bytes) -> float:
-        ask = getattr(self.card, "answer_delay", None)
+        ask = self._ask_delay
         if ask is None:
             return 0.0
         try:
@@ -590,6 +591,9 @@ class VpcdClient:
         except OSError:
             self._close(None, peer=True)
             return
+        if self._quickack_opt is not None:  # sending re-enters delayed-ACK mode: leave it now,
+            with contextlib.suppress(OSError):  # before vpcd's next 2-byte header arrives
+                sock.setsockopt(socket.IPPROTO_TCP, self._quickack_opt, 1)
         if sent < len(frame):
             self._outbox = frame[sent:]
             assert self._loop is not None
