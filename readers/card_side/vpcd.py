@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import select
 import selectors
 import socket
 import threading
@@ -40,6 +41,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 35963
 #: One ``recv`` takes a whole frame: 2 length bytes and up to 65535 of payload.
 RECV_SIZE = 0x10001
+#: How long the loop waits for a frame's body once its header is in (see ``_read_rest``).
+REST_WAIT_MS = 1
 
 
 class VpcdConnectError(MynacardError, ConnectionError):
@@ -139,6 +142,8 @@ class VpcdClient:
         self._pending = bytearray()  # received bytes not yet a whole frame
         self._outbox = b""  # the part of an answer the socket did not take yet
         self._timer: Timer | None = None  # a delayed answer (latency)
+        self._poll: select.poll | None = None  # this connection alone (_read_rest)
+        self._local = host in ("127.0.0.1", "::1", "localhost")
         self._ask_delay: Callable[[bytes], float] | None = getattr(card, "answer_delay", None)
 
         self.error: BaseException | None = None
@@ -399,6 +404,7 @@ class VpcdClient:
                 self.reconnections += 1
             self._pending = bytearray()
             self._outbox = b""
+            self._poll = None
             self._cond.notify_all()
         if reconnect:
             log.warning("%r: vpcd listens again; the card is back in its reader", self)
@@ -490,7 +496,24 @@ class VpcdClient:
                 self._apdu(sock, data[2:])
                 return
         pending += data
+        if self._local and 2 <= len(pending) < 2 + (pending[0] << 8 | pending[1]):
+            self._read_rest(sock, pending)
         self._drain(sock)
+
+    def _read_rest(self, sock: socket.socket, pending: bytearray) -> None:
+        """Debian's vpcd writes the header and the body with two ``send`` calls: the body
+        follows within microseconds once our ACK is out, so wait for it here (at most
+        :data:`REST_WAIT_MS`; vpcd on this host only) rather than go round the loop again."""
+        if self._poll is None:
+            self._poll = select.poll()
+            self._poll.register(sock, select.POLLIN)
+        if not self._poll.poll(REST_WAIT_MS):
+            return
+        try:
+            data = sock.recv(RECV_SIZE)
+        except OSError:
+            return  # the loop's next read sees it
+        pending += data
 
     def _drain(self, sock: socket.socket) -> None:
         """Handle every whole frame received, in order, until one must wait."""
