@@ -78,6 +78,8 @@ class Results:
     """Section 2b: the PC/SC round trip with the live console attached and busy, and without."""
     relay: dict[str, Stat] = field(default_factory=dict)
     """Section 2c: the PC/SC round trip through ``mynacard relay``, and direct (the first)."""
+    memory: dict[str, float] = field(default_factory=dict)
+    """Section 4: resident memory (MiB) of ``mynacard serve`` with 1, 16 and 64 cards."""
     coldstart: dict[str, float] = field(default_factory=dict)
     """Section 6: seconds from starting ``mynacard serve`` to a card a pyscard client sees."""
     fleet: dict[str, Any] = field(default_factory=dict)

@@ -2,11 +2,13 @@
 
 (2) the PC/SC round trip of our card vs an echo card and vsmartcard's own vicc card, and (2b, in
 bench_console.py) with the live console attached and busy vs without; (3) the kiosk flow; (4)
-aggregate throughput with 1, 4 and 16 readers, one pyscard client thread per reader, and how
-much CPU pcscd, the card process and the clients spend per APDU. The cards are served by a
-separate process (bench/card_host.py, or the bench/mux_host.py experiment), as
-``mynacard serve`` serves them to kiosk programs; 16 readers are also measured with the cards
-served from the clients' own process.
+aggregate throughput with 1, 2, 4 and 16 readers and with 64 readers on 4 pcscd, served by
+``mynacard serve`` itself with the clients in processes of their own (bench_serve.py), how much
+CPU pcscd, the card process and the clients spend per APDU, and ``serve``'s resident memory
+with 1, 16 and 64 cards. Sections 2-3 serve the cards from a separate process
+(bench/card_host.py); 16 readers are also measured with the cards served from the clients' own
+process, and with the bench/mux_host.py experiment (the bare selector loop issue 18 started
+from) as a baseline.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from bench_core import (
     wait_ready,
 )
 from bench_relay import bench_relay
+from bench_serve import bench_serve
 
 from card_emulator import Card
 from readers.card_side.pcscd import PrivatePcscd
@@ -272,13 +275,10 @@ def bench_pcsc(res: Results, quick: bool) -> None:
                 for transport, _ in transports.values():
                     transport.disconnect()
             res.kiosk = bench_kiosk(ours.name, n_kiosk)
-        # Throughput: our card in every one of the 16 readers, served by the card process.
-        with card_host([f"ours:{r.port}" for r in readers]) as host:
-            for k in (1, 4, 16):
-                name = f"{k} reader(s)"
-                res.throughput[name], res.throughput_cpu[name] = bench_throughput(
-                    [r.name for r in readers[:k]], seconds, pcscd=pcsc.pid, cards=host.pid
-                )
+        # Throughput and memory: `mynacard serve` itself, clients in processes of their own.
+        rates, cpus, res.memory = bench_serve(seconds)
+        res.throughput.update(rates)
+        res.throughput_cpu.update(cpus)
         # The same 16 readers with the cards served by threads of this (the clients') process.
         with attached([(Card.from_persona(PERSONA), r.port) for r in readers]):
             name = THROUGHPUT_SAME_PROCESS

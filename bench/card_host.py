@@ -3,17 +3,16 @@
     .venv/bin/python bench/card_host.py KIND:PORT [KIND:PORT …]
 
 KIND is ``ours`` (the demo persona's card, a :class:`~readers.card_side.vpcd.VpcdClient` per
-slot, as ``mynacard serve`` does), ``echo`` (:class:`~readers.card_side.virtual_card.EchoCard`,
-same client) or ``vicc`` (vsmartcard's own built-in ISO 7816 card in vsmartcard's own
-``VirtualICC`` loop, only with our ``TCP_QUICKACK`` socket wrapper; see
-:mod:`readers.card_side.vicc`). Every card is inserted into
-the vpcd slot at ``127.0.0.1:PORT``; then one line ``ready`` is printed (or ``error: …`` and
-exit status 1), and the cards stay in until standard input closes.
+slot on the process's one card loop, as ``mynacard serve`` does), ``echo``
+(:class:`~readers.card_side.virtual_card.EchoCard`, same client) or ``vicc`` (vsmartcard's own
+built-in ISO 7816 card in vsmartcard's own ``VirtualICC`` loop, only with our ``TCP_QUICKACK``
+socket wrapper; see :mod:`readers.card_side.vicc`). Every card is inserted into the vpcd slot at
+``127.0.0.1:PORT``; then one line ``ready`` is printed (or ``error: …`` and exit status 1), and
+the cards stay in until standard input closes.
 
 Why a separate process: a card server and the programs that use the card are separate
-processes in real use, and in one Python process the serving threads and the client threads
-compete for one interpreter lock — with 16 readers that alone costs about a third of the
-throughput (see bench/run.py's section 4).
+processes in real use, and in one Python process the card loop and the client threads compete
+for one interpreter lock (see bench/run.py's section 4).
 """
 
 from __future__ import annotations

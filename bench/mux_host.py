@@ -8,9 +8,9 @@ Inserts the demo persona's card into the vpcd slot at each ``127.0.0.1:PORT``, p
 without a reply, 04 answered with the ATR; longer frames are C-APDUs), with ``TCP_QUICKACK``
 re-armed before every ``recv`` and again after each answer. It has none of
 :class:`~readers.card_side.vpcd.VpcdClient`'s
-extras (insertion and removal on demand, hooks, connection retries), and a slow card would hold
-up every other card, so it is a measurement of what one serving thread could do, not a server:
-``bench/run.py`` reports it beside the real thread-per-card client (``bench/card_host.py``).
+extras (insertion and removal on demand, hooks, connection retries, timers), so it is a
+measurement of what one bare serving thread can do: the experiment issue 18 started from, which
+became :mod:`readers.card_side.card_loop`; ``bench/run.py`` reports it beside ``mynacard serve``.
 """
 
 from __future__ import annotations

@@ -5,26 +5,28 @@
 
 Writes ``bench-results.md`` and ``bench-results.json`` into ``--out`` (default bench/out/).
 Sections: (1) in-process cost per APDU; (2) PC/SC round trip vs an echo card and vsmartcard's
-own vicc card on the same private pcscd, (2b) with the live console attached (idle, and busy)
-vs without it, and (2c) through ``mynacard relay`` vs the direct path; (3) the kiosk flow
-through PC/SC; (4) aggregate throughput with 1, 4 and 16 readers, one pyscard client thread per
-reader; (5) bulk issuance (``mynacard issue``) in cards per second, and with ``--key-pool``
-(a key pool generated beforehand, keys per second); (6) ``mynacard serve``'s cold start: from
-starting the command to a card a pyscard client sees (median of several runs); (7) a fleet of
+own vicc card on the same private pcscd, (2b) with the live console attached (idle, and busy) vs
+without it, and (2c) through ``mynacard relay`` vs the direct path; (3) the kiosk flow through
+PC/SC; (4) aggregate throughput of ``mynacard serve`` with 1, 2, 4 and 16 readers and 64 readers
+on 4 pcscd, one pyscard client thread per reader in client processes of their own, with CPU per
+APDU and ``serve``'s resident memory with 1, 16 and 64 cards; (5) bulk issuance (``mynacard
+issue``) in cards per second, and with ``--key-pool`` (a key pool generated beforehand, keys per
+second); (6) ``mynacard serve``'s cold start: from starting the command to a card a pyscard
+client sees (median of several runs); (7) a fleet of
 simulated kiosks (a pcscd each, in a network namespace of its own when root) served by one
 ``mynacard fleet`` process: every kiosk's flow at once, total and slowest time, then again with
 kiosks restarted mid-run.
 
-For sections 2-4 the cards are served by a separate process (bench/card_host.py), as
-``mynacard serve`` serves them to kiosk programs; section 4 also measures 16 readers with the
-cards served from the clients' own process, and how much CPU pcscd, the card process and the
-clients spend per APDU.
+For sections 2-3 the cards are served by a separate process (bench/card_host.py), as
+``mynacard serve`` serves them to kiosk programs; section 4 runs ``serve`` itself
+(bench_serve.py), and also measures 16 readers with the cards served from the clients' own
+process and with the bench/mux_host.py selector experiment.
 
-The sections are in bench_inproc.py (1), bench_pcsc.py (2-4; 2b in bench_console.py),
-bench_issuance.py (5), bench_coldstart.py (6) and bench_fleet.py (7), the targets and the
-report in bench_report.py, what they share in bench_core.py: modules beside this script,
-imported by their plain names (this directory is first on ``sys.path`` when the script runs,
-from any working directory).
+The sections are in bench_inproc.py (1), bench_pcsc.py (2-4; 2b in bench_console.py, 4 in
+bench_serve.py), bench_issuance.py (5), bench_coldstart.py (6) and bench_fleet.py (7), the
+targets and the report in bench_report.py, what they share in bench_core.py: modules beside this
+script, imported by their plain names (this directory is first on ``sys.path`` when the script
+runs, from any working directory).
 """
 
 from __future__ import annotations

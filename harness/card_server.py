@@ -9,6 +9,11 @@ Where the readers come from, in order of preference:
 4. otherwise a pcscd of our own on a private socket, announced with the
    ``PCSCLITE_CSOCK_NAME`` a client needs.
 
+More than 16 readers (pcsc-lite's limit per pcscd): as many pcscd of our own as needed, each
+with up to 16 vpcd readers on a socket of its own (:attr:`CardServer.sockets` says which socket
+serves which reader); any number of ``--vpcd`` endpoints. Every card of the process is served by
+one thread, the card loop (:mod:`readers.card_side.card_loop`).
+
 Every APDU can be written, masked, to a JSON Lines trace.
 
 Exposure: Debian's vpcd listens on ``0.0.0.0`` (no bind-address setting), and whoever connects
@@ -39,14 +44,19 @@ from typing import Protocol
 from apdu import Observer, TraceRecord
 from apdu.errors import MynacardError
 from harness.traces.trace_file import TraceWriter
-from readers.card_side.pcscd import PrivatePcscd
+from readers.card_side.pcscd import READER_NAME, PrivatePcscd
 from readers.card_side.running_pcscd import find_running_vpcd
 from readers.card_side.sockets import private_socket_path, socket_is_live
 from readers.card_side.virtual_card import VirtualCard
 from readers.card_side.vpcd import VpcdClient
-from readers.scard import DEFAULT_SOCKET, SOCKET_ENV, ask_in_subprocess
+from readers.scard import DEFAULT_SOCKET, SOCKET_ENV, ask_in_subprocess, process_socket
 
 MAX_READERS = 16
+"""Readers one pcscd can hold (pcsc-lite's limit)."""
+MAX_PCSCD = 16
+"""pcscd instances one server starts at most."""
+MAX_SERVED = MAX_READERS * MAX_PCSCD
+"""Readers of our own pcscd instances one server can offer."""
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 log = logging.getLogger(__name__)
@@ -73,6 +83,8 @@ class Endpoint:
     port: int
     reader: str | None = None
     netns: Callable[[], str | None] | None = field(default=None, compare=False, repr=False)
+    socket_path: str | None = field(default=None, compare=False)
+    """The PC/SC socket of the pcscd that lists this reader (ours), when known."""
 
     def __str__(self) -> str:
         where = f"{self.host}:{self.port}"
@@ -128,9 +140,32 @@ class CardServer:
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
     empty_readers: list[str] = field(default_factory=list, init=False)
     pcscd: PrivatePcscd | None = field(default=None, init=False)
+    """Our first pcscd (``pcscds[0]``), if any."""
+    pcscds: list[PrivatePcscd] = field(default_factory=list, init=False)
+    """Every pcscd of our own, 16 readers each at most."""
     socket_path: str = field(default=DEFAULT_SOCKET, init=False)
     _trace_writer: TraceWriter | None = field(default=None, init=False)
     _places_opened: list[Endpoint] | None = field(default=None, init=False)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        if name == "on_exchange" and "served" in self.__dict__:
+            self._wire_observers()  # the console adds itself after start()
+
+    def _tracing(self) -> bool:
+        return self.on_exchange is not None or self._trace_writer is not None
+
+    def _wire_observers(self) -> None:
+        """Clients report records only when someone reads them: no record per APDU else."""
+        observer = self._observe if self._tracing() else None
+        for served in self.served:
+            if served.client is not None:
+                served.client.on_exchange = observer
+
+    @property
+    def sockets(self) -> list[tuple[str, list[str]]]:
+        """Each PC/SC socket of our pcscd instances and the readers it serves, in order."""
+        return [(p.socket_path, [r.name for r in p.readers]) for p in self.pcscds]
 
     def __enter__(self) -> CardServer:
         self.start()
@@ -166,8 +201,6 @@ class CardServer:
         wanted = max(self.readers or 0, cards)
         if not cards:
             raise ServeError("no card to serve")
-        if wanted > MAX_READERS:
-            raise ServeError(f"at most {MAX_READERS} readers (pcsc-lite's limit), not {wanted}")
         if self.endpoints:
             if len(self.endpoints) < cards:
                 raise ServeError(f"{cards} cards but only {len(self.endpoints)} --vpcd endpoints")
@@ -179,6 +212,12 @@ class CardServer:
                     "plug in a card and receive the PINs typed at that host"
                 )
             return self.endpoints
+        if wanted > MAX_SERVED:
+            raise ServeError(
+                f"at most {MAX_SERVED} readers ({MAX_PCSCD} pcscd of {MAX_READERS}), not {wanted}"
+            )
+        if wanted > MAX_READERS:
+            return self._start_pcscds(wanted)
         socket_in_use = os.path.exists(DEFAULT_SOCKET)
         if not self.private_socket and socket_in_use:
             running = find_running_vpcd()
@@ -193,20 +232,44 @@ class CardServer:
                 )
                 return [Endpoint(r.host, r.port, r.name) for r in readers]
         use_default = not self.private_socket and not socket_is_live(DEFAULT_SOCKET)
-        if self.own_pcsc_context:
-            socket_path = DEFAULT_SOCKET if use_default else private_socket_path()
-            self.pcscd = PrivatePcscd(wanted, socket_path=socket_path, set_environ=False)
-        else:
-            self.pcscd = PrivatePcscd(wanted, socket_path=DEFAULT_SOCKET if use_default else None)
-        self.pcscd.start()
+        return self._start_pcscds(wanted, use_default=use_default)
+
+    def _start_pcscds(self, wanted: int, *, use_default: bool = False) -> list[Endpoint]:
+        """ceil(wanted / 16) pcscd of our own (the first on the default socket when
+        ``use_default``, the others each on a private socket of its own); their readers."""
+        counts = [MAX_READERS] * (wanted // MAX_READERS)
+        if wanted % MAX_READERS:
+            counts.append(wanted % MAX_READERS)
+        places: list[Endpoint] = []
+        for index, count in enumerate(counts):
+            name = READER_NAME if index == 0 else f"{READER_NAME} {index + 1}"
+            if index == 0 and not self.own_pcsc_context:
+                socket_path = DEFAULT_SOCKET if use_default else None
+                pcscd = PrivatePcscd(count, name=name, socket_path=socket_path)
+            else:
+                if index == 0:
+                    socket_path = DEFAULT_SOCKET if use_default else private_socket_path()
+                else:
+                    base = os.path.dirname(private_socket_path())
+                    socket_path = os.path.join(base, f"pcscd-{index + 1}.comm")
+                pcscd = PrivatePcscd(count, name=name, socket_path=socket_path, set_environ=False)
+            self.pcscds.append(pcscd)
+            if self.pcscd is None:
+                self.pcscd = pcscd
+            pcscd.start()
+            places += [
+                Endpoint(r.host, r.port, r.name, r.netns, pcscd.socket_path) for r in pcscd.readers
+            ]
+        assert self.pcscd is not None
         self.socket_path = self.pcscd.socket_path
-        if not self.pcscd.isolated:
-            ports = ", ".join(str(r.port) for r in self.pcscd.readers)
+        open_ports = [str(r.port) for p in self.pcscds if not p.isolated for r in p.readers]
+        if open_ports:
             self.warnings.append(
                 f"pcscd could not be isolated from the network (needs root and unshare): its "
-                f"vpcd readers listen on all interfaces (0.0.0.0, ports {ports}); firewall them"
+                f"vpcd readers listen on all interfaces (0.0.0.0, ports {', '.join(open_ports)}); "
+                "firewall them"
             )
-        return [Endpoint(r.host, r.port, r.name, r.netns) for r in self.pcscd.readers]
+        return places
 
     def start(self) -> None:
         """Start pcscd if needed and connect every card to its reader."""
@@ -218,13 +281,14 @@ class CardServer:
                 places = self._places(len(self.cards))
             elif len(self.cards) > len(places) or not self.cards:
                 raise ServeError(f"{len(self.cards)} cards for {len(places)} readers opened")
+            observer = self._observe if self._tracing() else None
             for (label, card), endpoint in zip(self.cards, places, strict=False):
                 served = ServedCard(label, card, endpoint)
                 served.client = VpcdClient(
                     card,
                     endpoint.port,
                     endpoint.host,
-                    on_exchange=self._observe,
+                    on_exchange=observer,
                     reader=endpoint.reader or str(endpoint),
                     netns=endpoint.netns,
                     reconnect_for=self.reconnect_for,
@@ -236,8 +300,9 @@ class CardServer:
                     attach(served.client)  # a FaultyCard pulls itself out through its client
                 self.served.append(served)
             self.empty_readers = [str(e) for e in places[len(self.cards) :]]
-            if self.pcscd is not None:
-                self._wait_for_cards(self.pcscd, 10.0)
+            for pcscd in self.pcscds:
+                self._wait_for_cards(pcscd, 10.0)
+            if self.pcscds:
                 self._supervisor = threading.Thread(
                     target=self._supervise, name="pcscd-supervisor", daemon=True
                 )
@@ -247,8 +312,14 @@ class CardServer:
             raise
 
     def _wait_for_cards(self, pcscd: PrivatePcscd, timeout: float) -> None:
-        names = [s.endpoint.reader for s in self.served if s.endpoint.reader is not None]
-        if not self.own_pcsc_context:
+        names = [
+            s.endpoint.reader
+            for s in self.served
+            if s.endpoint.reader is not None and s.endpoint.socket_path == pcscd.socket_path
+        ]
+        if not names:
+            return
+        if not self.own_pcsc_context and pcscd.socket_path == process_socket():
             for name in names:
                 pcscd.wait_for_card(name, timeout=timeout)
             return
@@ -275,19 +346,20 @@ class CardServer:
             self._fail(f"reader {name} lost: {client.error}")
 
     def _supervise(self) -> None:
-        """Restart our pcscd when it dies; the cards reconnect by themselves."""
-        pcscd = self.pcscd
-        assert pcscd is not None
+        """Restart our pcscd instances when they die; the cards reconnect by themselves."""
         while not self._stopping.wait(0.5):
-            if pcscd.running:
-                continue
-            log.warning("pcscd (pid %s) exited; starting it again with the same readers", pcscd.pid)
-            try:
-                pcscd.restart()
-            except Exception as exc:
-                self._fail(f"pcscd exited and could not be restarted: {exc}")
-                return
-            log.warning("pcscd restarted (pid %s)", pcscd.pid)
+            for pcscd in self.pcscds:
+                if pcscd.running:
+                    continue
+                log.warning(
+                    "pcscd (pid %s) exited; starting it again with the same readers", pcscd.pid
+                )
+                try:
+                    pcscd.restart()
+                except Exception as exc:
+                    self._fail(f"pcscd exited and could not be restarted: {exc}")
+                    return
+                log.warning("pcscd restarted (pid %s)", pcscd.pid)
 
     def _observe(self, record: TraceRecord) -> None:
         if self._trace_writer is not None:
@@ -296,10 +368,20 @@ class CardServer:
             self.on_exchange(record)
 
     def announce_pcscd(self) -> None:
-        """Print which pcscd serves the readers (when this server started one)."""
+        """Print which pcscd serves the readers (when this server started one); with several,
+        which socket serves which reader."""
         if self.pcscd is None:
             return
-        print(f"pcscd (pid {self.pcscd.pid}) serving {self.socket_path}")
+        if len(self.pcscds) > 1:
+            for pcscd in self.pcscds:
+                names = [r.name for r in pcscd.readers]
+                print(
+                    f"pcscd (pid {pcscd.pid}) serving {pcscd.socket_path}: {len(names)} readers, "
+                    f"{names[0]!r} … {names[-1]!r}"
+                )
+                print(f"  its clients run with: export {SOCKET_ENV}={pcscd.socket_path}")
+        else:
+            print(f"pcscd (pid {self.pcscd.pid}) serving {self.socket_path}")
         if self.pcscd.isolated:
             print("  its vpcd readers live in a network namespace of their own: no network")
             print("  and no other process can reach them (PC/SC clients use the socket)")
@@ -308,7 +390,12 @@ class CardServer:
         """Print the warnings, what PC/SC clients must export, the trace file and how to stop."""
         for warning in self.warnings:
             print(f"WARNING: {warning}", file=sys.stderr, flush=True)
-        if self.env:
+        if len(self.pcscds) > 1:
+            print(
+                f"PC/SC clients must run with the {SOCKET_ENV} of the pcscd serving their "
+                "reader (above)"
+            )
+        elif self.env:
             exports = " ".join(f"{k}={v}" for k, v in self.env.items())
             print(f"PC/SC clients must run with: export {exports}")
         if trace:
@@ -334,9 +421,10 @@ class CardServer:
                 served.client.stop()
             served.card.close()
         self.served.clear()
-        if self.pcscd is not None:
-            self.pcscd.stop()
-            self.pcscd = None
+        for pcscd in reversed(self.pcscds):
+            pcscd.stop()
+        self.pcscds.clear()
+        self.pcscd = None
         self._places_opened = None
         if self._trace_writer is not None:
             self._trace_writer.close()

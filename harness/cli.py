@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from apdu import MynacardError, TraceRecord
 from harness.card_server import (
-    MAX_READERS,
+    MAX_SERVED,
     CardServer,
     ServableCard,
     parse_endpoint,
@@ -217,8 +217,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         endpoints = [parse_endpoint(text) for text in args.vpcd]
     except ValueError as exc:
         raise UsageError(f"--vpcd {exc}") from None
-    if args.readers is not None and not 1 <= args.readers <= MAX_READERS:
-        raise UsageError(f"--readers must be 1-{MAX_READERS}, not {args.readers}")
+    if args.readers is not None and not 1 <= args.readers <= MAX_SERVED:
+        raise UsageError(f"--readers must be 1-{MAX_SERVED}, not {args.readers}")
     if not 0 < args.reconnect_timeout <= 3600:
         raise UsageError(
             f"--reconnect-timeout must be more than 0 and at most 3600 seconds, "
@@ -367,7 +367,9 @@ def _add_serve(sub: argparse._SubParsersAction[Any]) -> None:
     )
     serve.add_argument("--image", type=Path, help="serve this durable card image (created if new)")
     serve.add_argument(
-        "--readers", type=int, help="number of virtual readers (default: one per card)"
+        "--readers",
+        type=int,
+        help="number of virtual readers (default: one per card; over 16, one pcscd per 16)",
     )
     serve.add_argument(
         "--vpcd",

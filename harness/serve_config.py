@@ -3,7 +3,7 @@
 The file has a key for every ``serve`` flag (``[console]`` holds the console's two), and two of
 its own::
 
-    readers = 2                         # --readers (1-16)
+    readers = 2                         # --readers (1-256)
     personas = ["alice.toml"]           # --persona, repeated (default: the demo persona)
     image = "alice.sqlite"              # --image (with exactly one persona)
     vpcd = ["kiosk1.example:35963"]     # --vpcd, repeated
@@ -24,7 +24,7 @@ wins over the file (``--persona`` and ``--vpcd`` replace the file's list; ``--pr
 ``-v`` and ``--console`` can only switch on), the file wins over the built-in defaults. The
 file's ``pki`` replaces ``$MYNACARD_PKI`` for the run.
 
-Errors name the file and the key (``bench.toml: readers: must be an integer 1-16, not
+Errors name the file and the key (``bench.toml: readers: must be an integer 1-256, not
 "four"``); an unknown key is an error with the nearest known key suggested. The file is read
 and checked completely before anything starts.
 """
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from apdu import MynacardError
-from harness.card_server import MAX_READERS, parse_endpoint
+from harness.card_server import MAX_SERVED, parse_endpoint
 from jpki.toml_fields import MAX_UNKNOWN_SHOWN, SHOWN_CHARS, FieldTable, shown
 
 DEFAULT_RECONNECT_TIMEOUT = 30.0
@@ -259,7 +259,7 @@ def parse_config(data: Any, folder: Path, source: Path | None = None) -> ServeCo
     Relative paths are resolved against ``folder``. Errors name the key, not the file.
     """
     table = _Table(data, "", folder)
-    readers = table.integer("readers", 1, MAX_READERS)
+    readers = table.integer("readers", 1, MAX_SERVED)
     personas = []
     for key, item in table.string_list("personas", "persona file"):
         path = table.file_path(key, item)

@@ -123,6 +123,12 @@ class ControlledCard:
         with self.lock:
             return self._front().atr
 
+    def answer_delay(self, command: bytes) -> float:
+        """The faults' latency for ``command`` (a timer on the card loop, not a sleep)."""
+        with self.lock:
+            faulty = self._faulty
+            return faulty.answer_delay(command) if faulty is not None else 0.0
+
     def transmit(self, command: bytes) -> bytes:
         if self.client is not None:
             with self.lock:

@@ -52,6 +52,7 @@ class FaultyCard:
         self.commands = 0
         self._seen = [0] * len(self.scenario.faults)
         self._lock = threading.Lock()
+        self._planned: tuple[bytes, list[Fault]] | None = None
 
     @classmethod
     def for_persona(
@@ -123,6 +124,14 @@ class FaultyCard:
             return self._seen[index] == fault.nth
         return fault.probability >= 1.0 or self.rng.random() < fault.probability
 
+    def answer_delay(self, command: bytes) -> float:
+        """Decide which faults fire on ``command`` (kept for the ``transmit`` that follows) and
+        return the latency they add: behind a vpcd client a timer on the card loop, not a
+        sleep (:class:`~readers.card_side.virtual_card.DelayingCard`)."""
+        firing = self._decide(bytes(command))
+        self._planned = (bytes(command), firing)
+        return self._latency(firing)
+
     def transmit(self, command: bytes) -> bytes:
         started = time.time()
         t0 = time.perf_counter()
@@ -132,9 +141,8 @@ class FaultyCard:
             self.on_exchange(TraceRecord(started, bytes(command), response, duration))
         return response
 
-    def _transmit(self, command: bytes) -> bytes:
-        if self.removed:
-            raise CardRemovedError("the card was removed from the reader")
+    def _decide(self, command: bytes) -> list[Fault]:
+        """Count ``command`` and pick the faults that fire on it (recorded in :attr:`fired`)."""
         with self._lock:
             self.commands += 1
             number = self.commands
@@ -143,14 +151,30 @@ class FaultyCard:
                 for index, fault in enumerate(self.scenario.faults)
                 if self._fires(index, fault, command)
             ]
-        delay = 0.0
         for fault in firing:
             self.fired.append((number, fault.kind))
+        return firing
+
+    def _latency(self, firing: list[Fault]) -> float:
+        delay = 0.0
+        for fault in firing:
             if fault.kind == "latency":
                 jitter = self.rng.uniform(-fault.jitter, fault.jitter) if fault.jitter else 0.0
                 delay += max(0.0, fault.seconds + jitter)
-        if delay:
-            self.sleep(delay)
+        return delay
+
+    def _transmit(self, command: bytes) -> bytes:
+        if self.removed:
+            self._planned = None
+            raise CardRemovedError("the card was removed from the reader")
+        planned, self._planned = self._planned, None
+        if planned is not None and planned[0] == command:
+            firing = planned[1]  # decided (and waited for) in answer_delay
+        else:
+            firing = self._decide(command)
+            delay = self._latency(firing)
+            if delay:
+                self.sleep(delay)
         removal = next((f for f in firing if f.kind == "remove"), None)
         if removal is not None and removal.when is Removal.BEFORE_PROCESSING:
             return self._pull(b"", before=True)

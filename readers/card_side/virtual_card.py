@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["ECHO_ATR", "EchoCard", "VirtualCard"]
+__all__ = ["ECHO_ATR", "DelayingCard", "EchoCard", "VirtualCard"]
 
 
 @runtime_checkable
@@ -32,6 +32,19 @@ class VirtualCard(Protocol):
     def power_off(self) -> None: ...
 
     def reset(self) -> None: ...
+
+
+@runtime_checkable
+class DelayingCard(Protocol):
+    """A card that may answer late (a latency fault) without blocking its transport.
+
+    The vpcd client calls ``answer_delay(command)`` right before ``transmit(command)``: a
+    positive result is how many seconds to wait first — a timer on the card loop, so the other
+    cards are served meanwhile. The card may keep what it decided for the ``transmit`` that
+    follows (it then must not wait again there).
+    """
+
+    def answer_delay(self, command: bytes) -> float: ...
 
 
 def _tck(body: bytes) -> int:

@@ -7,14 +7,14 @@ vpcd is a control message (``00`` power off, ``01`` power on, ``02`` reset: no r
 Speed: Debian's vpcd 0.8 writes the length and the payload with two ``send()`` calls on a
 socket without ``TCP_NODELAY``; the payload then waits for our delayed ACK and every APDU costs
 44 ms. Re-arming ``TCP_QUICKACK`` before every ``recv`` removes the stall (about 0.1 ms per
-round trip). The client also sets ``TCP_NODELAY``, and each reply goes out with one ``send``.
+round trip); the card loop re-arms it before each read and after each answer. The client also
+sets ``TCP_NODELAY``, and each reply goes out with one ``send``.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-import struct
 
 from readers.card_side.virtual_card import VirtualCard
 
@@ -25,8 +25,6 @@ __all__ = [
     "CTRL_RESET",
     "apply_control",
     "execute",
-    "recv_exact",
-    "send_frame",
 ]
 
 log = logging.getLogger("readers.card_side.vpcd")
@@ -40,34 +38,6 @@ CONTROL_EVENTS = {CTRL_POWER_OFF: "power_off", CTRL_POWER_ON: "power_on", CTRL_R
 SW_NO_DIAGNOSIS = b"\x6f\x00"
 MAX_FRAME = 0xFFFF
 QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
-
-
-def recv_exact(sock: socket.socket, size: int, quickack: int | None) -> bytes | None:
-    """Read exactly ``size`` bytes, re-arming ``quickack`` (the TCP_QUICKACK option, or None)
-    before every ``recv``; None on EOF or a socket error."""
-    buf = bytearray(size)
-    view = memoryview(buf)
-    got = 0
-    try:
-        while got < size:
-            if quickack is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
-            n = sock.recv_into(view[got:])
-            if n == 0:
-                return None
-            got += n
-    except OSError:
-        return None
-    return bytes(buf)
-
-
-def send_frame(sock: socket.socket, payload: bytes) -> bool:
-    """Send one frame with a single ``send``; False when the connection is gone."""
-    try:
-        sock.sendall(struct.pack(">H", len(payload)) + payload)
-    except OSError:
-        return False
-    return True
 
 
 def apply_control(card: VirtualCard, code: int, owner: object) -> str | None:

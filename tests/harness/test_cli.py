@@ -53,7 +53,7 @@ def test_bad_flag_exits_with_usage() -> None:
     [
         (["serve", "--vpcd", "host:notaport"], "--vpcd 'host:notaport' is not HOST:PORT"),
         (["serve", "--vpcd", "127.0.0.1:70000"], "outside 1-65535"),
-        (["serve", "--readers", "17"], "--readers must be 1-16"),
+        (["serve", "--readers", "257"], "--readers must be 1-256"),
         (
             [
                 "serve",

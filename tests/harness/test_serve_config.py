@@ -240,9 +240,9 @@ def test_the_console_table_turns_the_console_on(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('readers = "four"', 'readers: must be an integer 1-16, not "four"'),
-        ("readers = 17", "readers: must be an integer 1-16, not 17"),
-        ("readers = true", "readers: must be an integer 1-16, not true"),
+        ('readers = "four"', 'readers: must be an integer 1-256, not "four"'),
+        ("readers = 257", "readers: must be an integer 1-256, not 257"),
+        ("readers = true", "readers: must be an integer 1-256, not true"),
         ("reders = 2", r"unknown key: reders \(did you mean readers\?\)$"),
         ("persona = []", r"unknown key: persona \(did you mean personas\?\)$"),
         ("private-socket = true", r"unknown key: private-socket \(did you mean private_socket\?\)"),
@@ -334,7 +334,7 @@ def test_serve_with_a_bad_file_exits_2_and_starts_nothing(
     before = sorted(tmp_path.rglob("*"))
     assert main(["serve", "--config", "bench.toml"]) == 2
     err = capsys.readouterr().err
-    assert err == 'mynacard: bench.toml: readers: must be an integer 1-16, not "four"\n'
+    assert err == 'mynacard: bench.toml: readers: must be an integer 1-256, not "four"\n'
     assert sorted(tmp_path.rglob("*")) == before
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -289,9 +290,7 @@ def test_vpcd_closing_ends_the_loop(vpcd: FakeVpcd) -> None:
     assert vpcd.conn is not None
     vpcd.conn.close()
     vpcd.conn = None
-    thread = client._thread
-    assert thread is not None
-    thread.join(TIMEOUT)
+    assert client.join(TIMEOUT)
     assert client.closed_by_peer and not client.running and not client.connected
     assert client.error is None
     with pytest.raises(RuntimeError, match="not running"):
@@ -365,3 +364,32 @@ def test_a_card_that_removes_itself_without_an_answer_closes_unanswered(
         assert [r.event for r in seen] == ["insert", "", "remove"]
     finally:
         client.stop()
+
+
+def test_a_latency_fault_is_a_timer_the_other_cards_are_served_meanwhile() -> None:
+    from harness.faults import FaultyCard, Scenario
+
+    slow_card = FaultyCard(
+        EchoCard(),
+        Scenario.from_mapping({"fault": [{"kind": "latency", "match": "00 CA", "seconds": 0.6}]}),
+    )
+    slow_fake, quick_fake = FakeVpcd(), FakeVpcd()
+    slow = VpcdClient(slow_card, slow_fake.port).start()  # type: ignore[arg-type]
+    quick = VpcdClient(EchoCard(), quick_fake.port).start()
+    try:
+        slow_fake.accept()
+        quick_fake.accept()
+        started = time.monotonic()
+        slow_fake.send(bytes.fromhex("00CA000001AA"))  # answered 0.6 s later
+        for _ in range(20):  # the same loop serves the other card meanwhile
+            assert quick_fake.exchange(bytes.fromhex("00A4040000")) == b"\x90\x00"
+        assert time.monotonic() - started < 0.4
+        assert slow_fake.recv() == b"\xaa\x90\x00"
+        assert time.monotonic() - started >= 0.55
+        assert slow_fake.atr() == ECHO_ATR  # frames after the delayed one: in order
+        assert slow_card.fired == [(1, "latency")]
+    finally:
+        slow.stop()
+        quick.stop()
+        slow_fake.close()
+        quick_fake.close()

@@ -168,8 +168,7 @@ def test_a_second_private_pcscd_beside_the_first_and_a_clean_stop(pcsc: PrivateP
         assert _pcscd_processes_mentioning(tmpdir) == []
         assert not os.path.exists(tmpdir)
         assert not os.path.exists(os.path.join(scratch, "s.comm"))
-        assert client._thread is not None
-        client._thread.join(5)
+        assert client.join(5)
         assert client.closed_by_peer and not client.running
     assert pcsc.running  # the module's pcscd is untouched
     assert sorted(list_readers()) == sorted(r.name for r in pcsc.readers)
