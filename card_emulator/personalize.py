@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apdu import tlv
-from apdu.vocabulary import CREDENTIALS, Jpki
+from apdu.vocabulary import CREDENTIALS, DEFAULT_ATR, Jpki, resolve_atr
 from card_emulator import render
 from card_emulator.access import load_rules
 from card_emulator.apps import common as common_ap
@@ -34,14 +34,16 @@ from card_emulator.apps import kenmen as kenmen_ap
 from card_emulator.apps import text as text_ap
 from card_emulator.check_codes import birth_date_key, check_code_b
 from card_emulator.content import CardContent
+from card_emulator.declared import build_declared, certificate_end, profile_atr, profile_policy
 from card_emulator.objects import Application, KeyObject, KeyUse
 from card_emulator.persona import Persona, PersonaError
+from card_emulator.profiles import CardProfile, load_profile
 from jpki.card_data_signer import CardDataSigner
 from jpki.clock import Clock, default_clock, jst_day_end, jst_day_start
 from jpki.cv_certificate import CvIssuer, KeyId
 from jpki.database import CertificateRecord
 from jpki.holder import HolderIdentity, Sex
-from jpki.keys import generate_rsa_key
+from jpki.keys import KeyAlgorithm, PrivateKey, PublicKey, generate_rsa_key
 from jpki.names import Municipality, NameStyle, Tree
 from jpki.pki_store import IssuedCertificate, PkiError, PkiStore
 from jpki.profile import validity_end
@@ -80,7 +82,7 @@ def _issue(
     store: PkiStore,
     persona: Persona,
     tree: Tree,
-    key: rsa.RSAPrivateKey,
+    key: PrivateKey,
     *,
     not_after: dt.datetime,
     clock: Clock,
@@ -131,13 +133,18 @@ def _apply_state(
         raise PersonaError(f"persona {persona.label!r}: certificates.revoked_at: {exc}") from None
 
 
-def _check_issuable(store: PkiStore, persona: Persona, ends: dict[Tree, dt.datetime]) -> None:
+def _check_issuable(
+    store: PkiStore,
+    persona: Persona,
+    ends: dict[Tree, dt.datetime],
+    algorithm: KeyAlgorithm = KeyAlgorithm.RSA_2048,
+) -> None:
     settings = persona.certificates
     style = NameStyle.PRODUCTION if settings.style == "production" else NameStyle.TEST
     not_before = jst_day_start(settings.issued)
     for tree, not_after in ends.items():
         try:
-            store.authority_for_issuance(tree, style, not_before, not_after)
+            store.authority_for_issuance(tree, style, not_before, not_after, algorithm)
         except PkiError as exc:
             raise PersonaError(f"persona {persona.label!r}: certificates.issued: {exc}") from None
         state = settings.auth_state if tree is Tree.AUTH else settings.sign_state
@@ -324,6 +331,9 @@ def personalize(
     the others come from the persona's files or are rendered from its data.
     """
     keys = keys or fresh_keys
+    profile = load_profile(persona.profile)
+    if profile.declared:
+        return _declared_content(persona, profile, store, clock)
     overlays = ["smartphone"] if persona.smartphone else []
     rules = load_rules(overlays, persona.access)
     jpki_app, jpki_meta = _jpki_application(persona, clock, store, keys)
@@ -343,11 +353,55 @@ def personalize(
             "rule_overlays": ",".join(overlays),
             **jpki_meta,
         },
-        data_objects=_card_data_objects(persona, mf_chain, card_key.public_key),
+        data_objects=_card_data_objects(persona, mf_chain, _rsa(card_key.public_key)),
     )
     for name, tries in persona.counters.items():
         where = CREDENTIALS[name]
         content.application(where.application).credentials[where.fid].remaining = tries
+    content.check()
+    return content
+
+
+def _rsa(key: PublicKey) -> rsa.RSAPublicKey:
+    assert isinstance(key, rsa.RSAPublicKey)  # today's card: every key is RSA-2048
+    return key
+
+
+def _declared_content(
+    persona: Persona, profile: CardProfile, store: PkiStore, clock: Clock | None
+) -> CardContent:
+    """A card of a profile declared in data (:mod:`card_emulator.declared`)."""
+    clock = clock or default_clock()
+    settings = persona.certificates
+    algorithm = KeyAlgorithm.parse(profile.setting("key_algorithm", "rsa-2048"), "key_algorithm")
+    default_end = certificate_end(profile, settings.issued, persona.holder.birth_date)
+    ends = {
+        Tree.AUTH: jst_day_end(settings.auth_not_after) if settings.auth_not_after else default_end,
+        Tree.SIGN: jst_day_end(settings.sign_not_after) if settings.sign_not_after else default_end,
+    }
+    _check_issuable(store, persona, ends, algorithm)
+
+    def issue(tree: Tree, key: PrivateKey) -> IssuedCertificate:
+        issued = _issue(store, persona, tree, key, not_after=ends[tree], clock=clock)
+        _apply_state(store, persona, issued.record, clock)
+        return issued
+
+    applications, rules, meta = build_declared(profile, persona, store, issue)
+    content = CardContent(
+        atr=profile_atr(profile)
+        if persona.card.atr == resolve_atr(DEFAULT_ATR)
+        else persona.card.atr,
+        applications=applications,
+        rules=rules,
+        policy=profile_policy(profile, persona),
+        meta={
+            "persona_label": persona.label,
+            "persona_digest": persona.digest,
+            "token": persona.card.token,
+            "rule_overlays": "",
+            **meta,
+        },
+    )
     content.check()
     return content
 
