@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from enum import Enum
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import utils
 
 from apdu import builders
 from apdu.vocabulary import DIGEST_INFO_PREFIXES, Jpki
 from readers.host_side.protocol import CardError, CardProtocol, InterlockError
 
-__all__ = ["JpkiCredential", "JpkiSession", "TokenInfo", "digest_info"]
+__all__ = ["JpkiCredential", "JpkiSession", "TokenInfo", "digest_info", "ecdsa_der"]
 
 TOKEN_INFO_SIZE = 96
 
@@ -118,3 +119,21 @@ class JpkiSession:
         return self.protocol.expect_ok(
             command, f"COMPUTE DIGITAL SIGNATURE with {credential.key:04X}"
         )
+
+    def sign_digest(self, credential: JpkiCredential, digest: bytes) -> bytes:
+        """Sign a digest as given (P1 ``00``): on an EC card (the next-generation profile)
+        an ECDSA signature over a SHA-256/384/512 digest, raw r ‖ s by default."""
+        command = builders.compute_signature(digest, key_sfi=credential.key)
+        return self.protocol.expect_ok(
+            command, f"COMPUTE DIGITAL SIGNATURE with {credential.key:04X}"
+        )
+
+
+def ecdsa_der(raw: bytes) -> bytes:
+    """A raw r ‖ s ECDSA signature as the DER SEQUENCE that X.509 stacks and OpenSSL verify."""
+    if not raw or len(raw) % 2:
+        raise ValueError(f"a raw ECDSA signature has an even length, not {len(raw)}")
+    half = len(raw) // 2
+    return utils.encode_dss_signature(
+        int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
+    )
