@@ -9,7 +9,8 @@ RSASSA-PSS; ``05`` SHA-256 of the data, RSASSA-PSS. PSS uses MGF1-SHA-256 and a 
 take answers ``6700``.
 
 An EC P-384 key (the next-generation card, provisional) signs ECDSA: P1 ``00`` data is a SHA-256,
-SHA-384 or SHA-512 digest, signed as given; P1 ``01`` the card hashes the data with SHA-384.
+SHA-384 or SHA-512 digest, bare or in a DigestInfo (what hosts built for today's card send),
+signed as given; P1 ``01`` the card hashes the data with SHA-384.
 These P1 values and the answer's encoding (policy ``ecdsa_signature_encoding``: ``raw`` r ‖ s of
 48 bytes each by default, or ``der``) are GUESSes: nothing byte-level about that card is public.
 """
@@ -26,7 +27,7 @@ from apdu import CommandApdu
 from card_emulator.command_context import CommandContext
 from card_emulator.commands import replies as r
 from card_emulator.objects import KeyObject, KeyUse
-from card_emulator.rsa_raw import max_message_length, sign_pkcs1_v15_raw
+from card_emulator.rsa_raw import DIGEST_INFO_PREFIXES, max_message_length, sign_pkcs1_v15_raw
 
 SHA256_SIZE = 32
 MAX_HASHED_INPUT = 255
@@ -85,6 +86,9 @@ EcScheme = Callable[[ec.EllipticCurvePrivateKey, bytes], bytes | None]  # DER, N
 
 
 def _ecdsa_given_digest(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes | None:
+    for prefix, hashed in DIGEST_INFO_PREFIXES.items():  # a host built for today's card
+        if data.startswith(prefix) and len(data) == len(prefix) + hashed.digest_size:
+            return key.sign(data[len(prefix) :], ec.ECDSA(utils.Prehashed(hashed)))
     algorithm = ECDSA_DIGESTS.get(len(data))
     if algorithm is None:
         return None

@@ -152,7 +152,7 @@ def render(behaviours: list[Behaviour], sources: Mapping[str, str]) -> str:
         "of any instruction, so every status word here that is ours can be changed. A GUESS",
         "about the next-generation card is data in its profile",
         "(`card_emulator/profiles/next-generation.toml`): edit a copy and name it in a persona",
-        "(`profile = \"my-profile.toml\"`).",
+        '(`profile = "my-profile.toml"`).',
         "",
     ]
     areas: dict[str, list[Behaviour]] = {}
