@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from apdu.errors import MynacardError
+from card_emulator.access import AccessRules, load_rules
 
 DEFAULT_PROFILE = "current"
 BUILTIN = ("current", "next-generation")
@@ -72,6 +73,24 @@ class CardProfile:
     def setting(self, key: str, default: Any) -> Any:
         """A field of ``[profile]``, or ``default``."""
         return self.settings.get(key, default)
+
+    def rules(self, overlays: list[str] | None = None) -> dict[str, AccessRules]:
+        """The declared access rules by application (``access_rules.toml`` for today's card,
+        with ``overlays``; a declared profile's own ``rules`` tables otherwise)."""
+        if not self.declared:
+            return load_rules(overlays or [])
+        return {
+            app["name"]: AccessRules.from_data(
+                app.get("rules", {}), f"{self.source}: {app['name']}"
+            )
+            for app in self.applications
+        }
+
+    def aids(self) -> dict[str, bytes] | None:
+        """The declared applications' AIDs by name (None: today's card, the vocabulary's)."""
+        if not self.declared:
+            return None
+        return {app["name"]: bytes.fromhex(app["aid"]) for app in self.applications}
 
 
 _PROFILE_KEYS = frozenset(
