@@ -363,13 +363,15 @@ def _build(top: PersonaTable, digest: str, base: Path) -> Persona:
         raise PersonaError(str(exc)) from None
     overlays = ["smartphone"] if card.token == "JPKIAPGPSETOKEN" else []  # noqa: S105
     access = top.take("access", {})
-    if profile != DEFAULT_PROFILE and access:
-        raise PersonaError("access: overrides apply to the current profile only (edit the profile)")
+    if access and load_profile(profile).rules_file is None:
+        raise PersonaError(
+            "access: overrides apply to a profile with a rules file (edit the profile's rules)"
+        )
     access = _access(access, overlays)
     top.done()
     _check_drawable(holder, images)
-    if profile != DEFAULT_PROFILE and counters:
-        raise PersonaError("counters: preset tries apply to the current profile only")
+    if counters and profile != DEFAULT_PROFILE:
+        raise PersonaError("counters: presets name today's card's credentials (profile current)")
     return Persona(
         label, holder, card, pins, certificates, counters, images, policy, access, digest, profile
     )

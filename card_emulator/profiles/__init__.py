@@ -6,11 +6,12 @@ rules, ATR, token, certificate validity and policy defaults — and personalizat
 profile from that data alone (:mod:`card_emulator.declared`). The chip runtime never reads a
 profile: it runs whatever :class:`~card_emulator.content.CardContent` personalization made.
 
-``current.toml`` is today's card: its five applications are still made by the builders of
-:mod:`card_emulator.apps` (``builder = "current"``) and its rules are ``access_rules.toml``.
-``next-generation.toml`` is the provisional next-generation card (ECDSA P-384, two applications,
-two PINs), declared entirely in data. A persona names its profile (``profile = "current"`` by
-default), by name or as the path of a profile file of its own (see :func:`load_profile`).
+``current.toml`` is today's card: five applications whose EFs come from the content sources
+that wrap :mod:`card_emulator.apps`, its rules ``access_rules.toml`` with the smartphone token as
+an overlay. ``next-generation.toml`` is the provisional next-generation card (ECDSA P-384, two
+applications, two PINs) with its rules in the profile. A persona names its profile
+(``profile = "current"`` by default), by name or as the path of a profile file of its own (see
+:func:`load_profile`).
 
 Schema of a declared profile (every byte-level value is overridable by editing the data)::
 
@@ -28,9 +29,14 @@ Schema of a declared profile (every byte-level value is overridable by editing t
     name = "auth"; aid = "D392…"; label = "…"
     [applications.files]        # EF → content source (a name, or a table with "source")
     "000A" = { source = "certificate", tree = "auth" }
-    [applications.keys."0017"]  # key → label, algorithm, use, tree whose certificate it gets
-    [applications.credentials."0018"]   # IEF → label, format, tries, value, change
+    [applications.keys."0017"]  # key → label, algorithm, use, tree, purpose (KeySource name)
+    [applications.credentials."0018"]   # IEF → label, format, tries, value, change, remaining
     [applications.rules.read]   # as in access_rules.toml
+
+Or, for a card whose rules live in a rules file: ``rules = "access_rules.toml"`` and
+``overlays = { <token> = [<overlay>, …] }`` in ``[profile]`` (persona ``[access]`` overrides
+apply then); ``data_objects = { source = "issuer", card_key = "<app>:<FID>" }`` adds the issuer
+GET DATA objects.
 """
 
 from __future__ import annotations
@@ -59,16 +65,16 @@ class CardProfile:
 
     name: str
     label: str
-    builder: str | None
-    """``"current"``: today's card, built by :mod:`card_emulator.apps`; None: declared."""
     settings: Mapping[str, Any]
     applications: tuple[Mapping[str, Any], ...] = ()
     source: str = field(default="", compare=False)
 
     @property
-    def declared(self) -> bool:
-        """True when every application is declared in the data."""
-        return self.builder is None
+    def rules_file(self) -> str | None:
+        """``access_rules.toml`` (today's card: rules with overlays and persona overrides), or
+        None when the profile's applications carry their own ``rules`` tables."""
+        value = self.settings.get("rules")
+        return None if value is None else str(value)
 
     def setting(self, key: str, default: Any) -> Any:
         """A field of ``[profile]``, or ``default``."""
@@ -77,7 +83,7 @@ class CardProfile:
     def rules(self, overlays: list[str] | None = None) -> dict[str, AccessRules]:
         """The declared access rules by application (``access_rules.toml`` for today's card,
         with ``overlays``; a declared profile's own ``rules`` tables otherwise)."""
-        if not self.declared:
+        if self.rules_file is not None:
             return load_rules(overlays or [])
         return {
             app["name"]: AccessRules.from_data(
@@ -86,10 +92,8 @@ class CardProfile:
             for app in self.applications
         }
 
-    def aids(self) -> dict[str, bytes] | None:
-        """The declared applications' AIDs by name (None: today's card, the vocabulary's)."""
-        if not self.declared:
-            return None
+    def aids(self) -> dict[str, bytes]:
+        """The declared applications' AIDs by name."""
         return {app["name"]: bytes.fromhex(app["aid"]) for app in self.applications}
 
 
@@ -97,7 +101,7 @@ _PROFILE_KEYS = frozenset(
     {
         "name",
         "label",
-        "builder",
+        "data_objects",
         "atr",
         "token",
         "key_algorithm",
@@ -125,11 +129,8 @@ def parse_profile(text: str, source: str) -> CardProfile:
     extra = set(settings) - _PROFILE_KEYS
     if extra:
         raise ProfileError(f"{source}: profile: unknown field(s) {sorted(extra)}")
-    builder = settings.get("builder")
-    if builder not in (None, "current"):
-        raise ProfileError(f"{source}: profile.builder: only 'current' is built in code")
     apps = data.get("applications", [])
-    if not isinstance(apps, list) or (builder is None and not apps):
+    if not isinstance(apps, list) or not apps:
         raise ProfileError(f"{source}: declare at least one [[applications]]")
     names: set[str] = set()
     for index, app in enumerate(apps):
@@ -152,7 +153,6 @@ def parse_profile(text: str, source: str) -> CardProfile:
     return CardProfile(
         name=settings["name"],
         label=str(settings.get("label", settings["name"])),
-        builder=builder,
         settings=settings,
         applications=tuple(apps),
         source=source,

@@ -88,7 +88,7 @@ def _reference(
 ) -> Callable[[list[str]], Mapping[str, AccessRules]]:
     if args.rules is not None:
         return partial(load_rules_file, args.rules)
-    if profile.declared:
+    if profile.rules_file is None:
         return lambda _overlays: profile.rules()
     return load_rules
 
@@ -120,7 +120,7 @@ def _audit(args: argparse.Namespace) -> AuditReport:
             (app.name, fid): c.value
             for app in card.content.applications
             for fid, c in app.credentials.items()
-            if (profile.declared or credential_name(app.name, fid) is not None)
+            if (profile.rules_file is None or credential_name(app.name, fid) is not None)
             and c.format is not CredentialFormat.UNKNOWN
         }
         credentials.update(supplied)

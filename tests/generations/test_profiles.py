@@ -40,9 +40,11 @@ def _sign(card: Card, p1: int, data: bytes) -> bytes:
 
 
 def test_profiles_load_and_the_default_is_current() -> None:
-    assert load_profile("current").builder == "current"
+    current = load_profile("current")
+    assert current.rules_file == "access_rules.toml"
+    assert list(current.aids()) == ["jpki", "text", "kenmen", "common", "juki"]
     next_generation = load_profile("next-generation")
-    assert next_generation.declared
+    assert next_generation.rules_file is None
     assert [app["name"] for app in next_generation.applications] == ["auth", "face"]
     assert persona_module.load(DEMO_PERSONA).profile == "current"
     assert persona_module.load(NEXT_GENERATION).profile == "next-generation"
