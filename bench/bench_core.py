@@ -22,6 +22,7 @@ from apdu.vocabulary import DIGEST_INFO_PREFIXES, Jpki
 ROOT = Path(__file__).resolve().parent.parent
 
 PERSONA = ROOT / "vectors" / "personas" / "demo.toml"
+NEXT_GENERATION_PERSONA = ROOT / "vectors" / "personas" / "next-generation.toml"
 CARD_HOST = ROOT / "bench" / "card_host.py"
 MUX_HOST = ROOT / "bench" / "mux_host.py"
 

@@ -1,15 +1,18 @@
 """Section 1 of the benchmark: the cost of one APDU to the emulated card, in process.
 
-Baselines of the same run: a bare Python call and a raw RSA-2048 signature.
+Baselines of the same run: a bare Python call, a raw RSA-2048 signature and a raw ECDSA P-384
+signature (for the next-generation card's COMPUTE DIGITAL SIGNATURE).
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 
 from bench_core import (
     DIGEST_INFO,
+    NEXT_GENERATION_PERSONA,
     PERSONA,
     READ_256,
     SELECT_EF_000A,
@@ -23,7 +26,7 @@ from bench_core import (
     time_with_setup,
 )
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from card_emulator import Card
 
@@ -44,6 +47,8 @@ def bench_inproc(n: int, n_slow: int, n_disk: int) -> dict[str, Stat]:
         n_slow,
         n_slow // 10,
     )
+
+    out.update(_bench_p384(n_slow))
 
     card = Card.from_persona(PERSONA)
     check(card.transmit(SELECT_JPKI), "SELECT")
@@ -76,4 +81,26 @@ def bench_inproc(n: int, n_slow: int, n_disk: int) -> dict[str, Stat]:
                 lambda: durable.transmit(VERIFY_OK), lambda: durable.transmit(VERIFY_BAD), n_disk
             )
             check(durable.transmit(VERIFY_OK), "VERIFY (image, reset)")
+    return out
+
+
+def _bench_p384(n_slow: int) -> dict[str, Stat]:
+    """ECDSA P-384 / SHA-384: raw ``cryptography`` signing, then the next-generation card's
+    COMPUTE DIGITAL SIGNATURE over the same kind of digest (raw r ‖ s answer)."""
+    out: dict[str, Stat] = {}
+    key = ec.generate_private_key(ec.SECP384R1())
+    digest = hashlib.sha384(b"bench").digest()
+    algorithm = ec.ECDSA(utils.Prehashed(hashes.SHA384()))
+    out["baseline: raw ECDSA P-384 sign"] = time_calls(
+        lambda: key.sign(digest, algorithm), n_slow, n_slow // 10
+    )
+    card = Card.from_persona(NEXT_GENERATION_PERSONA)
+    check(card.transmit(SELECT_JPKI), "SELECT (next generation)")
+    check(card.transmit(VERIFY_OK), "VERIFY (next generation)")
+    sign = bytes.fromhex("802A009730") + digest + b"\x00"
+    response = card.transmit(sign)
+    check(response, "SIGN (next generation)")
+    if len(response) != 98:
+        raise RuntimeError(f"P-384 COMPUTE DIGITAL SIGNATURE answered {len(response)} bytes")
+    out["COMPUTE DIGITAL SIGNATURE (P-384)"] = time_calls(lambda: card.transmit(sign), n_slow, 10)
     return out

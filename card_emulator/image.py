@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from apdu.errors import MynacardError
 from apdu.version import version
@@ -510,8 +510,8 @@ def _load(db: sqlite3.Connection) -> CardContent:
             key = serialization.load_der_private_key(
                 bytes(der), password=None, unsafe_skip_rsa_key_validation=True
             )
-            if not isinstance(key, rsa.RSAPrivateKey):
-                raise ValueError(f"{name} key {fid:04X} is not an RSA key")
+            if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+                raise ValueError(f"{name} key {fid:04X} is not an RSA or EC key")
             loaded = KeyObject(fid, key_label, key, KeyUse(use))
             if loaded.use is KeyUse.KEY_DELIVERY:
                 app.session_key = loaded

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+
+from jpki.keys import PrivateKey, PublicKey
 
 
 class CredentialFormat(Enum):
@@ -111,7 +112,8 @@ class KeyObject:
 
     fid: int
     label: str
-    private_key: rsa.RSAPrivateKey = field(repr=False)
+    private_key: PrivateKey = field(repr=False)
+    """RSA-2048 (today's card) or EC P-384 (the next-generation card)."""
     use: KeyUse = KeyUse.SIGN
 
     def private_der(self) -> bytes:
@@ -123,7 +125,7 @@ class KeyObject:
         )
 
     @property
-    def public_key(self) -> rsa.RSAPublicKey:
+    def public_key(self) -> PublicKey:
         """The public half."""
         return self.private_key.public_key()
 

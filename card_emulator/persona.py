@@ -60,6 +60,7 @@ from card_emulator.persona_source import (
     toml_data,
 )
 from card_emulator.policy import CardPolicy
+from card_emulator.profiles import BUILTIN, DEFAULT_PROFILE, ProfileError, load_profile
 from jpki.toml_fields import key_text, shown
 
 __all__ = [
@@ -134,8 +135,16 @@ def _holder(t: PersonaTable) -> Holder:
             f"{t.path('my_number')}: check digit should be {expected}, not {number[11]}"
         )
     resident = t.text("resident_code", "12345678901", r"[0-9]{11}", "11 digits (住民票コード)")
+    romanized = None
+    if "romanized_name" in t.data:
+        romanized = t.text(
+            "romanized_name",
+            pattern=r"[A-Z][A-Z ,.'-]*",
+            what="capital letters A-Z, spaces and , . ' - (e.g. BANGO HANAKO)",
+            max_chars=MAX_NAME_CHARS,
+        )
     t.done()
-    return Holder(name, address, birth, sex, number, resident)
+    return Holder(name, address, birth, sex, number, resident, romanized)
 
 
 def _card(t: PersonaTable, birth: dt.date) -> CardData:
@@ -277,6 +286,19 @@ def _access(value: Any, overlays: list[str]) -> dict[str, dict[str, Any]]:
     return value
 
 
+def _profile(top: PersonaTable, base: Path) -> str:
+    """``profile``: a built-in card generation, or a profile file (checked here)."""
+    name = top.text("profile", DEFAULT_PROFILE, max_chars=MAX_PATH_CHARS)
+    try:
+        load_profile(name, base)
+    except ProfileError as exc:
+        raise PersonaError(f"profile: {exc}") from None
+    if name in BUILTIN:
+        return name
+    path = Path(name)
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
 @functools.lru_cache(maxsize=256)
 def _drawing_problem(kind: str, text: str) -> str | None:
     """Why ``text`` cannot be drawn as the ``kind`` card-face image, or ``None``."""
@@ -303,7 +325,18 @@ def _check_drawable(holder: Holder, images: Mapping[str, Path]) -> None:
 
 
 TOP_LEVEL_FIELDS = frozenset(
-    {"label", "holder", "card", "pins", "certificates", "counters", "images", "policy", "access"}
+    {
+        "label",
+        "profile",
+        "holder",
+        "card",
+        "pins",
+        "certificates",
+        "counters",
+        "images",
+        "policy",
+        "access",
+    }
 )
 
 
@@ -314,6 +347,7 @@ def _build(top: PersonaTable, digest: str, base: Path) -> Persona:
     label = top.text("label", "persona", max_chars=MAX_LABEL_CHARS)
     if not label.strip():
         raise PersonaError("label: must not be empty")
+    profile = _profile(top, base)
     holder = _holder(top.table("holder"))
     card = _card(top.table("card"), holder.birth_date)
     pins = _pins(top.table("pins"))
@@ -328,11 +362,18 @@ def _build(top: PersonaTable, digest: str, base: Path) -> Persona:
     except ValueError as exc:
         raise PersonaError(str(exc)) from None
     overlays = ["smartphone"] if card.token == "JPKIAPGPSETOKEN" else []  # noqa: S105
-    access = _access(top.take("access", {}), overlays)
+    access = top.take("access", {})
+    if access and load_profile(profile).rules_file is None:
+        raise PersonaError(
+            "access: overrides apply to a profile with a rules file (edit the profile's rules)"
+        )
+    access = _access(access, overlays)
     top.done()
     _check_drawable(holder, images)
+    if counters and profile != DEFAULT_PROFILE:
+        raise PersonaError("counters: presets name today's card's credentials (profile current)")
     return Persona(
-        label, holder, card, pins, certificates, counters, images, policy, access, digest
+        label, holder, card, pins, certificates, counters, images, policy, access, digest, profile
     )
 
 

@@ -48,6 +48,8 @@ class Holder:
     sex: int
     my_number: str
     resident_code: str
+    romanized_name: str | None = None
+    """ローマ字氏名, on the next-generation card face (``holder.romanized_name``)."""
 
 
 MAX_ROMAJI_CHARS = 58
@@ -132,6 +134,8 @@ class Persona:
     digest: str
     """SHA-256 of the persona file (of a canonical form for a persona given as a mapping),
     recorded in card images and keying the personalization cache."""
+    profile: str = "current"
+    """The card generation: a built-in profile name or the path of a profile file."""
 
     @property
     def smartphone(self) -> bool:

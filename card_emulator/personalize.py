@@ -24,27 +24,27 @@ from collections.abc import Callable, Mapping
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apdu import tlv
-from apdu.vocabulary import CREDENTIALS, Jpki
+from apdu.vocabulary import DEFAULT_ATR, resolve_atr
 from card_emulator import render
-from card_emulator.access import load_rules
-from card_emulator.apps import common as common_ap
-from card_emulator.apps import jpki as jpki_ap
-from card_emulator.apps import juki as juki_ap
-from card_emulator.apps import kenmen as kenmen_ap
-from card_emulator.apps import text as text_ap
-from card_emulator.check_codes import birth_date_key, check_code_b
 from card_emulator.content import CardContent
-from card_emulator.objects import Application, KeyObject, KeyUse
+from card_emulator.declared import (
+    apply_counters,
+    build_declared,
+    certificate_end,
+    profile_atr,
+    profile_policy,
+)
+from card_emulator.objects import Application
 from card_emulator.persona import Persona, PersonaError
+from card_emulator.profiles import CardProfile, load_profile
 from jpki.card_data_signer import CardDataSigner
 from jpki.clock import Clock, default_clock, jst_day_end, jst_day_start
 from jpki.cv_certificate import CvIssuer, KeyId
 from jpki.database import CertificateRecord
 from jpki.holder import HolderIdentity, Sex
-from jpki.keys import generate_rsa_key
+from jpki.keys import KeyAlgorithm, PrivateKey, PublicKey, generate_rsa_key
 from jpki.names import Municipality, NameStyle, Tree
 from jpki.pki_store import IssuedCertificate, PkiError, PkiStore
-from jpki.profile import validity_end
 from jpki.revocation import EventKind, RevocationError, RevocationEvent, RevocationReason
 
 MF_ISSUER_KEY_REFERENCE = KeyId.from_parts("6900042")
@@ -80,7 +80,7 @@ def _issue(
     store: PkiStore,
     persona: Persona,
     tree: Tree,
-    key: rsa.RSAPrivateKey,
+    key: PrivateKey,
     *,
     not_after: dt.datetime,
     clock: Clock,
@@ -131,13 +131,18 @@ def _apply_state(
         raise PersonaError(f"persona {persona.label!r}: certificates.revoked_at: {exc}") from None
 
 
-def _check_issuable(store: PkiStore, persona: Persona, ends: dict[Tree, dt.datetime]) -> None:
+def _check_issuable(
+    store: PkiStore,
+    persona: Persona,
+    ends: dict[Tree, dt.datetime],
+    algorithm: KeyAlgorithm = KeyAlgorithm.RSA_2048,
+) -> None:
     settings = persona.certificates
     style = NameStyle.PRODUCTION if settings.style == "production" else NameStyle.TEST
     not_before = jst_day_start(settings.issued)
     for tree, not_after in ends.items():
         try:
-            store.authority_for_issuance(tree, style, not_before, not_after)
+            store.authority_for_issuance(tree, style, not_before, not_after, algorithm)
         except PkiError as exc:
             raise PersonaError(f"persona {persona.label!r}: certificates.issued: {exc}") from None
         state = settings.auth_state if tree is Tree.AUTH else settings.sign_state
@@ -147,45 +152,6 @@ def _check_issuable(store: PkiStore, persona: Persona, ends: dict[Tree, dt.datet
                 f"{settings.revoked_at.isoformat()} is after the {tree.value} certificate ends "
                 f"({not_after.isoformat()})"
             )
-
-
-def _jpki_application(
-    persona: Persona, clock: Clock | None, store: PkiStore, keys: KeySource
-) -> tuple[Application, dict[str, str]]:
-    clock = clock or default_clock()
-    settings = persona.certificates
-    default_end = validity_end(settings.issued, persona.holder.birth_date)
-    ends = {
-        Tree.AUTH: jst_day_end(settings.auth_not_after) if settings.auth_not_after else default_end,
-        Tree.SIGN: jst_day_end(settings.sign_not_after) if settings.sign_not_after else default_end,
-    }
-    _check_issuable(store, persona, ends)  # before anything is recorded
-    tree_keys = {Tree.AUTH: keys("jpki_auth"), Tree.SIGN: keys("jpki_sign")}
-    issued = {
-        tree: _issue(store, persona, tree, tree_keys[tree], not_after=ends[tree], clock=clock)
-        for tree in Tree
-    }
-    for tree in Tree:
-        _apply_state(store, persona, issued[tree].record, clock)
-    app = jpki_ap.build(
-        token=persona.card.token,
-        serial=persona.card.serial,
-        auth_certificate=issued[Tree.AUTH].certificate,
-        auth_ca=issued[Tree.AUTH].authority.certificate,
-        auth_key=KeyObject(Jpki.KEY_AUTH, "利用者証明用秘密鍵", tree_keys[Tree.AUTH], KeyUse.SIGN),
-        sign_certificate=issued[Tree.SIGN].certificate,
-        sign_ca=issued[Tree.SIGN].authority.certificate,
-        sign_key=KeyObject(Jpki.KEY_SIGN, "署名用秘密鍵", tree_keys[Tree.SIGN], KeyUse.SIGN),
-        auth_pin=persona.pins.jpki_auth,
-        sign_password=persona.pins.jpki_sign,
-    )
-    meta = {
-        "auth_certificate_serial": f"{issued[Tree.AUTH].certificate.serial_number:X}",
-        "sign_certificate_serial": f"{issued[Tree.SIGN].certificate.serial_number:X}",
-        "auth_ca_generation": str(issued[Tree.AUTH].authority.generation),
-        "sign_ca_generation": str(issued[Tree.SIGN].authority.generation),
-    }
-    return app, meta
 
 
 def _images(persona: Persona, given: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
@@ -214,56 +180,6 @@ def _images(persona: Persona, given: Mapping[str, bytes] | None = None) -> dict[
         except ValueError as exc:
             raise PersonaError(f"{field}: cannot be drawn on the card face ({exc})") from None
     return images
-
-
-def _other_applications(
-    persona: Persona,
-    store: PkiStore,
-    keys: KeySource = fresh_keys,
-    images: Mapping[str, bytes] | None = None,
-) -> list[Application]:
-    h, card = persona.holder, persona.card
-    code_b = check_code_b(h.birth_date, card.expiry, card.security_code)
-    text = text_ap.build(
-        my_number=h.my_number,
-        name=h.name,
-        address=h.address,
-        birth_date=h.birth_date,
-        sex=h.sex,
-        pin=persona.pins.text,
-        check_code_b=code_b,
-        serial=card.serial,
-        signer=store.cv_signer("text"),
-        ap_key=keys("text_ap"),
-        sm_key=keys("text_sm"),
-        blocked_value=b"\x00\x00\x00\x00",
-    )
-    kenmen = kenmen_ap.build(
-        birth_date=h.birth_date,
-        sex=h.sex,
-        expiry=card.expiry,
-        municipality_code=card.municipality.code,
-        serial=card.serial,
-        my_number=h.my_number,
-        birth_date_key=birth_date_key(h.birth_date),
-        check_code_b=code_b,
-        images=_images(persona, images),
-        signer=store.cv_signer("kenmen"),
-        card_key=keys("kenmen_card"),
-    )
-    common = common_ap.build(
-        serial=card.serial,
-        municipality_code=card.municipality.code,
-        expiry=card.expiry,
-        pin=persona.pins.juki,
-        key=keys("common"),
-    )
-    juki = juki_ap.build(
-        resident_code=h.resident_code,
-        pin=persona.pins.juki,
-        layout=card.juki_layout,
-    )
-    return [text, kenmen, common, juki]
 
 
 GP_CARD_RECOGNITION_DATA = tlv.encode(
@@ -323,33 +239,81 @@ def personalize(
     ``security_code``) to use as they are, e.g. one rendering of an address many cards share;
     the others come from the persona's files or are rendered from its data.
     """
-    keys = keys or fresh_keys
-    overlays = ["smartphone"] if persona.smartphone else []
-    rules = load_rules(overlays, persona.access)
-    jpki_app, jpki_meta = _jpki_application(persona, clock, store, keys)
-    others = _other_applications(persona, store, keys, images)
-    card_key = next(app for app in others if app.name == "kenmen").default_key()
-    assert card_key is not None
-    mf_chain = store.cv_signer("mf")
+    profile = load_profile(persona.profile)
+    return _content(persona, profile, store, clock, keys=keys or fresh_keys, images=images)
+
+
+def _rsa(key: PublicKey) -> rsa.RSAPublicKey:
+    assert isinstance(key, rsa.RSAPublicKey)  # today's card: every key is RSA-2048
+    return key
+
+
+def _content(
+    persona: Persona,
+    profile: CardProfile,
+    store: PkiStore,
+    clock: Clock | None,
+    *,
+    keys: KeySource,
+    images: Mapping[str, bytes] | None,
+) -> CardContent:
+    """A card of ``profile`` from its data (:mod:`card_emulator.declared`)."""
+    clock = clock or default_clock()
+    settings = persona.certificates
+    algorithm = KeyAlgorithm.parse(profile.setting("key_algorithm", "rsa-2048"), "key_algorithm")
+    default_end = certificate_end(profile, settings.issued, persona.holder.birth_date)
+    ends = {
+        Tree.AUTH: jst_day_end(settings.auth_not_after) if settings.auth_not_after else default_end,
+        Tree.SIGN: jst_day_end(settings.sign_not_after) if settings.sign_not_after else default_end,
+    }
+    _check_issuable(store, persona, ends, algorithm)  # before anything is recorded
+
+    def issue(tree: Tree, key: PrivateKey) -> IssuedCertificate:
+        issued = _issue(store, persona, tree, key, not_after=ends[tree], clock=clock)
+        _apply_state(store, persona, issued.record, clock)
+        return issued
+
+    made: dict[str, bytes] = {}
+
+    def card_images() -> Mapping[str, bytes]:
+        if not made:
+            made.update(_images(persona, images))
+        return made
+
+    applications, rules, meta = build_declared(
+        profile, persona, store, issue, keys=keys, images=card_images
+    )
+    apply_counters(applications, persona)
+    # the persona's card.atr wins unless it is the default, which means "the profile's"
+    default = persona.card.atr == resolve_atr(DEFAULT_ATR)
     content = CardContent(
-        atr=persona.card.atr,
-        applications=[jpki_app, *others],
+        atr=profile_atr(profile) if default else persona.card.atr,
+        applications=applications,
         rules=rules,
-        policy=persona.policy,
+        policy=profile_policy(profile, persona),
         meta={
             "persona_label": persona.label,
             "persona_digest": persona.digest,
             "token": persona.card.token,
-            "rule_overlays": ",".join(overlays),
-            **jpki_meta,
+            **meta,
         },
-        data_objects=_card_data_objects(persona, mf_chain, card_key.public_key),
+        data_objects=_data_objects(profile, persona, store, applications),
     )
-    for name, tries in persona.counters.items():
-        where = CREDENTIALS[name]
-        content.application(where.application).credentials[where.fid].remaining = tries
     content.check()
     return content
+
+
+def _data_objects(
+    profile: CardProfile, persona: Persona, store: PkiStore, applications: list[Application]
+) -> dict[int, bytes]:
+    """The card-level GET DATA objects the profile declares (``data_objects``), if any."""
+    spec = profile.setting("data_objects", None)
+    if spec is None:
+        return {}
+    app_name, _, fid = str(spec["card_key"]).partition(":")
+    app = next(app for app in applications if app.name == app_name)
+    card_key = app.keys[int(fid, 16)]
+    return _card_data_objects(persona, store.cv_signer("mf"), _rsa(card_key.public_key))
 
 
 _personalized: dict[tuple[str, str], CardContent] = {}

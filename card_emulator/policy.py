@@ -17,6 +17,9 @@ from apdu import StatusWord
 SESSION_KEY_SCOPES = ("jpki", "text", "kenmen", "common", "juki", "mf")
 """Where SET SESSION KEY can be sent: each AP, and ``mf`` (no AP selected)."""
 
+ECDSA_SIGNATURE_ENCODINGS = ("raw", "der")
+"""The encodings :attr:`CardPolicy.ecdsa_signature_encoding` may name."""
+
 _DEFAULT_SESSION_KEY_SW = (
     ("common", 0x66F1),
     ("jpki", 0x6982),
@@ -58,6 +61,9 @@ class CardPolicy:
     """An instruction the card does not know."""
     unknown_cla_sw: int = StatusWord.CLA_NOT_SUPPORTED
     """A class byte the card does not accept (or a known INS under the wrong class)."""
+    ecdsa_signature_encoding: str = "raw"
+    """How COMPUTE DIGITAL SIGNATURE returns an ECDSA signature (next-generation card): ``raw``
+    r ‖ s, each as long as the curve order (ISO 7816-8 practice), or ``der`` (X9.62 SEQUENCE)."""
     remap: tuple[tuple[int, int, int], ...] = ()
     """``(INS, status word, replacement)``: any answer of INS (``-1``: every INS) with that
     status word is replaced; how a persona overrides any status-word choice of ours."""
@@ -109,6 +115,13 @@ class CardPolicy:
                 changes[key] = given
             elif key == "remap":
                 changes[key] = _remap(given, f"{where}.{key}")
+            elif key == "ecdsa_signature_encoding":
+                if given not in ECDSA_SIGNATURE_ENCODINGS:
+                    raise ValueError(
+                        f"{where}.{key}: expected one of {', '.join(ECDSA_SIGNATURE_ENCODINGS)},"
+                        f" got {given!r}"
+                    )
+                changes[key] = given
             elif isinstance(default, tuple):
                 changes[key] = _per_scope(default, given, f"{where}.{key}")
             else:

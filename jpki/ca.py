@@ -11,12 +11,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from jpki.holder import HolderIdentity, holder_general_names
-from jpki.keys import KEY_SIZE, generate_rsa_key
+from jpki.keys import (
+    KeyAlgorithm,
+    PrivateKey,
+    PublicKey,
+    algorithm_of,
+    generate_key,
+    signature_hash,
+)
 from jpki.names import (
     Municipality,
     NameStyle,
@@ -79,9 +84,11 @@ def _check_validity(not_before: datetime, not_after: datetime) -> tuple[datetime
     return not_before.astimezone(UTC), not_after.astimezone(UTC)
 
 
-def _check_rsa(key: object, what: str) -> rsa.RSAPublicKey:
-    if not isinstance(key, rsa.RSAPublicKey) or key.key_size != KEY_SIZE:
-        raise ValueError(f"{what} must be an RSA-{KEY_SIZE} key, as on the card")
+def _check_key(key: PublicKey, what: str) -> PublicKey:
+    try:
+        algorithm_of(key)
+    except ValueError:
+        raise ValueError(f"{what} must be an RSA-2048 or EC P-384 key, as on a card") from None
     return key
 
 
@@ -103,7 +110,7 @@ class CertificateAuthority:
     tree: Tree
     style: NameStyle
     generation: int
-    key: rsa.RSAPrivateKey = field(repr=False)
+    key: PrivateKey = field(repr=False)
     certificate: x509.Certificate
 
     def __post_init__(self) -> None:
@@ -123,16 +130,18 @@ class CertificateAuthority:
         generation: int = 1,
         not_before: datetime,
         not_after: datetime,
-        key: rsa.RSAPrivateKey | None = None,
+        key: PrivateKey | None = None,
         serial_number: int | None = None,
         arl_url: str | None = None,
+        algorithm: KeyAlgorithm = KeyAlgorithm.RSA_2048,
     ) -> CertificateAuthority:
-        """A new CA with a self-signed RSA-2048 sha256WithRSAEncryption certificate.
+        """A new CA with a self-signed certificate: RSA-2048 sha256WithRSAEncryption, or for
+        ``algorithm`` ECDSA_P384 (next-generation card) P-384 ecdsa-with-SHA384.
 
         ``arl_url`` adds an HTTP distribution point (for the ARL) after the profile's DirName one.
         """
-        key = generate_rsa_key() if key is None else key
-        public_key = _check_rsa(key.public_key(), "CA key")
+        key = generate_key(algorithm) if key is None else key
+        public_key = _check_key(key.public_key(), "CA key")
         start, end = _check_validity(not_before, not_after)
         name = ca_name(tree, style)
         certificate = (
@@ -153,7 +162,7 @@ class CertificateAuthority:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(_dir_crl_dp(name, arl_url), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .sign(key, hashes.SHA256())
+            .sign(key, signature_hash(key))
         )
         return cls(tree=tree, style=style, generation=generation, key=key, certificate=certificate)
 
@@ -164,7 +173,7 @@ class CertificateAuthority:
 
     def issue_user_certificate(
         self,
-        public_key: rsa.RSAPublicKey,
+        public_key: PublicKey,
         *,
         subject_id: str,
         not_before: datetime,
@@ -186,7 +195,7 @@ class CertificateAuthority:
             raise ValueError("a SIGN (署名用) certificate needs the holder identity for its SAN")
         if self.tree is Tree.AUTH and holder is not None:
             raise ValueError("an AUTH (利用者証明用) certificate carries no holder identity")
-        subject_key = _check_rsa(public_key, "user public key")
+        subject_key = _check_key(public_key, "user public key")
         start, end = _check_validity(not_before, not_after)
         ca_ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         policy = x509.PolicyInformation(certificate_policy_oid(self.tree, self.style), [CPS_URI])
@@ -239,12 +248,12 @@ class CertificateAuthority:
         return (
             builder.add_extension(authority_key_id, critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
-            .sign(self.key, hashes.SHA256())
+            .sign(self.key, signature_hash(self.key))
         )
 
     def issue_ocsp_responder_certificate(
         self,
-        public_key: rsa.RSAPublicKey,
+        public_key: PublicKey,
         *,
         subject: x509.Name,
         not_before: datetime,
@@ -256,7 +265,7 @@ class CertificateAuthority:
         KeyUsage digitalSignature (critical), EKU id-kp-OCSPSigning, and id-pkix-ocsp-nocheck so
         relying parties do not ask about the responder's own status.
         """
-        subject_key = _check_rsa(public_key, "responder public key")
+        subject_key = _check_key(public_key, "responder public key")
         start, end = _check_validity(not_before, not_after)
         ca_ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         return (
@@ -277,5 +286,5 @@ class CertificateAuthority:
                 critical=False,
             )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
-            .sign(self.key, hashes.SHA256())
+            .sign(self.key, signature_hash(self.key))
         )

@@ -23,9 +23,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from jpki.ca import CertificateAuthority
+from jpki.keys import signature_hash
 from jpki.revocation import RevocationReason
 
 __all__ = ["CrlEntry", "build_arl", "build_crl", "crl_number"]
@@ -85,7 +85,7 @@ def build_crl(
         if entry.reason is not RevocationReason.UNSPECIFIED:
             revoked = revoked.add_extension(x509.CRLReason(entry.reason.flag), critical=False)
         builder = builder.add_revoked_certificate(revoked.build())
-    return builder.sign(authority.key, hashes.SHA256())
+    return builder.sign(authority.key, signature_hash(authority.key))
 
 
 def build_arl(
@@ -102,4 +102,4 @@ def build_arl(
         only_contains_attribute_certs=False,
     )
     builder = _builder(authority, this_update, validity).add_extension(scope, critical=True)
-    return builder.sign(authority.key, hashes.SHA256())
+    return builder.sign(authority.key, signature_hash(authority.key))

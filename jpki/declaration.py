@@ -16,11 +16,15 @@ Schema (see ``jpki/default_pki.toml``, the default)::
     not_before = 2015-10-20               # date → 00:00:00 JST; offset datetimes as written
     not_after = 2025-10-19                # date → 23:59:59 JST
     serial = 1                            # optional CA certificate serial (random otherwise)
+    algorithm = "rsa-2048"                # optional: "rsa-2048" (default, today's card) or
+                                          # "ecdsa-p384" (next-generation card, SHA-384)
 
 All generations of a tree share the tree's DN (as the real ones do) and differ by key. The
-generation *in force* at a moment is the newest one whose validity contains it; cards take their
-certificates from the generation in force on their issue date. Every field is checked and an
-unknown field is refused; errors name the field (``auth.generations[1].not_after: …``).
+generation *in force* at a moment for a key algorithm is the newest one of that algorithm whose
+validity contains it; cards take their certificates from the generation in force on their issue
+date for their keys' algorithm (RSA-2048 today, ECDSA P-384 on the next-generation card).
+Every field is checked and an unknown field is refused; errors name the field
+(``auth.generations[1].not_after: …``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from urllib.parse import urlsplit
 
 from apdu.errors import MynacardError
 from jpki.clock import jst_day_end, jst_day_start
+from jpki.keys import KeyAlgorithm
 from jpki.names import NameStyle, Tree
 from jpki.toml_fields import FieldTable
 
@@ -63,6 +68,7 @@ class GenerationDeclaration:
     not_before: dt.datetime
     not_after: dt.datetime
     serial: int | None = None
+    algorithm: KeyAlgorithm = KeyAlgorithm.RSA_2048
 
     def contains(self, moment: dt.datetime) -> bool:
         """True if ``moment`` lies within this generation's validity."""
@@ -84,9 +90,13 @@ class TreeDeclaration:
                 return generation
         raise KeyError(f"{self.tree.value} tree has no generation {number}")
 
-    def in_force(self, moment: dt.datetime) -> GenerationDeclaration | None:
-        """The newest generation valid at ``moment``, or None."""
-        candidates = [g for g in self.generations if g.contains(moment)]
+    def in_force(
+        self, moment: dt.datetime, algorithm: KeyAlgorithm = KeyAlgorithm.RSA_2048
+    ) -> GenerationDeclaration | None:
+        """The newest generation of ``algorithm`` valid at ``moment``, or None."""
+        candidates = [
+            g for g in self.generations if g.contains(moment) and g.algorithm is algorithm
+        ]
         return max(candidates, key=lambda g: g.generation) if candidates else None
 
 
@@ -129,6 +139,8 @@ class PkiDeclaration:
                 ]
                 if generation.serial is not None:
                     lines.append(f"serial = {generation.serial}")
+                if generation.algorithm is not KeyAlgorithm.RSA_2048:
+                    lines.append(f'algorithm = "{generation.algorithm.value}"')
         return "\n".join(lines) + "\n"
 
 
@@ -191,8 +203,14 @@ def _generation(data: Any, where: str) -> GenerationDeclaration:
         serial = _positive_int(table, "serial", serial)
         if serial.bit_length() > 159:
             raise DeclarationError(f"{table.path('serial')}: longer than 20 octets")
+    try:
+        algorithm = KeyAlgorithm.parse(
+            table.take("algorithm", KeyAlgorithm.RSA_2048.value), table.path("algorithm")
+        )
+    except ValueError as exc:
+        raise DeclarationError(str(exc)) from None
     table.done()
-    return GenerationDeclaration(number, not_before, not_after, serial)
+    return GenerationDeclaration(number, not_before, not_after, serial, algorithm)
 
 
 def _tree(tree: Tree, data: Any) -> TreeDeclaration:

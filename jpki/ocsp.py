@@ -30,9 +30,10 @@ from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from jpki.ca import CertificateAuthority
+from jpki.keys import PrivateKey, PublicKey, signature_hash
 from jpki.revocation import RevocationReason
 
 __all__ = [
@@ -72,7 +73,7 @@ class OcspAnswer:
     reason: RevocationReason | None = None
 
 
-def _key_bits(public_key: rsa.RSAPublicKey) -> bytes:
+def _key_bits(public_key: PublicKey) -> bytes:
     spki = asn1_keys.PublicKeyInfo.load(
         public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -86,7 +87,7 @@ class OcspIssuer:
     """A CA generation this responder answers for, with its delegated responder."""
 
     authority: CertificateAuthority
-    responder_key: rsa.RSAPrivateKey = field(repr=False)
+    responder_key: PrivateKey = field(repr=False)
     responder_certificate: x509.Certificate
     _hashes: dict[str, tuple[bytes, bytes]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -206,6 +207,14 @@ def respond(
         return error_response("internal_error")
 
 
+def _sign(key: PrivateKey, data: bytes) -> tuple[bytes, str]:
+    """The signature over ``data`` and its algorithm: sha256_rsa, or sha384_ecdsa (P-384)."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(data, ec.ECDSA(signature_hash(key))), "sha384_ecdsa"
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return key.sign(data, padding.PKCS1v15(), hashes.SHA256()), "sha256_rsa"
+
+
 def _respond(
     cert_ids: list[Any],
     *,
@@ -251,7 +260,7 @@ def _respond(
             }
         ]
     tbs = asn1_ocsp.ResponseData(data)
-    signature = signer.responder_key.sign(tbs.dump(), padding.PKCS1v15(), hashes.SHA256())
+    signature, algorithm = _sign(signer.responder_key, tbs.dump())
     certificates = [
         asn1_x509.Certificate.load(
             issuer.responder_certificate.public_bytes(serialization.Encoding.DER)
@@ -261,7 +270,7 @@ def _respond(
     basic = asn1_ocsp.BasicOCSPResponse(
         {
             "tbs_response_data": tbs,
-            "signature_algorithm": {"algorithm": "sha256_rsa"},
+            "signature_algorithm": {"algorithm": algorithm},
             "signature": signature,
             "certs": certificates,
         }

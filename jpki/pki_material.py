@@ -30,7 +30,7 @@ from typing import TypeVar, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from apdu.errors import MynacardError
 from jpki.ca import CertificateAuthority
@@ -48,7 +48,7 @@ from jpki.cv_certificate import (
 )
 from jpki.database import authority_id
 from jpki.declaration import DeclarationError, PkiDeclaration, default_declaration, load_declaration
-from jpki.keys import generate_rsa_key
+from jpki.keys import KeyAlgorithm, PrivateKey, generate_key
 from jpki.names import NameStyle, Tree, ocsp_responder_name
 from jpki.vault import DirectoryVault, MemoryVault, Vault
 
@@ -101,7 +101,7 @@ class OcspResponder:
     style: NameStyle
     tree: Tree
     generation: int
-    key: rsa.RSAPrivateKey = field(repr=False)
+    key: PrivateKey = field(repr=False)
     certificate: x509.Certificate
 
 
@@ -113,8 +113,11 @@ def _ca_names(style: NameStyle, tree: Tree, generation: int) -> tuple[str, str]:
     return f"{stem}.key.pem", f"{stem}.crt.pem"
 
 
-def _responder_key_name(style: NameStyle, tree: Tree) -> str:
-    return f"ocsp/{style.value}-{tree.value}.key.pem"
+def _responder_key_name(
+    style: NameStyle, tree: Tree, algorithm: KeyAlgorithm = KeyAlgorithm.RSA_2048
+) -> str:
+    suffix = "" if algorithm is KeyAlgorithm.RSA_2048 else f"-{algorithm.value}"
+    return f"ocsp/{style.value}-{tree.value}{suffix}.key.pem"
 
 
 def _responder_certificate_name(style: NameStyle, tree: Tree, generation: int) -> str:
@@ -126,7 +129,7 @@ def _cv_names(application: str) -> tuple[str, str, str]:
     return f"{stem}-root.key.pem", f"{stem}-signer.key.pem", f"{stem}-signer.cvc"
 
 
-def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
+def _key_pem(key: PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -217,7 +220,10 @@ class PkiMaterial:
         names: list[str] = []
         for style in self.declaration.styles:
             for tree in Tree:
-                names.append(_responder_key_name(style, tree))
+                algorithms = {g.algorithm for g in self.declaration.trees[tree].generations}
+                names.extend(
+                    _responder_key_name(style, tree, a) for a in KeyAlgorithm if a in algorithms
+                )
                 for generation in self.declaration.trees[tree].generations:
                     names.extend(_ca_names(style, tree, generation.generation))
                     names.append(_responder_certificate_name(style, tree, generation.generation))
@@ -256,14 +262,20 @@ class PkiMaterial:
             not_after=declared.not_after,
             serial_number=declared.serial,
             arl_url=arl_url(self.declaration, tree, style, generation),
+            algorithm=declared.algorithm,
         )
         self.vault.write(key_name, _key_pem(ca.key), private=True)
         self.vault.write(certificate_name, _certificate_pem(ca.certificate))
 
+    def _responder_key_name(self, style: NameStyle, tree: Tree, generation: int) -> str:
+        algorithm = self.declaration.trees[tree].generation(generation).algorithm
+        return _responder_key_name(style, tree, algorithm)
+
     def _ensure_responder(self, style: NameStyle, tree: Tree, generation: int) -> None:
-        key_name = _responder_key_name(style, tree)
+        key_name = self._responder_key_name(style, tree, generation)
         if not self.vault.exists(key_name):
-            self.vault.write(key_name, _key_pem(generate_rsa_key()), private=True)
+            algorithm = self.declaration.trees[tree].generation(generation).algorithm
+            self.vault.write(key_name, _key_pem(generate_key(algorithm)), private=True)
         self._ensure_authority(style, tree, generation)
         certificate_name = _responder_certificate_name(style, tree, generation)
         if self.vault.exists(certificate_name):
@@ -298,7 +310,7 @@ class PkiMaterial:
                 self._cache[key] = make()
             return cast(_T, self._cache[key])
 
-    def _key(self, name: str) -> rsa.RSAPrivateKey:
+    def _key(self, name: str) -> PrivateKey:
         # Skipping OpenSSL's RSA consistency check (~10-40 ms a key, paid at every start) is
         # safe here: the vault holds only keys this package generated and wrote itself (0600
         # files in the PKI directory, or memory), and they sign test certificates only; a key
@@ -306,6 +318,12 @@ class PkiMaterial:
         key = serialization.load_pem_private_key(
             self.vault.read(name), password=None, unsafe_skip_rsa_key_validation=True
         )
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise PkiError(f"{self.vault.describe(name)} is not an RSA or EC private key")
+        return key
+
+    def _rsa_key(self, name: str) -> rsa.RSAPrivateKey:
+        key = self._key(name)
         if not isinstance(key, rsa.RSAPrivateKey):
             raise PkiError(f"{self.vault.describe(name)} is not an RSA private key")
         return key
@@ -357,7 +375,7 @@ class PkiMaterial:
                 style,
                 tree,
                 generation,
-                self._key(_responder_key_name(style, tree)),
+                self._key(self._responder_key_name(style, tree, generation)),
                 self._certificate(_responder_certificate_name(style, tree, generation)),
             )
 
@@ -373,8 +391,8 @@ class PkiMaterial:
                 self._ensure_cv(application)
             root_id, signer_id = CV_IDS[application]
             root_name, signer_name, cvc_name = _cv_names(application)
-            root = CvIssuer(root_id, self._key(root_name))
-            signer_key = self._key(signer_name)
+            root = CvIssuer(root_id, self._rsa_key(root_name))
+            signer_key = self._rsa_key(signer_name)
             certificate = CvCertificate.parse(self.vault.read(cvc_name))
             if certificate.subject_key_id != signer_id:
                 # a store written before the signer IDs changed: certify the same key anew

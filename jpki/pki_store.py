@@ -27,6 +27,7 @@ from jpki.clock import JST, Clock, default_clock
 from jpki.database import CertificateRecord, DuplicateSerialError, authority_id
 from jpki.declaration import PkiDeclaration, load_declaration
 from jpki.holder import HolderIdentity
+from jpki.keys import KeyAlgorithm, PublicKey, algorithm_of
 from jpki.names import Municipality, NameStyle, Tree, make_subject_id
 from jpki.pki_material import (
     DECLARATION_FILE,
@@ -144,20 +145,25 @@ class PkiStore(PkiStatus):
         ]
 
     def authority_in_force(
-        self, tree: Tree, style: NameStyle, moment: dt.datetime
+        self,
+        tree: Tree,
+        style: NameStyle,
+        moment: dt.datetime,
+        algorithm: KeyAlgorithm = KeyAlgorithm.RSA_2048,
     ) -> CertificateAuthority:
-        """The newest generation of ``tree`` valid at ``moment`` (PkiError if none is)."""
+        """The newest ``algorithm`` generation of ``tree`` valid at ``moment`` (else PkiError)."""
         self.material.check_declared(style, tree, None)
         declared = self.declaration.trees[tree]
-        generation = declared.in_force(moment)
+        generation = declared.in_force(moment, algorithm)
         if generation is None:
             spans = ", ".join(
-                f"g{g.generation} {g.not_before.astimezone(JST).date()}"
+                f"g{g.generation} {g.algorithm.value} {g.not_before.astimezone(JST).date()}"
                 f"..{g.not_after.astimezone(JST).date()}"
                 for g in declared.generations
             )
             raise PkiError(
-                f"no {tree.value} CA generation is valid at {moment.isoformat()} "
+                f"no {tree.value} CA generation ({algorithm.value}) is valid at "
+                f"{moment.isoformat()} "
                 f"(declared: {spans}; see {self.material.vault.describe(DECLARATION_FILE)})"
             )
         return self.authority(tree, style, generation.generation)
@@ -220,11 +226,17 @@ class PkiStore(PkiStatus):
     # --- issuance ---------------------------------------------------------------------------
 
     def authority_for_issuance(
-        self, tree: Tree, style: NameStyle, not_before: dt.datetime, not_after: dt.datetime
+        self,
+        tree: Tree,
+        style: NameStyle,
+        not_before: dt.datetime,
+        not_after: dt.datetime,
+        algorithm: KeyAlgorithm = KeyAlgorithm.RSA_2048,
     ) -> CertificateAuthority:
-        """The generation that would issue a certificate valid from ``not_before`` to
-        ``not_after``: the one in force at ``not_before``, if it outlives the certificate."""
-        authority = self.authority_in_force(tree, style, not_before)
+        """The generation that would issue an ``algorithm`` certificate valid from
+        ``not_before`` to ``not_after``: the one in force at ``not_before``, if it outlives the
+        certificate."""
+        authority = self.authority_in_force(tree, style, not_before, algorithm)
         ca_end = authority.certificate.not_valid_after_utc
         if not_after > ca_end:
             raise PkiError(
@@ -239,7 +251,7 @@ class PkiStore(PkiStatus):
         self,
         tree: Tree,
         style: NameStyle,
-        public_key: rsa.RSAPublicKey,
+        public_key: PublicKey,
         *,
         persona: str,
         not_before: dt.datetime,
@@ -256,7 +268,9 @@ class PkiStore(PkiStatus):
         serial) key decides under its write lock, and a random serial already taken (a 2⁻⁶⁴
         chance) is drawn again; a given ``serial_number`` already taken is a PkiError.
         """
-        authority = self.authority_for_issuance(tree, style, not_before, not_after)
+        authority = self.authority_for_issuance(
+            tree, style, not_before, not_after, algorithm_of(public_key)
+        )
         recorded_at = (clock or default_clock()).now()
         for _ in range(_SERIAL_ATTEMPTS):
             serial = serial_number if serial_number is not None else random_serial_number()

@@ -13,19 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from apdu.simple_tlv import SimpleTlv
-from apdu.vocabulary import Common
-from card_emulator.objects import (
-    Application,
-    ChangeCommand,
-    Credential,
-    CredentialFormat,
-    KeyObject,
-    KeyUse,
-    unknown_key_reference,
-)
 from jpki.cv_certificate import KeyId
 
 KEY_REFERENCE = KeyId.from_parts("6900010")
@@ -41,40 +29,3 @@ def card_record(serial: str, municipality_code: str, expiry: dt.date) -> bytes:
 def key_reference_records() -> list[bytes]:
     """EF ``0002``: one record, the 16-byte key reference shared with the 住基AP."""
     return [bytes(KEY_REFERENCE)]
-
-
-def pin_credential(pin: str) -> Credential:
-    """The 4-digit ``001C`` PIN (住民基本台帳用), 3 tries, changed with CHANGE KEY."""
-    return Credential(
-        Common.PIN,
-        "住民基本台帳用暗証番号",
-        CredentialFormat.PIN4,
-        Common.PIN_TRIES,
-        pin.encode("ascii"),
-        Common.PIN_TRIES,
-        ChangeCommand.CHANGE_KEY,
-    )
-
-
-def build(
-    *, serial: str, municipality_code: str, expiry: dt.date, pin: str, key: rsa.RSAPrivateKey
-) -> Application:
-    """The common AP of one card."""
-    return Application(
-        name="common",
-        aid=Common.AID,
-        label="共通カードAP (D392…0100)",
-        records={
-            Common.EF_CARD_RECORD: [card_record(serial, municipality_code, expiry)],
-            Common.EF_KEY_REFERENCE: key_reference_records(),
-        },
-        keys={
-            Common.KEY_INTERNAL_AUTH: KeyObject(
-                Common.KEY_INTERNAL_AUTH, "内部認証鍵", key, KeyUse.INTERNAL_AUTHENTICATE
-            )
-        },
-        credentials={
-            Common.PIN: pin_credential(pin),
-            Common.UNKNOWN_KEY_REFERENCE: unknown_key_reference(Common.UNKNOWN_KEY_REFERENCE),
-        },
-    )

@@ -1,21 +1,12 @@
-"""公的個人認証AP (JPKI-AP), ``D3 92 F0 00 26 01 00 00 00 01`` — card-facts §5."""
+"""公的個人認証AP (JPKI-AP), ``D3 92 F0 00 26 01 00 00 00 01`` — card-facts §5.
+
+The AP itself is declared in ``card_emulator/profiles/current.toml``; this module makes the
+content of its token-information EF.
+"""
 
 from __future__ import annotations
 
 import struct
-
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509 import Certificate
-
-from apdu.vocabulary import Jpki
-from card_emulator.objects import (
-    Application,
-    ChangeCommand,
-    Credential,
-    CredentialFormat,
-    KeyObject,
-    unknown_key_reference,
-)
 
 TOKEN_INFO_SIZE = 160
 # card-facts §5.1: 8F 8F 00 on a card holding both certificates (byte 0 sign, byte 1 auth).
@@ -54,57 +45,3 @@ def token_info(token: str, serial: str) -> bytes:
     )
     assert len(info) == TOKEN_INFO_SIZE
     return info
-
-
-def build(
-    *,
-    token: str,
-    serial: str,
-    auth_certificate: Certificate,
-    auth_ca: Certificate,
-    auth_key: KeyObject,
-    sign_certificate: Certificate,
-    sign_ca: Certificate,
-    sign_key: KeyObject,
-    auth_pin: str,
-    sign_password: str,
-    auth_tries: int = Jpki.AUTH_PIN_TRIES,
-    sign_tries: int = Jpki.SIGN_PASSWORD_TRIES,
-) -> Application:
-    """The JPKI-AP with both certificates, both keys and both credentials."""
-    return Application(
-        name="jpki",
-        aid=Jpki.AID,
-        label="公的個人認証AP (JPKI-AP)",
-        files={
-            Jpki.EF_SIGN_CERT: sign_certificate.public_bytes(Encoding.DER),
-            Jpki.EF_SIGN_CA: sign_ca.public_bytes(Encoding.DER),
-            Jpki.EF_TOKEN: token_info(token, serial),
-            Jpki.EF_CERT_FLAGS: CERT_FLAGS_BOTH,
-            Jpki.EF_UNKNOWN_PROTECTED: UNKNOWN_PROTECTED_CONTENT,
-            Jpki.EF_AUTH_CERT: auth_certificate.public_bytes(Encoding.DER),
-            Jpki.EF_AUTH_CA: auth_ca.public_bytes(Encoding.DER),
-        },
-        keys={Jpki.KEY_AUTH: auth_key, Jpki.KEY_SIGN: sign_key},
-        credentials={
-            Jpki.PIN_AUTH: Credential(
-                Jpki.PIN_AUTH,
-                "利用者証明用暗証番号",
-                CredentialFormat.PIN4,
-                Jpki.AUTH_PIN_TRIES,
-                auth_pin.encode("ascii"),
-                auth_tries,
-                ChangeCommand.CHANGE_REFERENCE_DATA,
-            ),
-            Jpki.PIN_SIGN: Credential(
-                Jpki.PIN_SIGN,
-                "署名用パスワード",
-                CredentialFormat.SIGN_PASSWORD,
-                Jpki.SIGN_PASSWORD_TRIES,
-                sign_password.encode("ascii"),
-                sign_tries,
-                ChangeCommand.CHANGE_REFERENCE_DATA,
-            ),
-            Jpki.UNKNOWN_KEY_REFERENCE: unknown_key_reference(Jpki.UNKNOWN_KEY_REFERENCE),
-        },
-    )

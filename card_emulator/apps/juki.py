@@ -18,27 +18,13 @@ overridable per persona).
 from __future__ import annotations
 
 from apdu.simple_tlv import SimpleTlv
-from apdu.vocabulary import Juki
-from card_emulator.apps.common import key_reference_records, pin_credential
-from card_emulator.objects import Application
 
 LAYOUTS = ("record", "binary")
 
 
-def build(*, resident_code: str, pin: str, layout: str = "record") -> Application:
-    """The 住基AP of one card."""
+def resident_code_content(resident_code: str, layout: str = "record") -> bytes | list[bytes]:
+    """EF ``0001``: one record ``01 0B`` + the 11 digits, or the bare digits (``binary``)."""
     if layout not in LAYOUTS:
         raise ValueError(f"juki layout must be one of {LAYOUTS}, not {layout!r}")
-    app = Application(
-        name="juki",
-        aid=Juki.AID,
-        label="住基AP",
-        records={Juki.EF_KEY_REFERENCE: key_reference_records()},
-        credentials={Juki.PIN: pin_credential(pin)},
-    )
     code = resident_code.encode("ascii")
-    if layout == "record":
-        app.records[Juki.EF_RESIDENT_CODE] = [SimpleTlv(0x01, code).to_bytes()]
-    else:
-        app.files[Juki.EF_RESIDENT_CODE] = code
-    return app
+    return [SimpleTlv(0x01, code).to_bytes()] if layout == "record" else code

@@ -17,16 +17,8 @@ import hashlib
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apdu import tlv
-from apdu.vocabulary import FACE_DIGEST_INFO_HEADER, Kenmen
+from apdu.vocabulary import FACE_DIGEST_INFO_HEADER
 from card_emulator.apps.offset_table import with_offset_table
-from card_emulator.objects import (
-    Application,
-    Credential,
-    CredentialFormat,
-    KeyObject,
-    KeyUse,
-    unknown_key_reference,
-)
 from card_emulator.rsa_raw import sign_pkcs1_v15_raw
 from jpki.card_data_signer import CardDataSigner
 from jpki.cv_certificate import (
@@ -115,72 +107,3 @@ def my_number_image_file(
     """EF ``0005``: ``FF40 { DF41 PNG, DF42 card key, DF43 signature over DF41‖DF42 }``."""
     signed = tlv.encode(0xDF41, number_png) + tlv.encode(0xDF42, encode_rsa_public_key(card_key))
     return tlv.encode(0xFF40, signed + tlv.encode(0xDF43, signer.sign(signed)))
-
-
-def build(
-    *,
-    birth_date: dt.date,
-    sex: int,
-    expiry: dt.date,
-    municipality_code: str,
-    serial: str,
-    my_number: str,
-    birth_date_key: str,
-    check_code_b: str,
-    images: dict[str, bytes],
-    signer: CardDataSigner,
-    card_key: rsa.RSAPrivateKey,
-) -> Application:
-    """The 券面AP of one card; ``images`` holds name, address, photo, my_number, security_code."""
-    public = card_key.public_key()
-    return Application(
-        name="kenmen",
-        aid=Kenmen.AID,
-        label="券面事項確認AP (券面AP)",
-        files={
-            Kenmen.EF_AGE: age_file(birth_date, public, signer),
-            Kenmen.EF_FACE: face_file(
-                birth_date=birth_date,
-                sex=sex,
-                card_key=public,
-                name_png=images["name"],
-                address_png=images["address"],
-                photo_jp2=images["photo"],
-                expiry=expiry,
-                security_code_png=images["security_code"],
-                signer=signer,
-            ),
-            Kenmen.EF_AP_INFO: ap_info_file(municipality_code, serial),
-            Kenmen.EF_CV_CERTIFICATE: signer.certificate.to_bytes(),
-            Kenmen.EF_MY_NUMBER_IMAGE: my_number_image_file(images["my_number"], public, signer),
-            Kenmen.EF_UNKNOWN: b"\xff" * 16,
-        },
-        keys={Kenmen.KEY: KeyObject(Kenmen.KEY, "券面AP 署名鍵", card_key, KeyUse.SIGN_DEFAULT)},
-        credentials={
-            Kenmen.BIRTH_DATE_KEY: Credential(
-                Kenmen.BIRTH_DATE_KEY,
-                "生年月日",
-                CredentialFormat.BIRTH_DATE_KEY,
-                Kenmen.TRIES,
-                birth_date_key.encode("ascii"),
-                Kenmen.TRIES,
-            ),
-            Kenmen.CHECK_CODE_B: Credential(
-                Kenmen.CHECK_CODE_B,
-                "照合番号B",
-                CredentialFormat.CHECK_CODE_B,
-                Kenmen.TRIES,
-                check_code_b.encode("ascii"),
-                Kenmen.TRIES,
-            ),
-            Kenmen.CHECK_CODE_A: Credential(
-                Kenmen.CHECK_CODE_A,
-                "照合番号A",
-                CredentialFormat.MY_NUMBER,
-                Kenmen.TRIES,
-                my_number.encode("ascii"),
-                Kenmen.TRIES,
-            ),
-            **{fid: unknown_key_reference(fid) for fid in Kenmen.UNKNOWN_KEY_REFERENCES},
-        },
-    )

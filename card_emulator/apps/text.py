@@ -17,18 +17,9 @@ import hashlib
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apdu import tlv
-from apdu.vocabulary import Text
 from card_emulator.apps.offset_table import read_offsets, with_offset_table
-from card_emulator.objects import (
-    Application,
-    ChangeCommand,
-    Credential,
-    CredentialFormat,
-    KeyObject,
-    KeyUse,
-)
 from jpki.card_data_signer import CardDataSigner
-from jpki.cv_certificate import EMULATOR_TEXT_AP_KEY_ID, KeyId, encode_rsa_public_key
+from jpki.cv_certificate import KeyId, encode_rsa_public_key
 
 AP_INFO_SIZE = 256
 AP_INFO_VERSION = bytes.fromhex("01030E01")
@@ -87,74 +78,3 @@ def signed_key_file(card_key: rsa.RSAPublicKey, signer: CardDataSigner) -> bytes
     """EF ``0007``: ``FF50 { DF51 <AP key 0013, 90/91>, DF52 <signature over the DF51 TLV> }``."""
     key_tlv = tlv.encode(0xDF51, encode_rsa_public_key(card_key))
     return tlv.encode(0xFF50, key_tlv + tlv.encode(0xDF52, signer.sign(key_tlv)))
-
-
-def build(
-    *,
-    my_number: str,
-    name: str,
-    address: str,
-    birth_date: dt.date,
-    sex: int,
-    pin: str,
-    check_code_b: str,
-    serial: str,
-    signer: CardDataSigner,
-    ap_key: rsa.RSAPrivateKey,
-    sm_key: rsa.RSAPrivateKey,
-    blocked_value: bytes,
-    ap_info_key_id: KeyId = EMULATOR_TEXT_AP_KEY_ID,
-) -> Application:
-    """The text AP of one card."""
-    number_ef = my_number_file(my_number)
-    attributes = attributes_file(name, address, birth_date, sex)
-    credentials = {
-        Text.PIN: Credential(
-            Text.PIN,
-            "券面事項入力補助用暗証番号",
-            CredentialFormat.PIN4,
-            Text.PIN_TRIES,
-            pin.encode("ascii"),
-            Text.PIN_TRIES,
-            ChangeCommand.CHANGE_REFERENCE_DATA,
-        ),
-        Text.BLOCKED_KEY: Credential(  # blocked at issuance (card-facts §6.1)
-            Text.BLOCKED_KEY, "blocked key reference", CredentialFormat.PIN4, 3, blocked_value, 0
-        ),
-        Text.CHECK_CODE_A: Credential(
-            Text.CHECK_CODE_A,
-            "照合番号A",
-            CredentialFormat.MY_NUMBER,
-            Text.CHECK_CODE_TRIES,
-            my_number.encode("ascii"),
-            Text.CHECK_CODE_TRIES,
-        ),
-        Text.CHECK_CODE_B: Credential(
-            Text.CHECK_CODE_B,
-            "照合番号B",
-            CredentialFormat.CHECK_CODE_B,
-            Text.CHECK_CODE_TRIES,
-            check_code_b.encode("ascii"),
-            Text.CHECK_CODE_TRIES,
-        ),
-    }
-    return Application(
-        name="text",
-        aid=Text.AID,
-        label="券面事項入力補助AP",
-        files={
-            Text.EF_MY_NUMBER: number_ef,
-            Text.EF_ATTRIBUTES: attributes,
-            Text.EF_INTEGRITY: integrity_file(number_ef, attributes, signer),
-            Text.EF_CV_CERTIFICATE: signer.certificate.to_bytes(),
-            Text.EF_AP_INFO: ap_info_file(ap_info_key_id, serial),
-            Text.EF_SM_KEY: tlv.encode(0xA1, encode_rsa_public_key(sm_key.public_key())),
-            Text.EF_SIGNED_KEY: signed_key_file(ap_key.public_key(), signer),
-            Text.EF_UNKNOWN: b"\xff" * 16,
-        },
-        keys={
-            Text.KEY: KeyObject(Text.KEY, "券面事項入力補助AP 署名鍵", ap_key, KeyUse.SIGN_DEFAULT)
-        },
-        credentials=credentials,
-        session_key=KeyObject(Text.EF_SM_KEY, "SM鍵配送用秘密鍵", sm_key, KeyUse.KEY_DELIVERY),
-    )

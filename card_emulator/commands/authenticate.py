@@ -8,12 +8,12 @@ deterministic. JPKI keys answer ``6982`` (they sit behind a PIN) and the 券面 
 from __future__ import annotations
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from apdu import CommandApdu
 from card_emulator.command_context import CommandContext
 from card_emulator.commands import replies as r
-from card_emulator.commands.sign import MAX_HASHED_INPUT, resolve_key
+from card_emulator.commands.sign import MAX_HASHED_INPUT, resolve_key, sign_ec
 from card_emulator.objects import KeyUse
 
 
@@ -33,4 +33,7 @@ def internal_authenticate(ctx: CommandContext, cmd: CommandApdu) -> bytes:
         return r.SECURITY_NOT_SATISFIED
     if not 1 <= len(cmd.data) <= MAX_HASHED_INPUT:
         return r.WRONG_LENGTH
-    return key.private_key.sign(cmd.data, padding.PKCS1v15(), hashes.SHA256()) + r.OK
+    private_key = key.private_key
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):  # next-generation card: a GUESS
+        return sign_ec(ctx, private_key, 0x01, cmd.data)
+    return private_key.sign(cmd.data, padding.PKCS1v15(), hashes.SHA256()) + r.OK

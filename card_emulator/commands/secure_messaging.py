@@ -20,7 +20,7 @@ The 券面事項入力補助AP is the only AP with key delivery (myna-card ``src
 from __future__ import annotations
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from apdu import CodecError, CommandApdu
 from apdu import secure_messaging as sm
@@ -48,13 +48,16 @@ def set_session_key(ctx: CommandContext, cmd: CommandApdu) -> bytes:
     condition = state.rules.session_key
     if condition is None or not condition.opens(state.verified):
         return r.SECURITY_NOT_SATISFIED
-    size = (key.private_key.key_size + 7) // 8
+    private_key = key.private_key
+    if not isinstance(private_key, rsa.RSAPrivateKey):  # key delivery is RSA-OAEP only
+        return r.CONDITIONS_NOT_SATISFIED
+    size = (private_key.key_size + 7) // 8
     if len(cmd.data) != size:
         return r.WRONG_LENGTH
-    if int.from_bytes(cmd.data, "big") >= key.public_key.public_numbers().n:
+    if int.from_bytes(cmd.data, "big") >= private_key.public_key().public_numbers().n:
         return r.NO_DIAGNOSIS
     try:
-        message = key.private_key.decrypt(cmd.data, _OAEP)
+        message = private_key.decrypt(cmd.data, _OAEP)
     except ValueError:
         return r.WRONG_DATA
     session_key = sm.session_key_from_delivery(message)

@@ -20,6 +20,8 @@ from apdu.vocabulary import credential_name
 from card_emulator import Card, ImageError, PersonaError
 from card_emulator.access import AccessRules, RulesError, load_rules
 from card_emulator.objects import CredentialFormat
+from card_emulator.persona import load as load_persona
+from card_emulator.profiles import DEFAULT_PROFILE, CardProfile, ProfileError, load_profile
 from harness.audit.engine import run_audit
 from harness.audit.report import AuditError, AuditReport
 from harness.audit.rules import CardLayout, load_credentials, load_rules_file
@@ -52,6 +54,11 @@ def register(subparsers: Any) -> None:
         "(a persona's own values are used by default)",
     )
     audit.add_argument("--rules", type=Path, help="compare with this rules file instead")
+    audit.add_argument(
+        "--profile",
+        help="the card generation whose declared rules and applications to audit: current "
+        "(default), next-generation or a profile file (default with --persona: the persona's)",
+    )
     audit.add_argument("--format", choices=FORMATS, default="text", help="report format")
     audit.add_argument(
         "--allow-destructive",
@@ -69,17 +76,21 @@ def run(args: argparse.Namespace) -> int:
     """Run the audit the arguments describe; print the report; return the exit status."""
     try:
         report = _audit(args)
-    except (AuditError, PersonaError, ImageError, PcscError, RulesError) as exc:
+    except (AuditError, PersonaError, ImageError, PcscError, RulesError, ProfileError) as exc:
         print(f"mynacard audit: {exc}", file=sys.stderr)
         return 2
     print(report.render(args.format), end="")
     return 0 if report.ok else 1
 
 
-def _reference(args: argparse.Namespace) -> Callable[[list[str]], Mapping[str, AccessRules]]:
-    if args.rules is None:
-        return load_rules
-    return partial(load_rules_file, args.rules)
+def _reference(
+    args: argparse.Namespace, profile: CardProfile
+) -> Callable[[list[str]], Mapping[str, AccessRules]]:
+    if args.rules is not None:
+        return partial(load_rules_file, args.rules)
+    if profile.rules_file is None:
+        return lambda _overlays: profile.rules()
+    return load_rules
 
 
 def _recorder(args: argparse.Namespace) -> Callable[[TraceRecord], None] | None:
@@ -99,15 +110,17 @@ def _recorder(args: argparse.Namespace) -> Callable[[TraceRecord], None] | None:
 
 def _audit(args: argparse.Namespace) -> AuditReport:
     supplied = load_credentials(args.credentials) if args.credentials else {}
-    reference = _reference(args)
     on_exchange = _recorder(args)
     if args.persona is not None:
+        persona = load_persona(args.persona)
+        profile = load_profile(args.profile or persona.profile, args.persona.parent)
+        reference = _reference(args, profile)
         card = Card.from_persona(args.persona)
         credentials = {
             (app.name, fid): c.value
             for app in card.content.applications
             for fid, c in app.credentials.items()
-            if credential_name(app.name, fid) is not None
+            if (profile.rules_file is None or credential_name(app.name, fid) is not None)
             and c.format is not CredentialFormat.UNKNOWN
         }
         credentials.update(supplied)
@@ -130,14 +143,17 @@ def _audit(args: argparse.Namespace) -> AuditReport:
             layouts=layouts,
             allow_destructive=args.allow_destructive,
             source=f"persona {args.persona}",
+            aids=profile.aids(),
         )
+    profile = load_profile(args.profile or DEFAULT_PROFILE)
     with PcscTransport(args.reader, on_exchange=on_exchange) as pcsc:
         return run_audit(
             pcsc,
             credentials=supplied,
-            reference=reference,
+            reference=_reference(args, profile),
             allow_destructive=args.allow_destructive,
             source=f"reader {args.reader!r}",
+            aids=profile.aids(),
         )
 
 

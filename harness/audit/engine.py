@@ -65,19 +65,23 @@ def run_audit(
     layouts: Sequence[CardLayout] | None = None,
     allow_destructive: bool = False,
     source: str = "card",
+    aids: Mapping[str, bytes] | None = None,
 ) -> AuditReport:
     """Probe the card behind ``transport`` and compare with the reference rules.
 
     ``reference(overlays)`` gives the declared rules for the card variant (the overlays follow
     from the JPKI token label). ``card_rules`` (an emulated card's own stored rules) is checked
     too, so both a drifted rule and a chip that does not enforce its own table are reported.
+    ``aids`` names the applications to probe (default: today's card's five); a card of another
+    profile passes its own, e.g. ``{app.name: app.aid for app in content.applications}``.
     """
     prober = Prober(transport)
     token = read_token(prober)
     overlays = ["smartphone"] if token in SMARTPHONE_TOKENS else []
     declared = dict(reference(overlays))
     report = AuditReport(source=source, token=token, overlays=overlays)
-    plan = merge_layouts(layouts_from_rules(declared), layouts or [])
+    planned = layouts_from_rules(declared) if aids is None else layouts_from_rules(declared, aids)
+    plan = merge_layouts(planned, layouts or [])
 
     run = _Run(prober, credentials, allow_destructive, report)
     run.read_counters_before(plan)

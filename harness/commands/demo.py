@@ -9,8 +9,11 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from apdu import builders, tlv
+from apdu.vocabulary import Text
 from card_emulator import persona as persona_module
 from card_emulator.check_codes import check_code_b
+from card_emulator.profiles import DEFAULT_PROFILE
 from harness.card_server import CardServer
 from harness.commands.summary import jpki_summary
 from harness.default_pki import pki_store, shared_card
@@ -40,6 +43,22 @@ def opensc_certificates(reader: str, env: dict[str, str]) -> list[str]:
     return OPENSC_LABEL.findall(result.stdout)
 
 
+def _face_ap_summary(
+    client: MynaClient, persona: persona_module.Persona, emit: Callable[[str], None]
+) -> None:
+    """The (仮称)券面等AP of a next-generation card (the AID and FIDs its profile declares)."""
+    code = check_code_b(persona.holder.birth_date, persona.card.expiry, persona.card.security_code)
+    client.select_application(Text.AID)
+    client.expect_ok(builders.verify(code.encode("ascii"), sfi=0x15), "VERIFY 照合番号")
+    face = tlv.decode_one(client.read_ef(0x0002))
+    fields = {item.tag: item.value for item in face.children()}
+    emit("(仮称)券面等AP, after the printed 照合番号:")
+    emit(f"  氏名             {fields.get(0xDF22, b'').decode('utf-8', 'replace')}")
+    emit(f"  ローマ字氏名     {fields.get(0xDF26, b'').decode('ascii', 'replace')}")
+    emit(f"  住所             {fields.get(0xDF23, b'').decode('utf-8', 'replace')}")
+    emit(f"  生年月日         {fields.get(0xDF24, b'').decode('ascii', 'replace')} (no 性別)")
+
+
 def run_demo(persona_path: Path, emit: Callable[[str], None] = print) -> bool:
     """Serve the persona's card in a virtual reader and read it through PC/SC."""
     persona = persona_module.load(persona_path)
@@ -58,6 +77,11 @@ def run_demo(persona_path: Path, emit: Callable[[str], None] = print) -> bool:
             ok &= jpki_summary(
                 client, auth_pin=persona.pins.jpki_auth, sign_password=persona.pins.jpki_sign
             )
+            if persona.profile != DEFAULT_PROFILE:
+                _face_ap_summary(client, persona, emit)
+                emit("(OpenSC has no driver for this card generation: not asked.)")
+                emit("Stopped: card removed, pcscd stopped.")
+                return ok
             store = pki_store()
             session = TextApSession.open(client, persona.pins.text)
             session.verify_check_code_a(persona.holder.my_number)

@@ -28,6 +28,7 @@ GRADES = {
     "observed": "seen on a real card (a client's measurement or trace)",
     "client": "what one published client relies on, not shown on a card",
     "choice": "ours: no public source settles it",
+    "GUESS": "next-generation card (provisional): only its outline is public, the bytes are ours",
 }
 _OVERRIDE = re.compile(r"\b(policy|access|counters|card)\.([\w.<>]+)")
 
@@ -88,7 +89,7 @@ def check(behaviours: list[Behaviour]) -> None:
     rules = load_rules()
     named_policy: set[str] = set()
     for b in behaviours:
-        if b.grade == "choice" and not b.override:
+        if b.grade in ("choice", "GUESS") and not b.override:
             raise FidelityError(f"{b.id}: a choice of ours must say how to override it")
         for kind, path in _OVERRIDE.findall(b.override):
             _check_override(b.id, kind, path, policy_fields, rules)
@@ -148,7 +149,10 @@ def render(behaviours: list[Behaviour], sources: Mapping[str, str]) -> str:
         "",
         "Every choice can be overridden in a persona: `[policy]` fields, `[access]` rules,",
         "`[counters]` presets and `[card]` fields. `[policy.remap]` replaces any status word",
-        "of any instruction, so every status word here that is ours can be changed.",
+        "of any instruction, so every status word here that is ours can be changed. A GUESS",
+        "about the next-generation card is data in its profile",
+        "(`card_emulator/profiles/next-generation.toml`): edit a copy and name it in a persona",
+        '(`profile = "my-profile.toml"`).',
         "",
     ]
     areas: dict[str, list[Behaviour]] = {}

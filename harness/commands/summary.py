@@ -6,12 +6,11 @@ from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from jpki.holder import holder_from_certificate
 from readers.host_side.client import MynaClient
-from readers.host_side.jpki import JpkiCredential
+from readers.host_side.jpki import JpkiCredential, verify_signature
 
 DEMO_MESSAGE = "mynacard demo: 本人確認".encode()
 
@@ -53,12 +52,12 @@ def jpki_summary(
     emit(f"  tries left       利用者証明用暗証番号 {auth_left}/3, 署名用パスワード {sign_left}/5")
     if auth_pin is not None:
         client.verify(JpkiCredential.AUTH_PIN, auth_pin)
-        signature = client.sign(JpkiCredential.AUTH_PIN, DEMO_MESSAGE)
         public = auth.public_key()
-        assert isinstance(public, rsa.RSAPublicKey)
+        signature = client.jpki.sign_for(JpkiCredential.AUTH_PIN, DEMO_MESSAGE, public)
+        hashed = "SHA-384 ECDSA" if isinstance(public, ec.EllipticCurvePublicKey) else "SHA-256"
         try:
-            public.verify(signature, DEMO_MESSAGE, padding.PKCS1v15(), hashes.SHA256())
-            emit("  auth signature   VERIFY ok; SHA-256 signature with key 0017 verifies ✓")
+            verify_signature(auth, signature, DEMO_MESSAGE)
+            emit(f"  auth signature   VERIFY ok; {hashed} signature with key 0017 verifies ✓")
         except InvalidSignature:
             emit("  auth signature   does NOT verify against the certificate ✗")
             ok = False

@@ -11,12 +11,22 @@ from dataclasses import dataclass
 from enum import Enum
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from apdu import builders
 from apdu.vocabulary import DIGEST_INFO_PREFIXES, Jpki
 from readers.host_side.protocol import CardError, CardProtocol, InterlockError
 
-__all__ = ["JpkiCredential", "JpkiSession", "TokenInfo", "digest_info"]
+__all__ = [
+    "JpkiCredential",
+    "JpkiSession",
+    "TokenInfo",
+    "digest_info",
+    "ecdsa_der",
+    "signature_der",
+    "verify_signature",
+]
 
 TOKEN_INFO_SIZE = 96
 
@@ -118,3 +128,47 @@ class JpkiSession:
         return self.protocol.expect_ok(
             command, f"COMPUTE DIGITAL SIGNATURE with {credential.key:04X}"
         )
+
+    def sign_for(self, credential: JpkiCredential, data: bytes, key_type: object) -> bytes:
+        """Sign ``data`` as the card generation expects: a SHA-256 DigestInfo for an RSA key,
+        a SHA-384 digest for an EC key (``key_type`` is the certificate's public key)."""
+        if isinstance(key_type, ec.EllipticCurvePublicKey):
+            return self.sign_digest(credential, hashlib.sha384(data).digest())
+        return self.sign(credential, data)
+
+    def sign_digest(self, credential: JpkiCredential, digest: bytes) -> bytes:
+        """Sign a digest as given (P1 ``00``): on an EC card (the next-generation profile)
+        an ECDSA signature over a SHA-256/384/512 digest, raw r ‖ s by default."""
+        command = builders.compute_signature(digest, key_sfi=credential.key)
+        return self.protocol.expect_ok(
+            command, f"COMPUTE DIGITAL SIGNATURE with {credential.key:04X}"
+        )
+
+
+def signature_der(answer: bytes, public_key: ec.EllipticCurvePublicKey) -> bytes:
+    """An EC card's signature answer as DER, whether it came raw (r ‖ s) or already DER."""
+    size = (public_key.curve.key_size + 7) // 8
+    return ecdsa_der(answer) if len(answer) == 2 * size else answer
+
+
+def verify_signature(certificate: x509.Certificate, signature: bytes, data: bytes) -> None:
+    """Check a JPKI signature over ``data`` with the certificate's key: PKCS#1 v1.5 SHA-256
+    (today's card) or ECDSA SHA-384 (next-generation card, raw or DER); InvalidSignature if
+    it does not verify."""
+    public = certificate.public_key()
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        public.verify(signature_der(signature, public), data, ec.ECDSA(hashes.SHA384()))
+        return
+    if not isinstance(public, rsa.RSAPublicKey):
+        raise ValueError("a JPKI certificate holds an RSA or EC key")
+    public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+
+
+def ecdsa_der(raw: bytes) -> bytes:
+    """A raw r ‖ s ECDSA signature as the DER SEQUENCE that X.509 stacks and OpenSSL verify."""
+    if not raw or len(raw) % 2:
+        raise ValueError(f"a raw ECDSA signature has an even length, not {len(raw)}")
+    half = len(raw) // 2
+    return utils.encode_dss_signature(
+        int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
+    )

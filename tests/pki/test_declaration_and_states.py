@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from jpki.clock import JST, FrozenClock, OffsetClock, parse_moment
 from jpki.declaration import DeclarationError, default_declaration, parse_declaration
+from jpki.keys import KeyAlgorithm
 from jpki.names import NameStyle, Tree
 from jpki.revocation import (
     CertificateState,
@@ -49,8 +50,11 @@ def test_default_declaration_mirrors_the_real_generations() -> None:
     assert declaration.base_url == "http://127.0.0.1:8714"
     assert declaration.styles == (NameStyle.TEST, NameStyle.PRODUCTION)
     for tree in Tree:
-        generations = declaration.trees[tree].generations
+        every = declaration.trees[tree].generations
+        generations = [g for g in every if g.algorithm is KeyAlgorithm.RSA_2048]
         assert [g.generation for g in generations] == [1, 2, 3, 4]
+        next_generation = [g for g in every if g.algorithm is KeyAlgorithm.ECDSA_P384]
+        assert [g.generation for g in next_generation] == [5]
         first = generations[0]
         assert first.serial == 1
         assert first.not_before == dt.datetime(2015, 10, 20, tzinfo=JST)
@@ -67,6 +71,9 @@ def test_generation_in_force_is_the_newest_valid_one() -> None:
     assert auth.in_force(dt.datetime(2019, 9, 14, 0, tzinfo=JST)).generation == 2  # type: ignore[union-attr]
     assert auth.in_force(dt.datetime(2025, 3, 3, tzinfo=JST)).generation == 3  # type: ignore[union-attr]
     assert auth.in_force(dt.datetime(2040, 1, 1, tzinfo=JST)) is None
+    p384 = KeyAlgorithm.ECDSA_P384
+    assert auth.in_force(dt.datetime(2040, 1, 1, tzinfo=JST), p384).generation == 5  # type: ignore[union-attr]
+    assert auth.in_force(dt.datetime(2025, 3, 3, tzinfo=JST), p384) is None
 
 
 SIGN_SERIAL = "[sign]\n[[sign.generations]]\ngeneration = 1\nserial = -3"

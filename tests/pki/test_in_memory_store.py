@@ -256,7 +256,8 @@ def test_material_is_made_on_first_use_only() -> None:
     ]
     assert made == [(NameStyle.TEST, Tree.AUTH, issued.authority.generation)]
     assert [issuer.authority for issuer in store.ocsp_issuers()] == [issued.authority]
-    assert len(store.trust_roots(Tree.AUTH, NameStyle.TEST)) == 4  # roots: every generation
+    # roots: every generation, the four RSA ones and the next-generation P-384 one
+    assert len(store.trust_roots(Tree.AUTH, NameStyle.TEST)) == 5
     assert not store.material.has_authority(Tree.SIGN, NameStyle.TEST, 1)
 
 
