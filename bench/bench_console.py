@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from bench_core import ROOT, SELECT_JPKI, Stat, check, wait_ready
+from bench_core import ROOT, SELECT_JPKI, Stat, check, cpu_seconds, wait_ready
 
 from readers.card_side.reader_conf import VpcdReader
 from readers.host_side.pcsc import PcscTransport
@@ -118,13 +117,6 @@ def served(reader: VpcdReader, *, console: bool) -> Iterator[tuple[int, str]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (``/proc/<pid>/stat``)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _samples(transport: PcscTransport, n: int) -> list[int]:

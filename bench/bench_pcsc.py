@@ -14,7 +14,6 @@ from) as a baseline.
 from __future__ import annotations
 
 import contextlib
-import os
 import resource
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from bench_core import (
     Results,
     Stat,
     check,
+    cpu_seconds,
     time_calls,
     wait_ready,
 )
@@ -164,17 +164,6 @@ def bench_kiosk(reader: str, n: int) -> dict[str, Any]:
     }
 
 
-def _cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of process ``pid`` (0 when unknown)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _own_cpu_seconds() -> float:
     """User + system CPU time of this process."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -214,14 +203,14 @@ def bench_throughput(
     for th in threads:
         th.start()
     start.wait()
-    before = (_cpu_seconds(pcscd), _cpu_seconds(cards), _own_cpu_seconds())
+    before = (cpu_seconds(pcscd), cpu_seconds(cards), _own_cpu_seconds())
     t0 = time.perf_counter()
     time.sleep(seconds)
     stop.set()
     for th in threads:
         th.join()
     elapsed = time.perf_counter() - t0
-    after = (_cpu_seconds(pcscd), _cpu_seconds(cards), _own_cpu_seconds())
+    after = (cpu_seconds(pcscd), cpu_seconds(cards), _own_cpu_seconds())
     for t in transports:
         t.disconnect()
     if errors:

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench_core import PERSONA, ROOT, read_line, wait_ready
+from bench_core import PERSONA, ROOT, cpu_seconds, read_line, wait_ready
 
 CLIENTS = ROOT / "bench" / "pcsc_clients.py"
 SERVE = [sys.executable, "-m", "harness.cli", "serve", "--private-socket"]
@@ -37,15 +37,6 @@ class Served:
 
     proc: subprocess.Popen[str]
     pcscd: list[tuple[int, str]] = field(default_factory=list)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (0 when gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> float:

@@ -14,7 +14,6 @@ process stops the console, or dies, the console process sees the link end and ex
 
 from __future__ import annotations
 
-import secrets
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from harness.console import CardController
 from harness.console.link import CardLink, LinkError, recv_json, send_json
-from harness.console.web.server import HOST, ConsoleServerError, listen_socket
+from harness.console.web.server import ConsoleAddress, ConsoleServerError, listen_socket
 
 PRIORITY: str | int = "idle"
 """The console process's priority: ``"idle"`` (Linux ``SCHED_IDLE``: it runs only when no
@@ -34,7 +33,7 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
 
 
-class ConsoleProcess:
+class ConsoleProcess(ConsoleAddress):
     """The console of ``controller`` served by a child process on
     ``http://127.0.0.1:<port>/`` (see the module docstring); ``with`` starts and stops it.
     The same surface as :class:`~harness.console.web.server.ConsoleServer`."""
@@ -48,32 +47,12 @@ class ConsoleProcess:
         token: str | None = None,
         priority: str | int = PRIORITY,
     ) -> None:
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ValueError(f"port must be an integer 0-65535, not {port!r}")
+        super().__init__(port, token)
         self.controller = controller
         self.personas = [str(path) for path in personas]
-        self.token = token if token is not None else secrets.token_urlsafe(32)
         self.priority = priority
-        self._requested_port = port
-        self._port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._link: CardLink | None = None
-
-    @property
-    def port(self) -> int:
-        """The port served on (known once started; kept after :meth:`stop`)."""
-        if self._port is None:
-            raise RuntimeError("the console is not started")
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """The page's address with the token: ``http://127.0.0.1:<port>/?token=<token>``."""
-        return f"{self.base_url}/?token={self.token}"
 
     @property
     def pid(self) -> int | None:

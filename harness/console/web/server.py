@@ -51,11 +51,17 @@ class Uvicorn(uvicorn.Server):
         yield
 
 
+def check_port(port: object) -> int:
+    """``port`` if it is an integer 0-65535; ValueError naming it otherwise."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an integer 0-65535, not {port!r}")
+    return port
+
+
 def listen_socket(port: int) -> socket.socket:
     """A TCP socket listening on ``127.0.0.1:port`` (``0``: any free port); a busy or
     forbidden port raises :class:`ConsoleServerError` naming it."""
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValueError(f"port must be an integer 0-65535, not {port!r}")
+    check_port(port)
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP
     # (accepted ones inherit it). Without it, a response's headers and body leave in two
     # writes and Nagle holds the body for the client's delayed ACK: 40 ms per keep-alive
@@ -92,37 +98,20 @@ def uvicorn_server(app: Any) -> Uvicorn:
     return Uvicorn(config)
 
 
-class ConsoleServer:
-    """The console of ``controller`` served on ``http://127.0.0.1:<port>/`` (see the module
-    docstring); ``with`` starts and stops it."""
+class ConsoleAddress:
+    """Where a console serves: the port asked for (``0``: any free one), the port it got once
+    started, and the token every request needs (fresh unless given)."""
 
-    def __init__(
-        self,
-        controller: CardController,
-        *,
-        port: int = 0,
-        personas: Sequence[str | Path] = (),
-        token: str | None = None,
-    ) -> None:
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ValueError(f"port must be an integer 0-65535, not {port!r}")
-        self.controller = controller
-        self.personas = list(personas)
-        self.token = token if token is not None else secrets.token_urlsafe(32)
-        self._requested_port = port
-        self._socket: socket.socket | None = None
+    def __init__(self, port: int, token: str | None) -> None:
+        self._requested_port = check_port(port)
         self._port: int | None = None
-        self._server: Uvicorn | None = None
-        self._thread: threading.Thread | None = None
-        self._streams: Streams | None = None
-        self._failure: BaseException | None = None
-        self._switch_interval: float | None = None
+        self.token = token if token is not None else secrets.token_urlsafe(32)
 
     @property
     def port(self) -> int:
-        """The port served on (known once started; kept after :meth:`stop`)."""
+        """The port served on (known once started; kept after stopping)."""
         if self._port is None:
-            raise RuntimeError("the console server is not started")
+            raise RuntimeError("the console is not started")
         return self._port
 
     @property
@@ -134,6 +123,29 @@ class ConsoleServer:
     def url(self) -> str:
         """The page's address with the token: ``http://127.0.0.1:<port>/?token=<token>``."""
         return f"{self.base_url}/?token={self.token}"
+
+
+class ConsoleServer(ConsoleAddress):
+    """The console of ``controller`` served on ``http://127.0.0.1:<port>/`` (see the module
+    docstring); ``with`` starts and stops it."""
+
+    def __init__(
+        self,
+        controller: CardController,
+        *,
+        port: int = 0,
+        personas: Sequence[str | Path] = (),
+        token: str | None = None,
+    ) -> None:
+        super().__init__(port, token)
+        self.controller = controller
+        self.personas = list(personas)
+        self._socket: socket.socket | None = None
+        self._server: Uvicorn | None = None
+        self._thread: threading.Thread | None = None
+        self._streams: Streams | None = None
+        self._failure: BaseException | None = None
+        self._switch_interval: float | None = None
 
     def start(self) -> ConsoleServer:
         """Bind, then serve in a new thread; returns once uvicorn accepts connections."""
