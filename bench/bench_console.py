@@ -3,18 +3,18 @@
 What a lab runs: two ``mynacard serve --vpcd`` processes, one card each, in two readers of the
 benchmark's pcscd — one plain, one with ``--console`` (its web server in a console process of
 its own, at idle priority). The benchmark's client (pyscard → pcscd → vpcd) sends SELECT
-JPKI-AP in blocks, each round: to the plain card; to the console's card with the console idle;
-then, while bench/console_load.py (another process, normal priority) keeps
-:data:`CONCURRENCY` API calls in flight and reads the event stream, alternately to the
-console's card and to the plain card (the same moments, the same load on the machine, no
-console on that card); then to the plain card again.
+JPKI-AP in slices that alternate between the two cards (ABBA), in two blocks per round: with the
+console idle, then while bench/console_load.py (another process, normal priority) keeps
+:data:`CONCURRENCY` API calls in flight and reads the event stream. The plain card is measured
+at the same moments under the same load, so the comparison isolates what the console costs its
+card.
 
-So the loaded console's card is compared twice: with the plain card at rest (what the machine
-being busy costs too: 2 cores shared by the client, pcscd, both cards, the console and a load
-generator) and with the plain card beside the same load (what the console costs its card). The
-spread between identical blocks is the run's noise: the two resting plain blocks, and the two
-halves of the plain card's loaded slices. The card processes' CPU time per APDU (``/proc``)
-says what the console costs the card's process itself.
+The noise is the run's own: a permutation test deals the same slices to the two sides at
+random many times, and the 95th percentile of the ratios it gets is the band a difference must
+exceed to be more than chance (:func:`bench_core.compare_slices`). Comparing one ratio against
+one other ratio of two identical blocks, as this benchmark did before, called the same card
+"slower than noise" about half the time. The card processes' CPU time per APDU (``/proc``) says
+what the console costs the card's process itself.
 """
 
 from __future__ import annotations
@@ -29,7 +29,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from bench_core import ROOT, SELECT_JPKI, Stat, check, cpu_seconds, wait_ready
+from bench_core import (
+    ROOT,
+    SELECT_JPKI,
+    Stat,
+    check,
+    compare_slices,
+    cpu_seconds,
+    wait_ready,
+)
 
 from readers.card_side.reader_conf import VpcdReader
 from readers.host_side.pcsc import PcscTransport
@@ -45,9 +53,9 @@ WITHOUT = "SELECT JPKI-AP, no console"
 IDLE = "SELECT JPKI-AP, console attached, idle"
 WITH = f"SELECT JPKI-AP, console attached + {CONCURRENCY} concurrent API calls + event stream"
 BESIDE = "SELECT JPKI-AP, no console, beside that loaded console (same moments)"
-AGAIN = "SELECT JPKI-AP, no console (again)"
-SLICES = 8
-"""Sub-blocks of the loaded block, alternating between the console's card and the plain one."""
+SLICES = 16
+"""Slices per card in each block, alternating (ABBA) between the console's card and the plain
+one: the unit the permutation test deals out (:func:`bench_core.compare_slices`)."""
 
 
 @contextlib.contextmanager
@@ -129,12 +137,11 @@ def _samples(transport: PcscTransport, n: int) -> list[int]:
     return out
 
 
-def _spread(first: Stat, second: Stat) -> tuple[float, float]:
-    """How far apart two measurements of the same thing are: (median ratio, p99 ratio), ≥ 1."""
-    return (
-        max(first.median_ns, second.median_ns) / min(first.median_ns, second.median_ns),
-        max(first.p99_ns, second.p99_ns) / min(first.p99_ns, second.p99_ns),
-    )
+def _pairs(slices: int) -> Iterator[tuple[bool, int]]:
+    """``(first_side_first, index)`` for each pair of slices: ABBA order, so neither side is
+    always the one measured first after a change (the load starting, a block ending)."""
+    for index in range(slices):
+        yield index % 2 == 0, index
 
 
 def bench_console(
@@ -143,12 +150,11 @@ def bench_console(
     connect: Callable[[str], PcscTransport],
     rounds: int = ROUNDS,
 ) -> dict[str, Any]:
-    """The five rows (``rounds`` rounds of blocks of ``n // rounds`` APDUs), the run's noise,
-    the ratios the target is judged on, the card processes' CPU per APDU, and what the load
-    did."""
+    """The four rows (``rounds`` rounds of two interleaved blocks of ``n // rounds`` APDUs per
+    card), the two comparisons the targets are judged on with their permutation bands, the
+    card processes' CPU per APDU, and what the load did."""
     plain_reader, console_reader = readers[0], readers[1]
-    rows: dict[str, list[int]] = {WITHOUT: [], IDLE: [], WITH: [], BESIDE: [], AGAIN: []}
-    halves: tuple[list[int], list[int]] = ([], [])
+    rows: dict[str, list[list[int]]] = {WITHOUT: [], IDLE: [], WITH: [], BESIDE: []}
     cpu = {"plain": 0.0, "idle": 0.0, "loaded": 0.0}
     counted = {"plain": 0, "idle": 0, "loaded": 0}
     load: dict[str, float] = {"requests": 0, "events": 0, "seconds": 0.0}
@@ -165,51 +171,46 @@ def bench_console(
             for transport in transports.values():
                 check(transport.transmit(SELECT_JPKI), "SELECT via PC/SC")
                 _samples(transport, max(10, n // 10))  # warm up
-            block = max(SLICES, n // rounds)
+            size = max(1, n // rounds // SLICES)
 
-            def measure(where: str, size: int, pid: int, account: str | None) -> list[int]:
+            def measure(where: str, pid: int, account: str) -> list[int]:
                 before = cpu_seconds(pid)
                 samples = _samples(transports[where], size)
-                if account is not None:
-                    cpu[account] += cpu_seconds(pid) - before
-                    counted[account] += size
+                cpu[account] += cpu_seconds(pid) - before
+                counted[account] += size
                 return samples
 
+            def interleaved(console_row: str, plain_row: str, account: str) -> None:
+                for console_first, _ in _pairs(SLICES):
+                    for on_console in (console_first, not console_first):
+                        if on_console:
+                            rows[console_row].append(measure("console", console_pid, account))
+                        else:
+                            rows[plain_row].append(measure("plain", plain_pid, "plain"))
+
             for _ in range(rounds):
-                rows[WITHOUT] += measure("plain", block, plain_pid, "plain")
-                rows[IDLE] += measure("console", block, console_pid, "idle")
+                interleaved(IDLE, WITHOUT, "idle")
                 with console_load(url) as done:
-                    for part in range(SLICES):
-                        rows[WITH] += measure("console", block // SLICES, console_pid, "loaded")
-                        beside = measure("plain", block // SLICES, plain_pid, None)
-                        rows[BESIDE] += beside
-                        halves[part % 2].extend(beside)
+                    interleaved(WITH, BESIDE, "loaded")
                 for key in ("requests", "events", "seconds"):
                     load[key] += float(done.get(key, 0))
                 errors += done.get("errors", [])
-                rows[AGAIN] += measure("plain", block, plain_pid, "plain")
         finally:
             for transport in transports.values():
                 transport.disconnect()
     if errors:
         raise RuntimeError(f"console load: {errors[0]}")
-    stats = {name: Stat.of(samples) for name, samples in rows.items()}
-    resting = Stat.of(rows[WITHOUT] + rows[AGAIN])
-    loaded, neighbour = stats[WITH], stats[BESIDE]
-    noise = _spread(stats[WITHOUT], stats[AGAIN])
-    noise_loaded = _spread(Stat.of(halves[0]), Stat.of(halves[1]))
+    flat = {name: [x for part in slices for x in part] for name, slices in rows.items()}
+    stats = {name: Stat.of(samples) for name, samples in flat.items()}
+    loaded = compare_slices(rows[WITH], rows[BESIDE])
+    idle = compare_slices(rows[IDLE], rows[WITHOUT])
     return {
         "stats": stats,
-        "vs_beside_median": loaded.median_ns / neighbour.median_ns,
-        "vs_beside_p99": loaded.p99_ns / neighbour.p99_ns,
-        "vs_resting_median": loaded.median_ns / resting.median_ns,
-        "vs_resting_p99": loaded.p99_ns / resting.p99_ns,
-        "idle_median": stats[IDLE].median_ns / resting.median_ns,
-        "idle_p99": stats[IDLE].p99_ns / resting.p99_ns,
-        "noise_median": noise[0],
-        "noise_p99": noise[1],
-        "noise_loaded_median": noise_loaded[0],
-        "noise_loaded_p99": noise_loaded[1],
+        "loaded": loaded,
+        "idle": idle,
+        "vs_resting_median": stats[WITH].median_ns / stats[WITHOUT].median_ns,
+        "vs_resting_p99": stats[WITH].p99_ns / stats[WITHOUT].p99_ns,
+        "slices": SLICES * rounds,
         "cpu_us_per_apdu": {
             key: seconds / counted[key] * 1e6 for key, seconds in cpu.items() if counted[key]
         },

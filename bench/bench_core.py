@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import select
 import statistics
 import subprocess
@@ -59,6 +60,52 @@ class Stat:
         ordered = sorted(samples)
         p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
         return cls(len(ordered), float(statistics.median(ordered)), float(p99))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How much slower ``a`` is than ``b`` (median and p99 ratios), and how far apart two
+    arbitrary sets of the same slices fall by chance: the ``confidence`` quantile of the same
+    ratios when the slices are dealt to the two sides at random (a permutation test). A ratio
+    above its band is a difference the run's noise does not explain."""
+
+    median: float
+    p99: float
+    band_median: float
+    band_p99: float
+
+    @property
+    def within_noise(self) -> bool:
+        """Neither ratio beyond its band."""
+        return self.median <= self.band_median and self.p99 <= self.band_p99
+
+
+def compare_slices(
+    a: list[list[int]],
+    b: list[list[int]],
+    *,
+    permutations: int = 400,
+    confidence: float = 0.95,
+    seed: int = 7816,
+) -> Comparison:
+    """``a``'s pooled samples against ``b``'s, each a list of slices measured interleaved with
+    the other's (see :class:`Comparison`)."""
+
+    def ratios(first: list[list[int]], second: list[list[int]]) -> tuple[float, float]:
+        one = Stat.of([x for part in first for x in part])
+        two = Stat.of([x for part in second for x in part])
+        return one.median_ns / two.median_ns, one.p99_ns / two.p99_ns
+
+    observed = ratios(a, b)
+    pool, rng = a + b, random.Random(seed)
+    medians, p99s = [], []
+    for _ in range(permutations):
+        rng.shuffle(pool)
+        median, p99 = ratios(pool[: len(a)], pool[len(a) :])
+        medians.append(median)
+        p99s.append(p99)
+    at = min(permutations - 1, int(permutations * confidence))
+    return Comparison(observed[0], observed[1], sorted(medians)[at], sorted(p99s)[at])
 
 
 @dataclass

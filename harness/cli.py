@@ -152,15 +152,27 @@ def _console_card(card: ServableCard) -> ControlledCard:
     raise TypeError(f"the console drives emulated cards, not {type(card).__name__}")
 
 
-def _start_console(server: CardServer, args: argparse.Namespace, personas: list[Path]) -> Any:
-    """The console over ``server``'s cards (PKI: the shared one they were issued by); prints
-    its address."""
+def _reserve_console_port(args: argparse.Namespace) -> Any:
+    """The console's listening socket, bound before pcscd starts (a busy ``--console-port``
+    is refused before anything else happens); ``None`` without ``--console``."""
+    if not args.console:
+        return None
+    from harness.console.web.server import listen_socket  # noqa: PLC0415
+
+    return listen_socket(args.console_port or 0)
+
+
+def _start_console(
+    server: CardServer, args: argparse.Namespace, personas: list[Path], listener: Any
+) -> Any:
+    """The console over ``server``'s cards (PKI: the shared one they were issued by), on
+    ``listener``; prints its address."""
     from harness.console import CardController  # noqa: PLC0415 - web stack only when asked
     from harness.console.web.process import ConsoleProcess  # noqa: PLC0415
     from harness.default_pki import pki_store  # noqa: PLC0415
 
     controller = CardController.for_server(server, pki=pki_store())
-    console = ConsoleProcess(controller, port=args.console_port or 0, personas=personas)
+    console = ConsoleProcess(controller, personas=personas, listener=listener)
     console.start()
     print(f"console {console.url}", flush=True)
     return console
@@ -228,6 +240,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     overrides, faults = _serve_scenario(args.scenario) if args.scenario else ({}, None)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # before pcscd starts: stopped cleanly
+    listener = _reserve_console_port(args)
     server = CardServer(
         [],
         readers=args.readers,
@@ -245,9 +258,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         server.cards = _serve_cards(args, personas, overrides, faults)
     except BaseException:
         server.stop()
+        if listener is not None:
+            listener.close()
         raise
     with server:
-        console = _start_console(server, args, personas) if args.console else None
+        console = _start_console(server, args, personas, listener) if listener else None
         server.announce_pcscd()
         for served in server.served:
             print(f"  {served.endpoint}  ← {_describe(served.card)}")

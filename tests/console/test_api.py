@@ -1002,6 +1002,25 @@ def test_serve_names_a_busy_console_port(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
 
 
+def test_serve_refuses_a_busy_console_port_before_starting_pcscd(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness import cli
+    from harness.card_server import CardServer
+
+    def started(*_: object) -> None:
+        raise AssertionError("pcscd was started before the console's port was bound")
+
+    monkeypatch.setattr(CardServer, "open_readers", started)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = cli.main(["serve", "--private-socket", "--console", "--console-port", str(port)])
+    assert code == 2
+    assert f"console port {port}: cannot listen" in capsys.readouterr().err
+
+
 def test_the_switch_interval_is_given_back_when_the_console_stops() -> None:
     before = sys.getswitchinterval()
     with CardController([]) as controller, ConsoleServer(controller):

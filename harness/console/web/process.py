@@ -46,8 +46,12 @@ class ConsoleProcess(ConsoleAddress):
         personas: Sequence[str | Path] = (),
         token: str | None = None,
         priority: str | int = PRIORITY,
+        listener: socket.socket | None = None,
     ) -> None:
-        super().__init__(port, token)
+        """``listener``: a socket already listening (:func:`~.server.listen_socket`), for a
+        caller that reserves the port before anything else starts; ``port`` is then ignored."""
+        super().__init__(0 if listener is not None else port, token)
+        self._listener = listener
         self.controller = controller
         self.personas = [str(path) for path in personas]
         self.priority = priority
@@ -73,7 +77,9 @@ class ConsoleProcess(ConsoleAddress):
         """Bind, start the console process, wait until it serves; then link the controller."""
         if self._process is not None:
             raise RuntimeError("the console is already started")
-        listener = listen_socket(self._requested_port)
+        listener, self._listener = self._listener, None
+        if listener is None:
+            listener = listen_socket(self._requested_port)
         self._port = listener.getsockname()[1]
         ours, theirs = socket.socketpair()
         try:
