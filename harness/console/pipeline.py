@@ -1,11 +1,11 @@
 """The console's work off the card's thread: decoding, masking, keeping and publishing events.
 
-A served card calls its ``on_exchange`` observer before it sends its answer, so whatever the
-observer does is added to that APDU's latency. Decoding and masking one exchange costs the
-console some 30 µs of Python, which is more than the card's own work; with
-:class:`EventPipeline` in its threaded form the card's thread only puts the record on a queue
-(about a microsecond) and one worker thread does the rest, in order, while the card waits for
-its next command.
+A served card calls its ``on_exchange`` observer on its serving thread (once the answer is on
+its way), so whatever the observer does delays that card's next command and every other card
+on the loop. Decoding and masking one exchange costs the console some 30 µs of Python, which is
+more than the card's own work; with :class:`EventPipeline` in its threaded form the card's
+thread only puts the record on a queue (about a microsecond) and one worker thread does the
+rest, in order, while the card waits for its next command.
 
 Everything the console publishes goes through the same pipeline — exchanges, card events,
 state changes and progress — so subscribers see them in the order they happened. In process
