@@ -293,6 +293,22 @@ BAD_REQUESTS: list[tuple[str, str, str, Any, int, str | None]] = [
     ("persona-incomplete", "POST", "/api/cards/0/persona", {"toml": 'label = "x"'}, 400, "toml"),
     ("persona-too-big", "POST", "/api/cards/0/persona", {"toml": "#" * 300_000}, 400, "toml"),
     (
+        "persona-names-a-file",
+        "POST",
+        "/api/cards/0/persona",
+        {"toml": '[images]\nphoto = "/etc/hostname"'},
+        400,
+        "toml",
+    ),
+    (
+        "persona-profile-file",
+        "POST",
+        "/api/cards/0/persona",
+        {"toml": 'profile = "../profiles/mine.toml"'},
+        400,
+        "toml",
+    ),
+    (
         "persona-wide-chars",
         "POST",
         "/api/cards/0/persona",
@@ -381,6 +397,16 @@ def test_bad_requests_name_the_field_and_change_nothing(
     if field is not None:
         assert error["error"].startswith(f"{field}: "), error
     assert "1234" not in error["error"]
+    assert cards(api) == before
+
+
+def test_an_uploaded_persona_cannot_put_a_file_of_the_card_machine_on_a_card(
+    api: httpx.Client,
+) -> None:
+    text = demo_persona_path().read_text("utf-8") + '\n[images]\nphoto = "/etc/hostname"\n'
+    before = cards(api)
+    error = assert_error(api.post("/api/cards/0/persona", json={"toml": text}), 400, "toml")
+    assert "images.photo" in error["error"] and "--persona" in error["error"]
     assert cards(api) == before
 
 

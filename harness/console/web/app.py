@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from apdu.version import version
 from card_emulator import persona as persona_module
+from card_emulator.profiles import BUILTIN
 from harness.console import ControlError, inputs
 from harness.console.controls import Controls, ReaderRef
 from harness.console.state import ReaderState
@@ -97,6 +98,28 @@ def _toml(text: str, field: str = "toml") -> dict[str, Any]:
         raise ControlError(field, f"not valid TOML ({exc})") from None
     except RecursionError:
         raise ControlError(field, "arrays or tables nested too deeply") from None
+
+
+def _self_contained(tables: dict[str, Any], field: str = "toml") -> dict[str, Any]:
+    """``tables`` of an uploaded persona, refused if they name a file: image paths and profile
+    files would be read on the card's machine (relative to wherever ``serve`` runs, or any
+    absolute path), so an upload could put that machine's files on a card."""
+    images = tables.get("images")
+    if isinstance(images, Mapping) and images:
+        kind = next(iter(images))
+        raise ControlError(
+            field,
+            f"images.{kind}: an uploaded persona cannot name files on the card's machine; give "
+            "serve the persona file (--persona) and choose it by name",
+        )
+    profile = tables.get("profile")
+    if isinstance(profile, str) and profile not in BUILTIN:
+        raise ControlError(
+            field,
+            f"profile: an uploaded persona names a built-in profile ({', '.join(BUILTIN)}), "
+            "not a profile file; give serve the persona file (--persona) and choose it by name",
+        )
+    return tables
 
 
 def _as(field: str, error: ControlError) -> ControlError:
@@ -285,7 +308,7 @@ def create_app(
                 known = ", ".join(choices) or "none: serve was given no persona files"
                 raise ControlError("persona", f"no persona {body.persona!r} (known: {known})")
             return answer(controller.switch_persona(where, choice.path))
-        tables = _toml(body.toml or "")
+        tables = _self_contained(_toml(body.toml or ""))
         try:
             return answer(controller.switch_persona(where, tables))
         except ControlError as exc:
