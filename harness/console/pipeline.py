@@ -1,8 +1,8 @@
 """The console's work off the card's thread: decoding, masking, keeping and publishing events.
 
-A served card calls its ``on_exchange`` observer on its serving thread (once the answer is on
-its way), so whatever the observer does delays that card's next command and every other card
-on the loop. Decoding and masking one exchange costs the console some 30 µs of Python, which is
+A served card calls its ``on_exchange`` observer on its serving thread (before the answer is
+sent), so whatever the observer does delays that card's answer and every other card on
+the loop. Decoding and masking one exchange costs the console some 30 µs of Python, which is
 more than the card's own work; with :class:`EventPipeline` in its threaded form the card's
 thread only puts the record on a queue (about a microsecond) and one worker thread does the
 rest, in order, while the card waits for its next command.

@@ -78,11 +78,10 @@ class VpcdClient:
     after the current answer is sent).
 
     ``on_exchange`` gets a :class:`~apdu.TraceRecord` (``reader`` = :attr:`reader`) on the
-    loop's thread for every APDU the card answers, once the answer is on its way (so an
-    observer never adds to a command's latency; a card that answers nothing is reported before
-    its removal), and for every
-    card event: ``insert`` / ``remove`` (connection made / closed) and ``power_on`` /
-    ``power_off`` / ``reset`` (from vpcd). Its exceptions are logged, never passed on. Without
+    loop's thread for every APDU the card answers, before the answer is sent (so a client holding
+    an answer can rely on the card's record of it), and for every card event: ``insert`` /
+    ``remove`` (connection made / closed) and ``power_on`` / ``power_off`` / ``reset`` (from
+    vpcd). Its exceptions are logged, never passed on. Without
     an observer no record (nor clock reading) is made.
 
     A card with an ``answer_delay(command)`` method (:class:`~readers.card_side.virtual_card.
@@ -584,7 +583,6 @@ class VpcdClient:
 
     def _answer(self, sock: socket.socket, message: bytes, when: Removal | None) -> None:
         self._dispatching = True
-        record: TraceRecord | None = None
         try:
             if self.on_exchange is None:
                 response = execute(self.card, message, self)
@@ -593,22 +591,18 @@ class VpcdClient:
                 response = execute(self.card, message, self)
                 duration = time.perf_counter() - start
                 if response or self._want_inserted:
-                    record = TraceRecord(started, message, response, duration, reader=self.reader)
+                    self._observe(
+                        TraceRecord(started, message, response, duration, reader=self.reader)
+                    )
         finally:
             self._dispatching = False
         if not self._want_inserted and (not response or when is Removal.AFTER_PROCESSING):
-            if record is not None:
-                self._observe(record)
             self._close(None)  # the card removed itself while answering: no answer
             return
         if when is Removal.AFTER_PROCESSING:
-            if record is not None:
-                self._observe(record)
             self._close(None)
             return
         self._send(sock, response)
-        if record is not None:  # after the answer is on its way: observers cost no latency
-            self._observe(record)
         if self._sock is sock and (when is Removal.AFTER_ANSWER or not self._want_inserted):
             self._close(None)  # removed from inside the card or a hook: after the answer
 

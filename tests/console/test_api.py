@@ -934,6 +934,7 @@ def test_apdus_answer_right_while_the_api_is_hammered(myna_pcscd: Any) -> None:
         with httpx.Client(base_url=server.base_url, headers=headers) as api:
             state = api.get(f"/api/cards/{quote(name)}").json()
         assert state["inserted"] and state["reader"] == name
+    myna_pcscd.wait_for_card(name, present=False, timeout=10)  # empty for the next test
 
 
 # -- mynacard serve --console ------------------------------------------------------------------

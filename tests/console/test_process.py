@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +33,22 @@ SELECT_JPKI = builders.select_aid(Jpki.AID).to_bytes()
 VERIFY_WRONG = builders.verify(b"9999", sfi=0x18).to_bytes()
 
 
-def _controller(myna_pcscd: Any) -> tuple[CardController, str]:
+@pytest.fixture
+def served(myna_pcscd: Any) -> Iterator[tuple[CardController, str]]:
+    """The demo card served in the first reader (the controller owns it); afterwards the
+    reader is empty again (pcscd notices within a poll, so the next test waits for its own card)."""
     reader = myna_pcscd.readers[0]
     controller = CardController.serve(
         [("demo", Card(personalize_shared(persona_module.load(demo_persona_path()))))],
         pki=pki_store(),
         endpoints=[Endpoint(reader.host, reader.port, reader.name, reader.netns)],
     )
-    myna_pcscd.wait_for_card(reader.name, timeout=10)
-    return controller, reader.name
+    try:
+        myna_pcscd.wait_for_card(reader.name, timeout=10)
+        yield controller, reader.name
+    finally:
+        controller.close()
+    myna_pcscd.wait_for_card(reader.name, present=False, timeout=10)
 
 
 def _exited(pid: int, timeout: float = 10.0) -> bool:
@@ -54,8 +62,10 @@ def _exited(pid: int, timeout: float = 10.0) -> bool:
     return False
 
 
-def test_the_console_process_serves_the_api_at_idle_priority(myna_pcscd: Any) -> None:
-    controller, name = _controller(myna_pcscd)
+def test_the_console_process_serves_the_api_at_idle_priority(
+    myna_pcscd: Any, served: tuple[CardController, str]
+) -> None:
+    controller, name = served
     with controller, ConsoleProcess(controller, personas=[demo_persona_path()]) as console:
         assert console.alive and console.pid is not None and console.pid != os.getpid()
         assert os.sched_getscheduler(console.pid) == os.SCHED_IDLE
@@ -78,8 +88,10 @@ def test_the_console_process_serves_the_api_at_idle_priority(myna_pcscd: Any) ->
     assert _exited(pid), "the console process outlived stop()"
 
 
-def test_the_cards_serve_on_when_the_console_process_dies(myna_pcscd: Any) -> None:
-    controller, name = _controller(myna_pcscd)
+def test_the_cards_serve_on_when_the_console_process_dies(
+    myna_pcscd: Any, served: tuple[CardController, str]
+) -> None:
+    controller, name = served
     with controller, ConsoleProcess(controller) as console:
         pid = console.pid
         assert pid is not None
@@ -95,9 +107,9 @@ def test_the_cards_serve_on_when_the_console_process_dies(myna_pcscd: Any) -> No
 
 
 def test_a_console_that_cannot_start_says_why_and_leaves_no_process(
-    myna_pcscd: Any, tmp_path: Path
+    served: tuple[CardController, str], tmp_path: Path
 ) -> None:
-    controller, _ = _controller(myna_pcscd)
+    controller, _ = served
     bad = tmp_path / "bad.toml"
     bad.write_text("label = \n", encoding="utf-8")
     with controller:
