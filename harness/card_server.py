@@ -152,12 +152,15 @@ class CardServer:
         if name == "on_exchange" and "served" in self.__dict__:
             self._wire_observers()  # the console adds itself after start()
 
-    def _tracing(self) -> bool:
-        return self.on_exchange is not None or self._trace_writer is not None
+    def _observer(self) -> Observer | None:
+        """What the clients report to: nothing when no one reads the records (then no record
+        is made per APDU), the one observer itself when there is one (one call less per APDU)."""
+        if self._trace_writer is None:
+            return self.on_exchange
+        return self._observe
 
     def _wire_observers(self) -> None:
-        """Clients report records only when someone reads them: no record per APDU else."""
-        observer = self._observe if self._tracing() else None
+        observer = self._observer()
         for served in self.served:
             if served.client is not None:
                 served.client.on_exchange = observer
@@ -281,7 +284,7 @@ class CardServer:
                 places = self._places(len(self.cards))
             elif len(self.cards) > len(places) or not self.cards:
                 raise ServeError(f"{len(self.cards)} cards for {len(places)} readers opened")
-            observer = self._observe if self._tracing() else None
+            observer = self._observer()
             for (label, card), endpoint in zip(self.cards, places, strict=False):
                 served = ServedCard(label, card, endpoint)
                 served.client = VpcdClient(

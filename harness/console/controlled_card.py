@@ -125,6 +125,8 @@ class ControlledCard:
 
     def answer_delay(self, command: bytes) -> float:
         """The faults' latency for ``command`` (a timer on the card loop, not a sleep)."""
+        if self._faulty is None:  # one attribute read: no lock to ask for none
+            return 0.0
         with self.lock:
             faulty = self._faulty
             return faulty.answer_delay(command) if faulty is not None else 0.0

@@ -15,9 +15,9 @@ its encoding:
 
 What crosses to the console holds no secret: an exchange's command has the data of any
 secret-bearing instruction zeroed (:func:`apdu.blank_secret`), and of its response only the
-length and status word cross. The card's thread only appends a tuple to a queue
-(:class:`ForwardFeed`); a writer thread sends the queue every :data:`BATCH_SECONDS` at most,
-at once for replies and events, in one ``sendall``.
+length and status word cross. The card's thread only appends its record to a queue
+(:class:`ForwardFeed`, one C call); a writer thread turns the records into items and sends the
+queue every :data:`BATCH_SECONDS`, at once for replies and events, in one ``sendall``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ import pickle
 import socket
 import struct
 import threading
+import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,8 @@ once): the live stream shows an exchange within a tenth of a second. Every 10 ms
 two processes' wake-ups showed in the APDUs' 99th percentile (1.6× at idle)."""
 MAX_PENDING = 200_000
 """Items the card side holds for a console that does not read; older ones are dropped."""
+YIELD_EVERY = 128
+"""Records the writer converts between two releases of the interpreter lock."""
 CALL_WORKERS = 8
 """Calls the card side runs at once (a persona switch takes seconds; a snapshot should not
 wait for it)."""
@@ -142,6 +145,10 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _drop(record: TraceRecord) -> None:
+    """What a :class:`ForwardFeed` does with a record once its link has ended."""
+
+
 def exchange_item(record: TraceRecord) -> tuple[Any, ...]:
     """What crosses the link of ``record`` (no secret: see the module docstring)."""
     if record.event:
@@ -191,14 +198,17 @@ def from_wire(value: object) -> Any:
 
 
 class ForwardFeed:
-    """A controller's feed that queues everything for the console process (cheap on the card's
-    thread: one tuple, one append)."""
+    """A controller's feed that queues everything for the console process. On the card's
+    thread, :attr:`record` is the queue's own ``append`` (a C call, no Python frame); once the
+    link has ended it drops the records."""
 
-    def __init__(self, link: CardLink) -> None:
+    def __init__(self, link: CardLink, append: Callable[[TraceRecord], None]) -> None:
         self._link = link
+        self.record = append
 
-    def record(self, record: TraceRecord) -> None:
-        self._link.queue(exchange_item(record))
+    def end(self) -> None:
+        """Drop every record from now on (the console process is gone)."""
+        self.record = _drop
 
     def publish(self, kind: str, reader: str, body: Mapping[str, Any]) -> None:
         self._link.queue(("e", kind, reader, dict(body)), urgent=True)
@@ -227,13 +237,11 @@ class CardLink:
     ) -> None:
         self.controller = controller
         self.batch = batch
-        self.feed = ForwardFeed(self)
         self.ended = threading.Event()
         """Set when the console process went away (or :meth:`close` ended the link)."""
         self._sock = sock
-        self._out: deque[tuple[Any, ...]] = deque(maxlen=MAX_PENDING)
-        self._pending = False
-        self._wake = threading.Event()
+        self._out: deque[TraceRecord | tuple[Any, ...]] = deque(maxlen=MAX_PENDING)
+        self.feed = ForwardFeed(self, self._out.append)
         self._urgent = threading.Event()
         self._closing = False
         self._send_lock = threading.Lock()
@@ -253,12 +261,7 @@ class CardLink:
             return
         self._out.append(item)
         if urgent:
-            self._pending = True
             self._urgent.set()
-            self._wake.set()
-        elif not self._pending:
-            self._pending = True
-            self._wake.set()
 
     def flush(self, timeout: float = 2.0) -> bool:
         """Wait until what is queued now has been sent (False after ``timeout``)."""
@@ -272,9 +275,8 @@ class CardLink:
         """Send what is queued, then end the link (the console process sees its end)."""
         self._closing = True
         self._urgent.set()
-        self._wake.set()
         self._writer.join(timeout)
-        self.ended.set()
+        self._end()
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         self._reader.join(timeout)
@@ -285,21 +287,25 @@ class CardLink:
 
     def _write(self) -> None:
         try:
-            while True:
-                self._wake.wait()
-                self._wake.clear()
-                if not self._closing:
-                    self._urgent.wait(self.batch)  # gather exchanges; events and replies at once
+            while not self.ended.is_set():
+                # exchanges wait for the next tick (the card's thread never wakes this one);
+                # events and replies are urgent
+                self._urgent.wait(self.batch)
                 self._urgent.clear()
-                self._pending = False
-                self._send_queued()
+                if self._out:
+                    self._send_queued()
                 if self._closing and not self._out:
                     return
         except OSError as exc:
             if not self._closing:
                 log.warning("console link: the console process went away (%s)", exc)
         finally:
-            self.ended.set()
+            self._end()
+
+    def _end(self) -> None:
+        self.ended.set()
+        self.feed.end()
+        self._urgent.set()  # the writer leaves its wait
 
     def _send_queued(self, last: tuple[Any, ...] | None = None) -> None:
         """Send everything queued (then ``last``, if given) in one frame."""
@@ -311,7 +317,14 @@ class CardLink:
                     item = self._out.popleft()
                 except IndexError:
                     break
-                (flushes if item[0] == "flush" else items).append(item)
+                if isinstance(item, TraceRecord):
+                    items.append(exchange_item(item))
+                    if len(items) % YIELD_EVERY == 0:
+                        time.sleep(0)  # let a waiting card thread answer: no long hold of the GIL
+                elif item[0] == "flush":
+                    flushes.append(item)
+                else:
+                    items.append(item)
             if last is not None:
                 items.append(last)
             if items:
@@ -333,8 +346,7 @@ class CardLink:
             if not self._closing:
                 log.warning("console link: %s", exc)
         finally:
-            self.ended.set()
-            self._wake.set()
+            self._end()
 
     def _call(self, message: Mapping[str, Any]) -> None:
         ident = message.get("id")

@@ -592,7 +592,7 @@ class VpcdClient:
                 duration = time.perf_counter() - start
                 if response or self._want_inserted:
                     self._observe(
-                        TraceRecord(started, message, response, duration, reader=self.reader)
+                        TraceRecord.exchange(started, message, response, duration, self.reader)
                     )
         finally:
             self._dispatching = False
