@@ -551,7 +551,7 @@ class CardController:
             "reader": slot.name,
             "action": action,
             "detail": dict(detail or {}),
-            "state": state.to_json(),
+            "state": state,  # the feed makes its JSON, off this thread
         }
         self._feed.publish("state", slot.name, body)
         return state

@@ -24,6 +24,7 @@ from harness.console.errors import ControlError
 from harness.console.events import DEFAULT_QUEUE, MAX_QUEUE, EventHub, Subscription
 from harness.console.masking import event_from_trace, trace_json
 from harness.console.pipeline import EventPipeline
+from harness.console.state import ReaderState
 from harness.console.trace_buffer import TraceBuffer
 from harness.traces.decoder import ReaderDecoders
 
@@ -35,7 +36,9 @@ class Feed(Protocol):
         """An exchange or a card event of one reader."""
 
     def publish(self, kind: str, reader: str, body: Mapping[str, Any]) -> None:
-        """An event the controller made (``state``, ``progress``), JSON-ready."""
+        """An event the controller made (``state``, ``progress``), JSON-ready but for its
+        ``state`` entry, which may be a :class:`~harness.console.state.ReaderState` (the feed
+        makes its JSON where the event is handled, not on the thread that acted)."""
 
     def reset_decoder(self, reader: str) -> None:
         """Another card is in ``reader``: decode its exchanges from the power-on state."""
@@ -66,7 +69,7 @@ class LocalFeed:
         self._pipeline.submit(record)
 
     def publish(self, kind: str, reader: str, body: Mapping[str, Any]) -> None:
-        self._pipeline.submit(functools.partial(self._hub.publish, kind, reader, body))
+        self._pipeline.submit(functools.partial(self._publish, kind, reader, body))
 
     def reset_decoder(self, reader: str) -> None:
         self._pipeline.submit(functools.partial(self._decoders.reset, reader))
@@ -91,6 +94,12 @@ class LocalFeed:
         """``reader``'s kept lines as a trace file (after what is pending is handled)."""
         self.settle()
         return self._traces.render(reader)
+
+    def _publish(self, kind: str, reader: str, body: Mapping[str, Any]) -> None:
+        state = body.get("state")
+        if isinstance(state, ReaderState):
+            body = {**body, "state": state.to_json()}
+        self._hub.publish(kind, reader, body)
 
     def _handle(self, item: TraceRecord | Callable[[], object]) -> None:
         if isinstance(item, TraceRecord):

@@ -211,7 +211,11 @@ class ForwardFeed:
         self.record = _drop
 
     def publish(self, kind: str, reader: str, body: Mapping[str, Any]) -> None:
-        self._link.queue(("e", kind, reader, dict(body)), urgent=True)
+        """Queued at once, in the frame of the call's reply when a call of the console made
+        it (one write and one wake-up of the console's process, not two)."""
+        if isinstance(body.get("state"), ReaderState):
+            body = {**body, "state": to_wire(body["state"])}
+        self._link.queue(("e", kind, reader, body), urgent=not self._link.in_call)
 
     def reset_decoder(self, reader: str) -> None:
         self._link.queue(("d", reader), urgent=True)
@@ -243,6 +247,7 @@ class CardLink:
         self._out: deque[TraceRecord | tuple[Any, ...]] = deque(maxlen=MAX_PENDING)
         self.feed = ForwardFeed(self, self._out.append)
         self._urgent = threading.Event()
+        self._calling = threading.local()
         self._closing = False
         self._send_lock = threading.Lock()
         self._calls = ThreadPoolExecutor(CALL_WORKERS, thread_name_prefix="mynacard-console-call")
@@ -348,9 +353,15 @@ class CardLink:
         finally:
             self._end()
 
+    @property
+    def in_call(self) -> bool:
+        """True on a thread running a call of the console (its reply is about to be sent)."""
+        return getattr(self._calling, "active", False)
+
     def _call(self, message: Mapping[str, Any]) -> None:
         ident = message.get("id")
         reply: tuple[Any, ...]
+        self._calling.active = True
         try:
             result = self._run(message.get("method"), message.get("args", []))
         except ControlError as exc:
@@ -360,6 +371,8 @@ class CardLink:
             reply = ("r", ident, False, (None, type(exc).__name__, "internal"))
         else:
             reply = ("r", ident, True, to_wire(result))
+        finally:
+            self._calling.active = False
         try:
             self._send_queued(reply)  # after every item queued before it: ``sync`` relies on it
         except OSError as exc:

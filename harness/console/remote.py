@@ -273,6 +273,8 @@ class RemoteController:
             self._feed.record(record_of(item))
         elif tag == "e":
             _, kind, reader, body = item
+            if "state" in body:
+                body = {**body, "state": from_wire(body["state"])}
             self._feed.publish(kind, reader, body)
         elif tag == "d":
             self._feed.reset_decoder(item[1])

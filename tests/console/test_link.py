@@ -107,6 +107,20 @@ def test_actions_change_the_card_and_refusals_keep_field_and_kind(linked: Linked
     assert linked.remote.insert("A").inserted
 
 
+def test_an_action_s_state_event_crosses_in_its_reply_s_frame_as_json(
+    linked: Linked, frames: list[bytes]
+) -> None:
+    with linked.remote.subscribe() as events:
+        before = len(frames)
+        state = linked.remote.set_tries("A", "jpki_auth", 2)
+        event = events.get(timeout=5)
+    assert event is not None and event.kind == "state"
+    assert event.body["action"] == "set_tries" and event.body["state"] == state.to_json()
+    ours = [pickle.loads(frame[1:]) for frame in frames[before:] if frame[:1] == PICKLE_FRAME]
+    with_reply = [items for items in ours if any(item[0] == "r" for item in items)]
+    assert len(with_reply) == 1 and [item[0] for item in with_reply[0]] == ["e", "r"]
+
+
 def test_exchanges_arrive_decoded_and_masked_and_no_secret_crosses(
     linked: Linked, frames: list[bytes]
 ) -> None:
