@@ -35,10 +35,10 @@ from bench_core import (
     Stat,
     check,
     compare_slices,
-    cpu_seconds,
     wait_ready,
 )
 
+from harness.process_usage import cpu_seconds
 from readers.card_side.reader_conf import VpcdReader
 from readers.host_side.pcsc import PcscTransport
 

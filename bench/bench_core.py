@@ -7,7 +7,6 @@ bench/ is not a package: ``bench/run.py`` runs as a script, so its directory is 
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import select
 import statistics
@@ -134,18 +133,6 @@ class Results:
     fleet: dict[str, Any] = field(default_factory=dict)
     """Section 7: simulated kiosks (a pcscd each) served by one ``mynacard fleet`` process."""
     targets: list[dict[str, Any]] = field(default_factory=list)
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of process ``pid`` so far (``/proc/<pid>/stat``; 0 when unknown
-    or gone)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float) -> str:

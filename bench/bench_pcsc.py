@@ -39,7 +39,6 @@ from bench_core import (
     Results,
     Stat,
     check,
-    cpu_seconds,
     time_calls,
     wait_ready,
 )
@@ -47,6 +46,7 @@ from bench_relay import bench_relay
 from bench_serve import bench_serve
 
 from card_emulator import Card
+from harness.process_usage import cpu_seconds
 from readers.card_side.pcscd import PrivatePcscd
 from readers.card_side.vicc import ViccUnavailableError, load_virtualsmartcard
 from readers.card_side.vpcd import VpcdClient

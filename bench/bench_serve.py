@@ -24,7 +24,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench_core import PERSONA, ROOT, cpu_seconds, read_line, wait_ready
+from bench_core import PERSONA, ROOT, read_line, wait_ready
+
+from harness.process_usage import cpu_seconds, rss_mib
 
 CLIENTS = ROOT / "bench" / "pcsc_clients.py"
 SERVE = [sys.executable, "-m", "harness.cli", "serve", "--private-socket"]
@@ -37,14 +39,6 @@ class Served:
 
     proc: subprocess.Popen[str]
     pcscd: list[tuple[int, str]] = field(default_factory=list)
-
-
-def rss_mib(pid: int) -> float:
-    """Resident memory (VmRSS) of process ``pid`` in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from harness.process_usage import cpu_seconds, rss_mib
 from readers.card_side.netns import isolation_available
 from readers.card_side.pcscd import PrivatePcscd
 from readers.card_side.reader_conf import find_pcscd
@@ -216,21 +217,11 @@ class FleetProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the fleet process so far."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def rss_mib(self) -> float:
         """Resident memory of the fleet process (MiB)."""
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return 0.0
+        return rss_mib(self.proc.pid)
 
     def stop(self) -> None:
         """SIGTERM by PID, then wait (SIGKILL after 60 s)."""
