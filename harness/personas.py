@@ -112,7 +112,9 @@ def written_persona(path: str | Path, base: str | Path | None = None, **override
     persona = persona_module.from_mapping(data, str(path), path.parent)  # fail early, clearly
     raw = to_toml(data).encode("utf-8")
     path.write_bytes(raw)
-    return replace(persona, digest=hashlib.sha256(raw).hexdigest())
+    return persona_module.with_profile_digest(
+        replace(persona, digest=hashlib.sha256(raw).hexdigest())
+    )
 
 
 def write_persona(path: str | Path, base: str | Path | None = None, **overrides: Any) -> Path:
