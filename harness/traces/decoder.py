@@ -164,14 +164,17 @@ def profile_applications(profile: CardProfile) -> dict[str, Application]:
 class ReaderDecoders:
     """One :class:`Decoder` per reader, for the records of several readers (thread-safe)."""
 
-    def __init__(self) -> None:
+    def __init__(self, applications: Mapping[str, Application] = APPLICATIONS) -> None:
+        self.applications = applications
         self._decoders: dict[str, Decoder] = {}
         self._lock = threading.Lock()
 
     def meaning(self, record: TraceRecord) -> str:
         """The meaning of an exchange; a card event resets its reader's decoder (``""``)."""
         with self._lock:
-            decoder = self._decoders.setdefault(record.reader, Decoder())
+            decoder = self._decoders.setdefault(
+                record.reader, Decoder(applications=self.applications)
+            )
             if record.event:
                 decoder.reset()
                 return ""

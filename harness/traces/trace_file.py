@@ -302,10 +302,10 @@ class TraceWriter:
         self._file: IO[str] = self.path.open("a" if append else "w", encoding="utf-8")
         self._lock = threading.Lock()
         self._seq = 0
-        self._decoders = ReaderDecoders()
         header: dict[str, Any] = {"type": "header", "version": TRACE_FORMAT, "t": time.time()}
         if persona is not None:
             header["persona"] = str(Path(persona).resolve())
+        self._decoders = ReaderDecoders(_persona_vocabulary(header.get("persona")))
         self._write(header)
 
     def _write(self, data: dict[str, Any]) -> None:
