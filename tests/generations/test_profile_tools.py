@@ -314,3 +314,13 @@ def test_the_plugin_option_chooses_the_generation(tmp_path: Path) -> None:
     bad = _pytest(tmp_path, "--myna-profile", "future")
     assert bad.returncode == 4, bad.stdout + bad.stderr  # a usage error, no test run
     assert "--myna-profile: 'future' is neither a built-in profile" in bad.stderr
+
+
+def test_every_name_issue_draws_has_a_romanised_reading() -> None:
+    from harness.issuance.personas import FAMILY_NAMES, FEMALE_NAMES, MALE_NAMES
+    from harness.issuance.romaji import FAMILY_READINGS, GIVEN_READINGS
+
+    assert set(FAMILY_NAMES) <= set(FAMILY_READINGS)
+    assert set(MALE_NAMES) | set(FEMALE_NAMES) <= set(GIVEN_READINGS)
+    for reading in [*FAMILY_READINGS.values(), *GIVEN_READINGS.values()]:
+        assert reading.isascii() and reading.isalpha() and reading.isupper(), reading
