@@ -427,12 +427,21 @@ def _rules(profile: CardProfile, persona: Persona, meta: dict[str, str]) -> dict
         raise ProfileError(str(exc)) from None
 
 
-def apply_counters(applications: list[Application], persona: Persona) -> None:
-    """The persona's ``[counters]`` presets (named credentials of today's card)."""
+def apply_counters(
+    applications: list[Application], persona: Persona, profile: CardProfile | None = None
+) -> None:
+    """The persona's ``[counters]`` presets: named credentials of today's card, or on another
+    ``profile`` the credential holding the persona PIN of that name
+    (:meth:`~card_emulator.profiles.CardProfile.counter_credentials`)."""
     by_name = {app.name: app for app in applications}
+    places = (
+        profile.counter_credentials()
+        if profile is not None
+        else {n: (w.application, w.fid, w.max_tries) for n, w in CREDENTIALS.items()}
+    )
     for name, tries in persona.counters.items():
-        where = CREDENTIALS[name]
-        by_name[where.application].credentials[where.fid].remaining = tries
+        application, fid, _limit = places[name]
+        by_name[application].credentials[fid].remaining = tries
 
 
 def profile_atr(profile: CardProfile) -> bytes:

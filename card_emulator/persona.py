@@ -60,7 +60,13 @@ from card_emulator.persona_source import (
     toml_data,
 )
 from card_emulator.policy import CardPolicy
-from card_emulator.profiles import BUILTIN, DEFAULT_PROFILE, ProfileError, load_profile
+from card_emulator.profiles import (
+    BUILTIN,
+    DEFAULT_PROFILE,
+    CardProfile,
+    ProfileError,
+    load_profile,
+)
 from jpki.toml_fields import key_text, shown
 
 __all__ = [
@@ -93,6 +99,7 @@ __all__ = [
     "from_mapping",
     "load",
     "parse",
+    "with_profile_digest",
 ]
 
 DRAWN_WITHOUT_CHECK = {"name": 15, "address": 31}
@@ -340,6 +347,25 @@ TOP_LEVEL_FIELDS = frozenset(
 )
 
 
+def _check_profile_counters(counters: Mapping[str, int], profile: CardProfile) -> None:
+    """On a profile other than today's, a preset names a credential holding that persona PIN
+    (:meth:`~card_emulator.profiles.CardProfile.counter_credentials`)."""
+    places = profile.counter_credentials()
+    for name, tries in counters.items():
+        if name not in places:
+            held = ", ".join(sorted(places)) or "none"
+            raise PersonaError(
+                f"counters.{name}: the {profile.name} profile has no credential holding "
+                f"pins.{name} (presets it takes: {held})"
+            )
+        limit = places[name][2]
+        if tries > limit:
+            raise PersonaError(
+                f"counters.{name}: tries left must be 0-{limit} on the {profile.name} profile, "
+                f"got {tries}"
+            )
+
+
 def _build(top: PersonaTable, digest: str, base: Path) -> Persona:
     unknown = {key: top.data[key] for key in top.data if key not in TOP_LEVEL_FIELDS}
     if unknown:  # a misspelt table is reported before the fields it lacks
@@ -371,7 +397,7 @@ def _build(top: PersonaTable, digest: str, base: Path) -> Persona:
     top.done()
     _check_drawable(holder, images)
     if counters and profile != DEFAULT_PROFILE:
-        raise PersonaError("counters: presets name today's card's credentials (profile current)")
+        _check_profile_counters(counters, load_profile(profile))
     return Persona(
         label, holder, card, pins, certificates, counters, images, policy, access, digest, profile
     )
@@ -394,7 +420,7 @@ def parse(raw: bytes, source: str = "<persona>", base: Path | None = None) -> Pe
     """Validate persona TOML given as bytes; image paths are relative to ``base``.
 
     Bytes → text → ``tomllib`` → the validation of :func:`from_mapping`; the digest is SHA-256
-    of ``raw``.
+    of ``raw`` (and of the profile file's bytes, when the persona names a profile file).
     """
     data, digest = toml_data(raw, source)
     return _validated(data, digest, source, base)
@@ -422,6 +448,20 @@ def from_mapping(
 def _validated(data: dict[str, Any], digest: str, source: str, base: Path | None) -> Persona:
     """The persona in TOML data ``data``; errors are prefixed with ``source``."""
     try:
-        return _build(PersonaTable(data, ""), digest, base or Path.cwd())
+        persona = _build(PersonaTable(data, ""), digest, base or Path.cwd())
+        return with_profile_digest(persona)
     except PersonaError as exc:
         raise PersonaError(clean_message(f"{source}: {exc}")) from None
+
+
+def with_profile_digest(persona: Persona) -> Persona:
+    """A persona naming a profile file: its digest covers that file's bytes too (the same
+    persona over an edited profile is another card: other keys, other files)."""
+    if persona.profile in BUILTIN:
+        return persona
+    try:
+        profile_bytes = Path(persona.profile).read_bytes()
+    except OSError as exc:
+        raise PersonaError(f"profile: cannot read {persona.profile} ({exc.strerror})") from None
+    combined = f"{persona.digest}\nprofile=".encode() + sha256(profile_bytes).digest()
+    return replace(persona, digest=sha256(combined).hexdigest())

@@ -283,7 +283,7 @@ def _content(
     applications, rules, meta = build_declared(
         profile, persona, store, issue, keys=keys, images=card_images
     )
-    apply_counters(applications, persona)
+    apply_counters(applications, persona, profile)
     # the persona's card.atr wins unless it is the default, which means "the profile's"
     default = persona.card.atr == resolve_atr(DEFAULT_ATR)
     content = CardContent(

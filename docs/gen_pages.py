@@ -51,7 +51,7 @@ from card_emulator.persona_model import Persona, PersonaError
 from card_emulator.policy import CardPolicy
 from card_emulator.render import load_image_file
 from harness.cli import build_parser
-from harness.conformance.catalogue import OUTCOMES, REASONS, load_catalogue
+from harness.conformance.catalogue import OUTCOMES, REASONS, load_catalogue, load_full_catalogue
 from harness.conformance.rules import GENERAL_RULES, OUTCOME_RULES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1150,6 +1150,11 @@ def conformance_catalogue(_: str = "") -> str:
         entry = entries[scenario.name]
         setup = [f"persona: `{line}`" for line in _flat(entry.get("persona", {}))]
         setup += [f"card: `{line}`" for line in _flat(entry.get("card", {}))]
+        for generation, overrides in scenario.on.items():
+            setup += [f"on {generation}: `{line}`" for line in _flat(overrides)]
+        setup += [
+            f"n/a on {generation}: {reason}" for generation, reason in scenario.not_for.items()
+        ]
         rows.append(
             [
                 f"`{scenario.name}`",
@@ -1161,6 +1166,23 @@ def conformance_catalogue(_: str = "") -> str:
             ]
         )
     return table(["scenario", "what happens", "PINs typed", "set-up", "expected", "rule"], rows)
+
+
+def conformance_generations(_: str = "") -> str:
+    """The card generations of the migration matrix (``[[generation]]``)."""
+    rows = []
+    for generation in load_full_catalogue().generations:
+        setup = [f"persona: `{line}`" for line in _flat(generation.persona)]
+        if generation.atr is not None:
+            setup.append(f"ATR: `{generation.atr.hex(' ').upper()}`")
+        rows.append(
+            [
+                f"`{generation.name}`",
+                f"**{cell(generation.title)}** — {cell(generation.story)}",
+                "<br>".join(cell(line) for line in setup) or "— (the base persona)",
+            ]
+        )
+    return table(["generation", "what it is", "set-up"], rows)
 
 
 def conformance_rules(_: str = "") -> str:
@@ -1230,6 +1252,7 @@ GENERATORS: dict[str, Callable[[str], str]] = {
     "cli": cli_page,
     "pytest-plugin": plugin_page,
     "conformance-catalogue": conformance_catalogue,
+    "conformance-generations": conformance_generations,
     "conformance-rules": conformance_rules,
     "console-api": console_api,
 }

@@ -18,7 +18,7 @@ from harness.card_server import (
     ServableCard,
     parse_endpoint,
 )
-from harness.demo_persona import demo_persona_path
+from harness.demo_persona import demo_persona_path, generation_persona_path
 from harness.serve_config import configure as configure_serve
 
 if TYPE_CHECKING:
@@ -40,17 +40,18 @@ class UsageError(ValueError):
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from card_emulator import persona as persona_module  # noqa: PLC0415
+    from card_emulator import Card  # noqa: PLC0415
     from harness.commands.demo import run_demo  # noqa: PLC0415 - see the imports above
     from harness.commands.summary import jpki_summary  # noqa: PLC0415
-    from harness.default_pki import shared_card  # noqa: PLC0415
+    from harness.default_pki import personalize_shared  # noqa: PLC0415
+    from harness.personas import profile_persona  # noqa: PLC0415
     from readers.host_side.client import MynaClient  # noqa: PLC0415
     from readers.host_side.transport import InProcessTransport  # noqa: PLC0415
 
+    path, persona = profile_persona(args.persona, args.profile)
     if not args.in_process:
-        return 0 if run_demo(args.persona) else 1
-    persona = persona_module.load(args.persona)
-    card = shared_card(args.persona)
+        return 0 if run_demo(path, persona=persona) else 1
+    card = Card(personalize_shared(persona))
     print(f"Demo card for {persona.holder.name} (persona {persona.label!r}), in-process")
     print(f"  ATR              {card.atr.hex(' ').upper()}")
     client = MynaClient(InProcessTransport(card))
@@ -78,10 +79,10 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
 
 
 def _describe(card: ServableCard) -> str:
+    from apdu import tlv  # noqa: PLC0415
     from card_emulator import Card  # noqa: PLC0415
     from harness.console.controlled_card import ControlledCard  # noqa: PLC0415
     from harness.faults import FaultyCard  # noqa: PLC0415
-    from readers.host_side.text_ap import parse_attributes  # noqa: PLC0415
 
     if isinstance(card, ControlledCard):
         faults = card.faults
@@ -92,10 +93,13 @@ def _describe(card: ServableCard) -> str:
     if not isinstance(card, Card):
         return type(card).__name__
     meta = card.content.meta
-    name = card.content.application("text").files.get(0x0002)
     holder = ""
-    if name is not None:
-        holder = parse_attributes(name).name + ", "
+    for app in card.content.applications:  # 券面事項入力補助AP, or a next-generation 券面等AP
+        raw = app.files.get(0x0002)
+        if raw is not None and raw[:2] == b"\xff\x20":
+            fields = {item.tag: item.value for item in tlv.decode_one(raw).children()}
+            holder = fields.get(0xDF22, b"").decode("utf-8", "replace") + ", "
+            break
     return (
         f"{meta.get('persona_label', 'card')}: {holder}{meta.get('token', '')}, "
         f"ATR {card.atr.hex(' ').upper()}"
@@ -192,13 +196,27 @@ def _serve_cards(
     from card_emulator import persona as persona_module  # noqa: PLC0415
     from harness.default_pki import shared_card  # noqa: PLC0415
     from harness.faults import FaultyCard  # noqa: PLC0415
-    from harness.personas import card_from_persona  # noqa: PLC0415
+    from harness.personas import card_from_persona, profile_overrides  # noqa: PLC0415
 
+    generation: dict[Path, dict[str, Any]] = {}
     for path in personas:  # every persona checked before any card is made (and recorded)
         persona_module.load(path)
+        generation[path] = profile_overrides(path, args.profile)
     cards: list[tuple[str, ServableCard]] = []
     for path in personas:
-        if args.image:
+        if generation[path]:  # --profile: another generation than the persona names
+            if args.image:
+                raise UsageError(
+                    f"--profile {args.profile} with --image: {path} names profile "
+                    f"{persona_module.load(path).profile!r}, and a durable image keeps the "
+                    "generation it was made with; give a persona naming that profile"
+                )
+            card = card_from_persona(
+                path,
+                **{**overrides, **generation[path]},
+                **({"counters": dict(faults.counters)} if faults is not None else {}),
+            )
+        elif args.image:
             if faults is not None and (overrides or faults.counters):
                 raise UsageError(
                     "--image with a --scenario that changes the persona or its counters: "
@@ -236,7 +254,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             f"--reconnect-timeout must be more than 0 and at most 3600 seconds, "
             f"not {args.reconnect_timeout}"
         )
-    personas = args.persona or [DEMO_PERSONA]
+    if args.profile is not None:  # checked before pcscd starts (imports the card emulator)
+        from harness.personas import profile_value  # noqa: PLC0415
+
+        args.profile = profile_value(args.profile)
+    personas = args.persona or [generation_persona_path(args.profile)]
     overrides, faults = _serve_scenario(args.scenario) if args.scenario else ({}, None)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # before pcscd starts: stopped cleanly
@@ -332,7 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser, sub = _root_parser()
 
     demo = sub.add_parser("demo", help="put the demo card to work and print what a reader sees")
-    demo.add_argument("--persona", type=Path, default=DEMO_PERSONA, help="persona TOML file")
+    demo.add_argument(
+        "--persona",
+        type=Path,
+        help="persona TOML file (default: the demo persona of --profile's generation)",
+    )
+    demo.add_argument(
+        "--profile",
+        metavar="NAME|FILE",
+        help="card generation: current, next-generation or a profile file (default: the "
+        "persona's own)",
+    )
     demo.add_argument(
         "--in-process", action="store_true", help="talk to the card directly, without PC/SC"
     )
@@ -382,6 +414,12 @@ def _add_serve(sub: argparse._SubParsersAction[Any]) -> None:
     )
     serve.add_argument("--image", type=Path, help="serve this durable card image (created if new)")
     serve.add_argument(
+        "--profile",
+        metavar="NAME|FILE",
+        help="card generation of every card: current, next-generation or a profile file "
+        "(default: each persona's own; without --persona, the demo persona of that generation)",
+    )
+    serve.add_argument(
         "--readers",
         type=int,
         help="number of virtual readers (default: one per card; over 16, one pcscd per 16)",
@@ -429,8 +467,8 @@ def _add_serve(sub: argparse._SubParsersAction[Any]) -> None:
         "--config",
         type=Path,
         metavar="FILE",
-        help="read these settings from a TOML file (keys: readers, personas, image, vpcd, "
-        "scenario, trace, private_socket, reconnect_timeout, verbose, pki, and [console] "
+        help="read these settings from a TOML file (keys: readers, personas, profile, image, "
+        "vpcd, scenario, trace, private_socket, reconnect_timeout, verbose, pki, and [console] "
         "enabled, port); flags given here win",
     )
     serve.set_defaults(func=_cmd_serve)

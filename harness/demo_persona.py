@@ -23,3 +23,19 @@ def demo_persona_path() -> Path:
     """The demo persona as a file: the one the installed package carries (package data)."""
     resource = resources.files("harness").joinpath(*DEMO_RESOURCE)
     return _extracted.enter_context(resources.as_file(resource))
+
+
+GENERATION_RESOURCES = {"next-generation": ("data", "personas", "next-generation.toml")}
+"""The demo holder on a card of another built-in generation (the packaged persona files)."""
+
+
+@cache
+def generation_persona_path(profile: str | None) -> Path:
+    """The demo persona of card generation ``profile``: the packaged next-generation persona
+    for ``next-generation``, the demo persona otherwise (``current``, ``None``, a profile file:
+    the demo persona with that profile)."""
+    parts = GENERATION_RESOURCES.get(profile or "")
+    if parts is None:
+        return demo_persona_path()
+    resource = resources.files("harness").joinpath(*parts)
+    return _extracted.enter_context(resources.as_file(resource))

@@ -16,10 +16,12 @@ from typing import Any
 from card_emulator import Card
 from card_emulator import persona as persona_module
 from card_emulator.persona import Persona
+from card_emulator.profiles import BUILTIN, ProfileError, load_profile
 from harness.default_pki import personalize_shared, shared_card
 from harness.demo_persona import (
     demo_persona_path as demo_persona_path,  # noqa: PLC0414 - re-exported from its old home
 )
+from harness.demo_persona import generation_persona_path
 
 #: The demo persona's tables as Python values (DESIGN.md "Demo persona"), for tests and tools that
 #: build personas as data; the packaged ``demo.toml`` (:func:`demo_persona_path`) holds the same.
@@ -112,7 +114,9 @@ def written_persona(path: str | Path, base: str | Path | None = None, **override
     persona = persona_module.from_mapping(data, str(path), path.parent)  # fail early, clearly
     raw = to_toml(data).encode("utf-8")
     path.write_bytes(raw)
-    return replace(persona, digest=hashlib.sha256(raw).hexdigest())
+    return persona_module.with_profile_digest(
+        replace(persona, digest=hashlib.sha256(raw).hexdigest())
+    )
 
 
 def write_persona(path: str | Path, base: str | Path | None = None, **overrides: Any) -> Path:
@@ -129,3 +133,46 @@ def card_from_persona(persona: str | Path | None = None, **overrides: Any) -> Ca
     base = Path(persona).parent if persona is not None else Path.cwd()
     data = merge(persona_data(persona), overrides)
     return Card(personalize_shared(persona_module.from_mapping(data, str(persona or "demo"), base)))
+
+
+# -- --profile: a card generation chosen on the command line ---------------------------------
+
+
+def profile_value(profile: str, flag: str = "--profile", base: Path | None = None) -> str:
+    """A ``--profile`` argument, checked: a built-in generation as its name, a profile file as
+    its absolute path (relative to ``base``, default the working directory).
+    :class:`~card_emulator.profiles.ProfileError` names ``flag``."""
+    folder = base if base is not None else Path.cwd()
+    try:
+        load_profile(profile, folder)
+    except ProfileError as exc:
+        raise ProfileError(f"{flag}: {exc}") from None
+    return profile if profile in BUILTIN else str((folder / profile).resolve())
+
+
+def profile_overrides(
+    path: str | Path, profile: str | None, flag: str = "--profile"
+) -> dict[str, Any]:
+    """The persona overrides that make persona ``path`` a card of ``profile``: none when
+    ``profile`` is ``None`` or the persona's own, else ``{"profile": …}``."""
+    if profile is None:
+        return {}
+    value = profile_value(profile, flag)
+    own = persona_module.load(path).profile
+    return {} if own == value else {"profile": value}
+
+
+def profile_persona(
+    path: str | Path | None, profile: str | None, flag: str = "--profile"
+) -> tuple[Path, Persona]:
+    """Persona ``path`` (default: the demo persona of ``profile``, see
+    :func:`~harness.demo_persona.generation_persona_path`) as a card of ``profile`` (``None``:
+    its own). A persona naming another profile is re-validated in memory with ``profile``
+    (errors name the persona and ``flag``); the file is not changed."""
+    chosen = Path(path) if path is not None else generation_persona_path(profile)
+    overrides = profile_overrides(chosen, profile, flag)
+    if not overrides:
+        return chosen, persona_module.load(chosen)
+    data = merge(persona_data(chosen), overrides)
+    source = f"{chosen} with {flag} {profile}"
+    return chosen, persona_module.from_mapping(data, source, chosen.parent)

@@ -3,6 +3,11 @@
 Fixtures:
 
 * ``myna_card`` — a fresh in-process demo card (``Card.from_persona`` of the demo persona).
+* ``myna_profile`` — the card generation of ``myna_card``, ``myna_reader`` and the personas
+  ``myna_persona`` writes: ``--myna-profile NAME|FILE`` (else ``$MYNACARD_PROFILE``; default
+  ``current``), the demo persona of that generation (the packaged next-generation persona for
+  ``next-generation``). Parametrize it to run a test on both generations:
+  ``@pytest.mark.parametrize("myna_profile", ["current", "next-generation"])``.
 * ``myna_persona(**overrides)`` — writes a persona TOML in ``tmp_path`` and returns its path;
   every persona table can be overridden: ``myna_persona(holder={"name": "試験　太郎"},
   counters={"jpki_auth": 1}, card={"atr": "jpki2"}, certificates={"auth_not_after": ...})``.
@@ -26,6 +31,8 @@ so do tests using ``myna_console`` when no console URL is given (the plugin serv
 Options: ``--myna-console URL`` (else ``$MYNACARD_CONSOLE``): the console ``myna_console``
 drives instead of serving one; ``--myna-console-reader READER`` (else
 ``$MYNACARD_CONSOLE_READER``; default ``0``): the index or name of its reader the tests use.
+``--myna-profile NAME|FILE`` (else ``$MYNACARD_PROFILE``): the card generation of the demo
+cards (``myna_profile``); an unknown one is a usage error naming the option.
 
 The shared pcscd is started on first use and stopped at the end of the session, or earlier
 when the next test neither uses it nor lives in the same directory — so suites that start their
@@ -51,13 +58,17 @@ from apdu import TraceRecord
 from card_emulator import Card
 from card_emulator import persona as persona_module
 from card_emulator.personalize import personalize
+from card_emulator.profiles import DEFAULT_PROFILE, ProfileError
 from harness.card_server import CardServer, Endpoint, ServableCard
 from harness.control import ENV as CONSOLE_ENV
 from harness.control import ConsoleClient
 from harness.default_pki import pki_store
+from harness.demo_persona import generation_persona_path
 from harness.personas import (
     card_from_persona,
     demo_persona_path,
+    profile_overrides,
+    profile_value,
     write_persona,
 )
 from jpki.names import NameStyle, Tree
@@ -76,6 +87,7 @@ READERS = 4
 _PCSC_FIXTURES = frozenset({"myna_reader", "myna_serve", "myna_pcscd"})
 _CONSOLE_FIXTURES = frozenset({"myna_console", "myna_console_reader"})
 CONSOLE_READER_ENV = "MYNACARD_CONSOLE_READER"
+PROFILE_ENV = "MYNACARD_PROFILE"
 
 # -- the shared pcscd -----------------------------------------------------------------------
 
@@ -128,6 +140,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"index or name of the console's reader the tests use (default ${CONSOLE_READER_ENV}"
         ", else 0)",
     )
+    group.addoption(
+        "--myna-profile",
+        metavar="NAME|FILE",
+        default=None,
+        help="card generation of the demo cards (myna_card, myna_reader, myna_persona): current, "
+        f"next-generation or a profile file (default ${PROFILE_ENV}, else current)",
+    )
+
+
+def configured_profile(config: pytest.Config) -> str:
+    """The card generation given (``--myna-profile``, else ``$MYNACARD_PROFILE``, else
+    ``current``), checked: a built-in name, or a profile file's absolute path."""
+    given = config.getoption("--myna-profile", None) or os.environ.get(PROFILE_ENV, "")
+    text = str(given).strip() or DEFAULT_PROFILE
+    flag = "--myna-profile" if config.getoption("--myna-profile", None) else f"${PROFILE_ENV}"
+    try:
+        return profile_value(text, flag)
+    except ProfileError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def console_url(config: pytest.Config) -> str | None:
@@ -137,6 +168,7 @@ def console_url(config: pytest.Config) -> str | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    configured_profile(config)  # a bad --myna-profile stops the run before any test
     config.addinivalue_line(
         "markers", "pcsc: needs pcscd + vpcd (skipped, with the reason, when not installed)"
     )
@@ -182,9 +214,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-def myna_card() -> Iterator[Card]:
-    """A fresh in-process demo card."""
-    card = card_from_persona()
+def myna_profile(request: pytest.FixtureRequest) -> str:
+    """The card generation of the demo cards: ``--myna-profile`` / ``$MYNACARD_PROFILE``,
+    default ``current`` (parametrize ``myna_profile`` to choose per test)."""
+    return configured_profile(request.config)
+
+
+def profile_card(profile: str) -> Card:
+    """A fresh in-process card of generation ``profile``: its demo persona (the next-generation
+    persona, or the demo persona with that profile)."""
+    value = profile_value(profile)
+    path = generation_persona_path(value)
+    return card_from_persona(path, **profile_overrides(path, value))
+
+
+@pytest.fixture
+def myna_card(myna_profile: str) -> Iterator[Card]:
+    """A fresh in-process demo card (of ``myna_profile``'s generation)."""
+    card = profile_card(myna_profile)
     yield card
     card.close()
 
@@ -193,13 +240,17 @@ PersonaFactory = Callable[..., Path]
 
 
 @pytest.fixture
-def myna_persona(tmp_path: Path) -> PersonaFactory:
-    """``myna_persona(base=None, **tables)`` → path of a persona TOML written in tmp_path."""
+def myna_persona(tmp_path: Path, myna_profile: str) -> PersonaFactory:
+    """``myna_persona(base=None, **tables)`` → path of a persona TOML written in tmp_path
+    (``base`` default: the demo persona of ``myna_profile``'s generation)."""
     count = 0
 
     def make(base: str | Path | None = None, **overrides: Any) -> Path:
         nonlocal count
         count += 1
+        if base is None:
+            base = generation_persona_path(profile_value(myna_profile))
+            overrides = {**profile_overrides(base, myna_profile), **overrides}
         return write_persona(tmp_path / f"persona-{count}.toml", base, **overrides)
 
     return make
@@ -320,9 +371,9 @@ def myna_pki() -> Iterator[RunningPki]:
 
 
 @pytest.fixture
-def myna_reader(myna_serve: ServeFactory) -> ServedReader:
-    """A fresh demo card in a virtual PC/SC reader."""
-    return myna_serve(card_from_persona())
+def myna_reader(myna_serve: ServeFactory, myna_profile: str) -> ServedReader:
+    """A fresh demo card (of ``myna_profile``'s generation) in a virtual PC/SC reader."""
+    return myna_serve(profile_card(myna_profile))
 
 
 # -- the live console --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ its own::
 
     readers = 2                         # --readers (1-256)
     personas = ["alice.toml"]           # --persona, repeated (default: the demo persona)
+    profile = "next-generation"         # --profile: current, next-generation or a profile file
     image = "alice.sqlite"              # --image (with exactly one persona)
     vpcd = ["kiosk1.example:35963"]     # --vpcd, repeated
     scenario = "pin-locked"             # --scenario: a kiosk scenario name or a fault file
@@ -76,6 +77,8 @@ class ServeConfig:
     source: Path | None = None
     readers: int | None = None
     personas: tuple[Path, ...] = ()
+    profile: str | None = None
+    """A built-in generation's name, or the absolute path of a profile file."""
     image: Path | None = None
     vpcd: tuple[str, ...] = ()
     scenario: str | None = None
@@ -245,6 +248,21 @@ def _scenario(table: _Table) -> str | None:
     return str(path)
 
 
+def _profile(table: _Table) -> str | None:
+    value = table.take("profile", None)
+    if value is None:
+        return None
+    text = table.text("profile", value, "a card generation (current, next-generation) or file")
+    # Imported here, only for a file with this key: the card emulator (cold start, issue 18).
+    from card_emulator.profiles import BUILTIN, ProfileError, load_profile  # noqa: PLC0415
+
+    try:
+        load_profile(text, table.folder)
+    except ProfileError as exc:
+        raise table.fail("profile", str(exc)) from None
+    return text if text in BUILTIN else str(table.folder / Path(text).expanduser())
+
+
 def _console(table: _Table) -> ConsoleConfig:
     console = _Table(table.take("console", {}), table.path("console"), table.folder)
     enabled = console.boolean("enabled")
@@ -298,6 +316,7 @@ def parse_config(data: Any, folder: Path, source: Path | None = None) -> ServeCo
         )
     verbose = table.boolean("verbose")
     pki = _pki_directory(table)
+    profile = _profile(table)
     console = _console(table)
     table.done()
     if image is not None and len(personas) > 1:
@@ -308,6 +327,7 @@ def parse_config(data: Any, folder: Path, source: Path | None = None) -> ServeCo
         source=source,
         readers=readers,
         personas=tuple(personas),
+        profile=profile,
         image=image,
         vpcd=tuple(vpcd),
         scenario=scenario,
@@ -359,7 +379,7 @@ def merge(config: ServeConfig, args: argparse.Namespace) -> argparse.Namespace:
     merged = argparse.Namespace(**vars(args))
     merged.persona = list(args.persona) or list(config.personas)
     merged.vpcd = list(args.vpcd) or list(config.vpcd)
-    for name in ("readers", "image", "scenario", "trace"):
+    for name in ("readers", "profile", "image", "scenario", "trace"):
         if getattr(args, name) is None:
             setattr(merged, name, getattr(config, name))
     merged.private_socket = bool(args.private_socket or config.private_socket)

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from apdu.errors import MynacardError
+from apdu.vocabulary import CREDENTIALS
 from card_emulator.access import AccessRules, load_rules
 
 DEFAULT_PROFILE = "current"
@@ -91,6 +92,26 @@ class CardProfile:
             )
             for app in self.applications
         }
+
+    def counter_credentials(self) -> dict[str, tuple[str, int, int]]:
+        """Persona ``[counters]`` names this profile's credentials answer to, as
+        ``name → (application, FID, try limit)``: today's names (``jpki_auth``, ``text_pin``…,
+        :data:`apdu.vocabulary.CREDENTIALS`) on the ``current`` profile; on any other, the
+        credential whose ``value`` is the persona PIN of that name (``value =
+        "pins.jpki_auth"`` answers to ``jpki_auth``)."""
+        if self.name == DEFAULT_PROFILE:
+            return {
+                name: (where.application, where.fid, where.max_tries)
+                for name, where in CREDENTIALS.items()
+            }
+        out: dict[str, tuple[str, int, int]] = {}
+        for app in self.applications:
+            for fid, spec in dict(app.get("credentials", {})).items():
+                value = str(spec.get("value", "")) if isinstance(spec, Mapping) else ""
+                if value.startswith("pins."):
+                    limit = int(spec.get("tries", 3))
+                    out[value.removeprefix("pins.")] = (str(app["name"]), int(fid, 16), limit)
+        return out
 
     def aids(self) -> dict[str, bytes]:
         """The declared applications' AIDs by name."""

@@ -11,16 +11,32 @@
 4. does not look at the certificate's validity period, nor ask OCSP about revocation;
 5. gives up when the card takes more than a second to sign;
 6. does not handle a card pulled out mid-transaction, nor a certificate that opens only after
-   the PIN (it crashes).
+   the PIN (it crashes);
+7. **assumes RSA**: it always sends a SHA-256 DigestInfo and checks the answer as an RSA
+   PKCS#1 v1.5 signature, as every card before 2026 wanted — on a next-generation card
+   (ECDSA P-384) it crashes once the card has signed. Only the migration matrix
+   (``--matrix``) shows it: today's card and the smartphone token are RSA.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 import time
 
 from cryptography import x509
-from reference_kiosk import CardGoneError, Kiosk, RefusalError, main
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from reference_kiosk import (
+    KEY_AUTH,
+    SHA256_DIGEST_INFO,
+    CardGoneError,
+    Kiosk,
+    RefusalError,
+    main,
+)
 
 CLASSIC_ATR = bytes.fromhex("3BE000FF8131FE4514")
 SIGNING_CERTIFICATE = 0x0001
@@ -60,9 +76,26 @@ class CarelessKiosk(Kiosk):
 
     def sign(self, certificate: x509.Certificate) -> None:
         try:
-            super().sign(certificate)
+            self.sign_rsa(certificate)
         except CardGoneError:
             raise RuntimeError("card communication failed") from None
+
+    def sign_rsa(self, certificate: x509.Certificate) -> None:
+        """Mistake 7: every JPKI key is RSA-2048 (a SHA-256 DigestInfo in, PKCS#1 v1.5 out)."""
+        challenge = os.urandom(32)
+        digest_info = SHA256_DIGEST_INFO + hashlib.sha256(challenge).digest()
+        sw = self.select_ef(KEY_AUTH)
+        if sw != 0x9000:
+            raise RefusalError("card-error", f"SELECT of the key answered {sw:04X}")
+        apdu = bytes([0x80, 0x2A, 0x00, 0x80, len(digest_info)]) + digest_info + b"\x00"
+        signature, sw = self.timed_sign(apdu)
+        if sw != 0x9000:
+            raise RefusalError("card-error", f"COMPUTE DIGITAL SIGNATURE answered {sw:04X}")
+        key: rsa.RSAPublicKey = certificate.public_key()  # type: ignore[assignment]
+        try:
+            key.verify(signature, challenge, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            raise RefusalError("card-error", "the signature does not match") from None
 
     def check_status(self, certificate: x509.Certificate, issuer: x509.Certificate) -> None:
         pass  # no OCSP

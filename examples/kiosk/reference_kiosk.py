@@ -19,6 +19,11 @@ user-authentication key and check the signature, and finally ask the OCSP respon
 the certificate whether it is revoked or on hold. A card pulled out at any point is reported as
 ``card-removed``.
 
+Both card generations are handled, told apart by the certificate's key: today's card (RSA-2048:
+a SHA-256 DigestInfo in, a PKCS#1 v1.5 signature out) and the next-generation card (ECDSA P-384:
+a SHA-384 digest in, an ECDSA-SHA-384 signature out, raw r ‖ s or DER); the certificate chain
+and the OCSP response are checked whatever their algorithm (RSA or P-384 CAs).
+
     python reference_kiosk.py < pins.txt
 """
 
@@ -37,7 +42,7 @@ from collections.abc import Iterator
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 from smartcard.CardConnection import CardConnection
@@ -234,19 +239,23 @@ class Kiosk:
 
     def sign(self, certificate: x509.Certificate) -> None:
         challenge = os.urandom(32)
-        digest_info = SHA256_DIGEST_INFO + hashlib.sha256(challenge).digest()
+        key = certificate.public_key()
+        if isinstance(key, ec.EllipticCurvePublicKey):  # next-generation card: ECDSA-SHA-384
+            data = hashlib.sha384(challenge).digest()
+        elif isinstance(key, rsa.RSAPublicKey):  # today's card: PKCS#1 v1.5 over a DigestInfo
+            data = SHA256_DIGEST_INFO + hashlib.sha256(challenge).digest()
+        else:
+            raise RefusalError("unsupported-card", f"a {type(key).__name__} key")
         sw = self.select_ef(KEY_AUTH)
         if sw != 0x9000:
             raise RefusalError("card-error", f"SELECT of the key answered {status(sw)}")
-        apdu = bytes([0x80, 0x2A, 0x00, 0x80, len(digest_info)]) + digest_info + b"\x00"
+        apdu = bytes([0x80, 0x2A, 0x00, 0x80, len(data)]) + data + b"\x00"
         signature, sw = self.timed_sign(apdu)
         if sw != 0x9000:
             raise RefusalError("card-error", f"COMPUTE DIGITAL SIGNATURE answered {status(sw)}")
-        key = certificate.public_key()
-        assert isinstance(key, rsa.RSAPublicKey)
         try:
-            key.verify(signature, challenge, padding.PKCS1v15(), hashes.SHA256())
-        except InvalidSignature:
+            verify_signature(key, signature, challenge)
+        except (InvalidSignature, ValueError):
             raise RefusalError(
                 "card-error", "the signature does not match the certificate"
             ) from None
@@ -299,14 +308,16 @@ class Kiosk:
                 candidate.verify_directly_issued_by(issuer)
                 signer = candidate
         key = signer.public_key()
-        assert isinstance(key, rsa.RSAPublicKey) and answer.signature_hash_algorithm
+        algorithm = answer.signature_hash_algorithm
         try:
-            key.verify(
-                answer.signature,
-                answer.tbs_response_bytes,
-                padding.PKCS1v15(),
-                answer.signature_hash_algorithm,
-            )
+            if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
+                key.verify(
+                    answer.signature, answer.tbs_response_bytes, padding.PKCS1v15(), algorithm
+                )
+            elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:
+                key.verify(answer.signature, answer.tbs_response_bytes, ec.ECDSA(algorithm))
+            else:
+                raise RefusalError("certificate-unknown", "the OCSP response's algorithm")
         except InvalidSignature:
             raise RefusalError("certificate-unknown", "the OCSP response is not signed") from None
 
@@ -341,6 +352,22 @@ class Kiosk:
                 with contextlib.suppress(CardConnectionException):
                     self.connection.disconnect()
         return {"outcome": "accepted"}
+
+
+def verify_signature(
+    key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey, signature: bytes, challenge: bytes
+) -> None:
+    """The card's signature over ``challenge``: RSA PKCS#1 v1.5 SHA-256, or ECDSA SHA-384 (the
+    card answers raw r ‖ s, or DER); InvalidSignature (or ValueError) when it does not match."""
+    if isinstance(key, rsa.RSAPublicKey):
+        key.verify(signature, challenge, padding.PKCS1v15(), hashes.SHA256())
+        return
+    size = (key.curve.key_size + 7) // 8
+    if len(signature) == 2 * size:  # raw r ‖ s, as ISO 7816-8 cards commonly answer
+        r = int.from_bytes(signature[:size], "big")
+        s = int.from_bytes(signature[size:], "big")
+        signature = utils.encode_dss_signature(r, s)
+    key.verify(signature, challenge, ec.ECDSA(hashes.SHA384()))
 
 
 def load_trusted() -> list[x509.Certificate]:

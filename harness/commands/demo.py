@@ -11,12 +11,13 @@ from pathlib import Path
 
 from apdu import builders, tlv
 from apdu.vocabulary import Text
+from card_emulator import Card
 from card_emulator import persona as persona_module
 from card_emulator.check_codes import check_code_b
 from card_emulator.profiles import DEFAULT_PROFILE
 from harness.card_server import CardServer
 from harness.commands.summary import jpki_summary
-from harness.default_pki import pki_store, shared_card
+from harness.default_pki import personalize_shared, pki_store, shared_card
 from readers.host_side.client import MynaClient
 from readers.host_side.kenmen_ap import KenmenReader
 from readers.host_side.pcsc import PcscTransport
@@ -59,10 +60,19 @@ def _face_ap_summary(
     emit(f"  生年月日         {fields.get(0xDF24, b'').decode('ascii', 'replace')} (no 性別)")
 
 
-def run_demo(persona_path: Path, emit: Callable[[str], None] = print) -> bool:
-    """Serve the persona's card in a virtual reader and read it through PC/SC."""
-    persona = persona_module.load(persona_path)
-    card = shared_card(persona_path)
+def run_demo(
+    persona_path: Path,
+    emit: Callable[[str], None] = print,
+    *,
+    persona: persona_module.Persona | None = None,
+) -> bool:
+    """Serve the persona's card in a virtual reader and read it through PC/SC (``persona``:
+    the persona file's contents as already loaded, e.g. with another profile)."""
+    if persona is None:
+        persona = persona_module.load(persona_path)
+        card = shared_card(persona_path)
+    else:
+        card = Card(personalize_shared(persona))
     ok = True
     with CardServer([(persona.label, card)]) as server:
         served = server.served[0]

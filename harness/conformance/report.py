@@ -2,7 +2,9 @@
 
 The HTML page has no external resources (inline CSS, no scripts): a summary, the scenario
 table, the per-rule verdict matrix, and for every failed scenario the violated rules, the
-commands that broke them (highlighted in the scenario's APDU trace) and the kiosk's stderr.
+commands that broke them (highlighted in the scenario's APDU trace) and the kiosk's stderr. A
+matrix run (``--matrix``) adds the generation × scenario table: PASS, FAIL with the rules broken,
+or n/a with the reason the catalogue gives; the text report prints the same table.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from apdu import describe
 from harness.conformance.rules import GENERAL_RULES, OUTCOME_RULES, Rule
-from harness.conformance.runner import ConformanceReport, ScenarioResult
+from harness.conformance.runner import ConformanceReport, NotApplicable, ScenarioResult
 from harness.traces.trace_file import Event, Exchange
 
 # -- JUnit -----------------------------------------------------------------------------------
@@ -24,15 +26,16 @@ def junit_xml(report: ConformanceReport) -> bytes:
     """One ``<testcase>`` per (scenario, applicable rule); a broken rule is a ``<failure>``."""
     cases = [(r, v) for r in report.results for v in r.verdicts]
     failures = sum(1 for _, v in cases if not v.passed)
+    skipped = report.not_applicable
     suites = ET.Element("testsuites", name="mynacard kiosk conformance")
     suite = ET.SubElement(
         suites,
         "testsuite",
         name="kiosk-conformance",
-        tests=str(len(cases)),
+        tests=str(len(cases) + len(skipped)),
         failures=str(failures),
         errors="0",
-        skipped="0",
+        skipped=str(len(skipped)),
         time=f"{report.seconds:.3f}",
         timestamp=report.started.strftime("%Y-%m-%dT%H:%M:%S"),
     )
@@ -42,7 +45,7 @@ def junit_xml(report: ConformanceReport) -> bytes:
         case = ET.SubElement(
             suite,
             "testcase",
-            classname=f"kiosk.{result.scenario.name}",
+            classname=f"kiosk.{result.key.replace('/', '.')}",
             name=verdict.rule.id,
             time=f"{result.seconds / max(1, len(result.verdicts)):.3f}",
         )
@@ -57,6 +60,15 @@ def junit_xml(report: ConformanceReport) -> bytes:
                 f"\n\nrule: {verdict.rule.title}\nkiosk outcome: {result.outcome}"
                 f"\ntrace: {result.trace_path}"
             )
+    for na in skipped:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"kiosk.{na.generation}.{na.scenario.name}",
+            name="not-applicable",
+            time="0",
+        )
+        ET.SubElement(case, "skipped", message=na.reason)
     ET.indent(suites)
     text: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
     return text + b"\n"
@@ -74,6 +86,7 @@ table{border-collapse:collapse;margin:6px 0}th,td{border:1px solid #d0d7e2;paddi
 .pass{background:#d9f2dd;color:#14532d;font-weight:bold}
 .fail{background:#fbd5d5;color:#7f1d1d;font-weight:bold}
 .na{color:#98a2b3;text-align:center}.matrix td{text-align:center}
+.gen td.na{text-align:left;font-size:12px;max-width:260px}.gen td{min-width:150px}
 .summary{font-size:16px;padding:10px 14px;border-radius:6px;display:inline-block}
 code,.mono{font-family:"Noto Sans Mono CJK JP",monospace;font-size:12px}
 td.mono{white-space:nowrap}
@@ -98,9 +111,11 @@ def _summary(report: ConformanceReport) -> list[str]:
     broken = sorted({rule for r in report.results for rule in r.failed_rules})
     css = "pass" if report.passed else "fail"
     verdict = "CONFORMS" if report.passed else "DOES NOT CONFORM"
+    what = "(generation, scenario) pairs" if report.matrix else "scenarios"
+    na = f", {len(report.not_applicable)} n/a" if report.matrix else ""
     out = [
-        f'<p class="summary {css}" id="verdict">{verdict}: {passed} of {total} scenarios '
-        f"passed</p>",
+        f'<p class="summary {css}" id="verdict">{verdict}: {passed} of {total} {what} '
+        f"passed{na}</p>",
         "<p>Kiosk command: <code>"
         + _e(report.kiosk_command)
         + f"</code><br>Run: {_e(report.started.strftime('%Y-%m-%d %H:%M:%S UTC'))}, "
@@ -109,6 +124,91 @@ def _summary(report: ConformanceReport) -> list[str]:
     if broken:
         out.append("<p>Rules broken: " + ", ".join(f"<b>{_e(b)}</b>" for b in broken) + "</p>")
     return out
+
+
+def _cells(report: ConformanceReport) -> dict[tuple[str, str], ScenarioResult | NotApplicable]:
+    cells: dict[tuple[str, str], ScenarioResult | NotApplicable] = {}
+    for r in report.results:
+        cells[r.generation, r.scenario.name] = r
+    for na in report.not_applicable:
+        cells[na.generation, na.scenario.name] = na
+    return cells
+
+
+def _scenario_names(report: ConformanceReport) -> list[str]:
+    names: list[str] = []
+    for scenario in [r.scenario for r in report.results] + [
+        na.scenario for na in report.not_applicable
+    ]:
+        if scenario.name not in names:
+            names.append(scenario.name)
+    return names
+
+
+def _generation_matrix(report: ConformanceReport) -> list[str]:
+    """The migration matrix: a row per scenario, a column per generation."""
+    cells = _cells(report)
+    out = [
+        "<h2>Migration matrix: generation × scenario</h2>",
+        "<p>Every scenario on a card of every generation; n/a where the catalogue says the "
+        "scenario does not apply, with its reason.</p>",
+        '<table class="gen" id="generation-matrix"><tr><th>Scenario</th>'
+        + "".join(
+            f'<th title="{_e(g.story)}">{_e(g.name)}<br><span class="muted">{_e(g.title)}</span>'
+            "</th>"
+            for g in report.generations
+        )
+        + "</tr>",
+    ]
+    for name in _scenario_names(report):
+        row = [f"<tr><td>{_e(name)}</td>"]
+        for g in report.generations:
+            cell = cells.get((g.name, name))
+            if cell is None:
+                row.append('<td class="na">not run</td>')
+            elif isinstance(cell, NotApplicable):
+                row.append(f'<td class="na" data-cell="n/a">n/a: {_e(cell.reason)}</td>')
+            elif cell.passed:
+                row.append('<td class="pass" data-cell="pass">PASS</td>')
+            else:
+                broken = "".join(f"<br><code>{_e(rule)}</code>" for rule in cell.failed_rules)
+                row.append(
+                    f'<td class="fail" data-cell="fail"><a href="#s-{_e(cell.key)}">FAIL</a>'
+                    f"{broken}</td>"
+                )
+        out.append("".join(row) + "</tr>")
+    out.append("</table>")
+    return out
+
+
+def matrix_text(report: ConformanceReport) -> str:
+    """The generation × scenario table as text (``PASS``, ``FAIL``, ``n/a``)."""
+    cells = _cells(report)
+    names = _scenario_names(report)
+    width = max([len("scenario"), *(len(n) for n in names)])
+    columns = [max(len(g.name), 4) for g in report.generations]
+    lines = [
+        f"{'scenario':<{width}}  "
+        + "  ".join(f"{g.name:<{w}}" for g, w in zip(report.generations, columns, strict=True))
+    ]
+    for name in names:
+        words = []
+        for g, w in zip(report.generations, columns, strict=True):
+            cell = cells.get((g.name, name))
+            word = (
+                "-"
+                if cell is None
+                else "n/a"
+                if isinstance(cell, NotApplicable)
+                else "PASS"
+                if cell.passed
+                else "FAIL"
+            )
+            words.append(f"{word:<{w}}")
+        lines.append(f"{name:<{width}}  " + "  ".join(words).rstrip())
+    for na in report.not_applicable:
+        lines.append(f"  n/a {na.generation}/{na.scenario.name}: {na.reason}")
+    return "\n".join(lines)
 
 
 def _scenario_table(report: ConformanceReport) -> list[str]:
@@ -120,7 +220,7 @@ def _scenario_table(report: ConformanceReport) -> list[str]:
     for r in report.results:
         s = r.scenario
         css, word = ("pass", "PASS") if r.passed else ("fail", "FAIL")
-        name = f'<a href="#s-{_e(s.name)}">{_e(s.name)}</a>' if not r.passed else _e(s.name)
+        name = f'<a href="#s-{_e(r.key)}">{_e(r.key)}</a>' if not r.passed else _e(r.key)
         out.append(
             f"<tr><td>{name}<br><span class='muted'>{_e(s.title)}</span></td>"
             f"<td>{_e(s.story)}</td><td><code>{_e(s.expect)}</code></td>"
@@ -158,7 +258,7 @@ def _matrix(report: ConformanceReport, rules: list[Rule]) -> list[str]:
                 cells.append('<td class="pass">✓</td>')
             else:
                 cells.append(f'<td class="fail" title="{_e(verdict.violations[0].text())}">✗</td>')
-        out.append(f"<tr><td>{_e(r.scenario.name)}</td>{''.join(cells)}</tr>")
+        out.append(f"<tr><td>{_e(r.key)}</td>{''.join(cells)}</tr>")
     out.append("</table>")
     return out
 
@@ -185,7 +285,7 @@ def _trace_rows(result: ScenarioResult, marks: dict[int, list[str]]) -> Iterable
 def _failure(result: ScenarioResult) -> list[str]:
     s = result.scenario
     out = [
-        f'<h3 id="s-{_e(s.name)}">{_e(s.name)} — {_e(s.title)}</h3>',
+        f'<h3 id="s-{_e(result.key)}">{_e(result.key)} — {_e(s.title)}</h3>',
         f"<p>{_e(s.story)}<br>Expected <code>{_e(s.expect)}</code>, the kiosk reported "
         f"<code>{_e(result.outcome)}</code>.</p><ul>",
     ]
@@ -214,7 +314,10 @@ def _failure(result: ScenarioResult) -> list[str]:
 def html_report(report: ConformanceReport) -> str:
     """The whole report as one HTML document."""
     rules = _all_rules(report)
-    body = ["<h1>Kiosk conformance report</h1>", *_summary(report), *_scenario_table(report)]
+    body = ["<h1>Kiosk conformance report</h1>", *_summary(report)]
+    if report.matrix:
+        body += _generation_matrix(report)
+    body += _scenario_table(report)
     body += _matrix(report, rules)
     failed = [r for r in report.results if not r.passed]
     if failed:

@@ -20,6 +20,13 @@ The kiosk protocol — what the kiosk program gets and must give back:
   ``finish-cleanly``.
 
 The trace and the outcome are then judged by :mod:`harness.conformance.rules`.
+
+The migration matrix (``--matrix``) runs every scenario once per card generation of the
+catalogue (:class:`~harness.conformance.catalogue.Generation`): a kiosk sees today's card, the
+next-generation card (ECDSA P-384 keys and signatures, P-384 CA chains: the trust PEM holds
+those roots too) and a smartphone token, the same protocol for each. A (generation, scenario)
+pair the catalogue marks ``not_for`` is reported "n/a" with its reason, never run. The evidence
+of a matrix run is kept per generation (``traces/<generation>/<scenario>.jsonl`` …).
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from card_emulator import Card
 from card_emulator.personalize import personalize
 from harness.card_server import CardServer, Endpoint
-from harness.conformance.catalogue import KioskScenario
+from harness.conformance.catalogue import Generation, KioskScenario
 from harness.conformance.rules import Outcome, Verdict, judge
 from harness.faults import FaultyCard, traced
 from harness.personas import written_persona
@@ -75,24 +82,53 @@ class ScenarioResult:
     stderr: str
     seconds: float
     command: Sequence[str] = ()
+    generation: str = ""
+    """The matrix column ("" in a run without ``--matrix``)."""
 
     @property
     def passed(self) -> bool:
         return all(v.passed for v in self.verdicts)
 
     @property
+    def key(self) -> str:
+        """``scenario``, or ``generation/scenario`` in a matrix run (evidence file names)."""
+        return f"{self.generation}/{self.scenario.name}" if self.generation else self.scenario.name
+
+    @property
     def failed_rules(self) -> list[str]:
         return [v.rule.id for v in self.verdicts if not v.passed]
 
 
+@dataclass(frozen=True, slots=True)
+class NotApplicable:
+    """A (generation, scenario) pair of the matrix that was not run, and why."""
+
+    generation: str
+    scenario: KioskScenario
+    reason: str
+
+
 @dataclass
 class ConformanceReport:
-    """A whole run."""
+    """A whole run (one column of results, or the generation × scenario matrix)."""
 
     kiosk_command: str
     started: dt.datetime
     results: list[ScenarioResult] = field(default_factory=list)
     seconds: float = 0.0
+    generations: list[Generation] = field(default_factory=list)
+    """The matrix's columns; empty in a run without ``--matrix``."""
+    not_applicable: list[NotApplicable] = field(default_factory=list)
+
+    @property
+    def matrix(self) -> bool:
+        return bool(self.generations)
+
+    def cell_failures(self) -> set[tuple[str, str, str]]:
+        """(generation, scenario, rule) of every failed verdict."""
+        return {
+            (r.generation, r.scenario.name, rule) for r in self.results for rule in r.failed_rules
+        }
 
     @property
     def passed(self) -> bool:
@@ -201,8 +237,25 @@ class ConformanceRunner:
         self.timeout = timeout
         self.progress = progress or (lambda _text: None)
 
-    def run(self, scenarios: Sequence[KioskScenario]) -> ConformanceReport:
-        report = ConformanceReport(self.kiosk_command, dt.datetime.now(dt.UTC))
+    def run(
+        self,
+        scenarios: Sequence[KioskScenario],
+        generations: Sequence[Generation] | None = None,
+    ) -> ConformanceReport:
+        """Every scenario once on the base persona, or with ``generations`` (the matrix) once
+        per generation that it applies to."""
+        report = ConformanceReport(
+            self.kiosk_command, dt.datetime.now(dt.UTC), generations=list(generations or [])
+        )
+        cells: list[tuple[Generation | None, KioskScenario]] = []
+        columns: list[Generation | None] = list(generations) if generations else [None]
+        for generation in columns:
+            for scenario in scenarios:
+                reason = scenario.not_for.get(generation.name) if generation else None
+                if generation is not None and reason is not None:
+                    report.not_applicable.append(NotApplicable(generation.name, scenario, reason))
+                else:
+                    cells.append((generation, scenario))
         started = time.monotonic()
         for sub in ("traces", "kiosk-output", "personas"):
             (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -226,26 +279,33 @@ class ConformanceRunner:
                         "MYNACARD_PKI_URL": server.url,
                         "PYTHONUNBUFFERED": "1",
                     }
-                    for number, scenario in enumerate(scenarios, 1):
-                        self.progress(f"[{number}/{len(scenarios)}] {scenario.name} …")
-                        result = self._run_one(scenario, store, pcscd, pcscd.readers[0], env)
+                    for number, (column, scenario) in enumerate(cells, 1):
+                        name = f"{column.name}/{scenario.name}" if column else scenario.name
+                        self.progress(f"[{number}/{len(cells)}] {name} …")
+                        result = self._run_one(
+                            scenario, store, pcscd, pcscd.readers[0], env, generation=column
+                        )
                         report.results.append(result)
                         verdict = (
                             "pass" if result.passed else "FAIL " + ", ".join(result.failed_rules)
                         )
                         self.progress(
-                            f"[{number}/{len(scenarios)}] {scenario.name}: {result.outcome} — "
+                            f"[{number}/{len(cells)}] {name}: {result.outcome} — "
                             f"{verdict} ({result.seconds:.1f} s)"
                         )
         report.seconds = time.monotonic() - started
         return report
 
-    def _card(self, scenario: KioskScenario, store: PkiStore) -> tuple[Card, Path]:
-        overrides = dict(scenario.persona)
-        overrides["label"] = f"kiosk-{scenario.name}"
+    def _card(
+        self, scenario: KioskScenario, store: PkiStore, generation: Generation | None = None
+    ) -> tuple[Card, Path]:
+        overrides = scenario.persona_on(generation)
+        key = f"{generation.name}/{scenario.name}" if generation else scenario.name
+        overrides["label"] = f"kiosk-{key.replace('/', '-')}"
         if scenario.card.counters:
             overrides["counters"] = {**overrides.get("counters", {}), **scenario.card.counters}
-        path = self.out_dir / "personas" / f"{scenario.name}.toml"
+        path = self.out_dir / "personas" / f"{key}.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
         persona = written_persona(path, self.base_persona, **overrides)  # the trace names the file
         return Card(personalize(persona, store=store)), path
 
@@ -256,23 +316,38 @@ class ConformanceRunner:
         pcscd: PrivatePcscd,
         reader: VpcdReader,
         env: dict[str, str],
+        *,
+        generation: Generation | None = None,
     ) -> ScenarioResult:
-        card, persona_path = self._card(scenario, store)
-        trace_path = self.out_dir / "traces" / f"{scenario.name}.jsonl"
+        card, persona_path = self._card(scenario, store, generation)
+        key = f"{generation.name}/{scenario.name}" if generation else scenario.name
+        trace_path = self.out_dir / "traces" / f"{key}.jsonl"
+        output = self.out_dir / "kiosk-output" / key
+        for folder in (trace_path.parent, output.parent):
+            folder.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         with TraceWriter(trace_path, persona=persona_path) as recorder:
-            faulty = traced(card, recorder, scenario.card)
-            with _inserted(faulty, pcscd, reader, scenario.name):
+            faulty = traced(card, recorder, scenario.card_on(generation))
+            with _inserted(faulty, pcscd, reader, key):
                 returncode, stdout, stderr = self._kiosk(scenario, env)
             pcscd.wait_for_card(reader.name, present=False, timeout=10.0)
         seconds = time.monotonic() - started
-        (self.out_dir / "kiosk-output" / f"{scenario.name}.stdout").write_text(stdout, "utf-8")
-        (self.out_dir / "kiosk-output" / f"{scenario.name}.stderr").write_text(stderr, "utf-8")
+        output.with_name(f"{output.name}.stdout").write_text(stdout, "utf-8")
+        output.with_name(f"{output.name}.stderr").write_text(stderr, "utf-8")
         outcome = parse_outcome(stdout, returncode, stderr)
         trace = read_trace(trace_path)
         verdicts = judge(trace, outcome, scenario.expect, [scenario.outcome_rule])
         return ScenarioResult(
-            scenario, outcome, verdicts, trace, trace_path, stdout, stderr, seconds, self.argv
+            scenario,
+            outcome,
+            verdicts,
+            trace,
+            trace_path,
+            stdout,
+            stderr,
+            seconds,
+            self.argv,
+            generation.name if generation else "",
         )
 
     def _kiosk(self, scenario: KioskScenario, env: dict[str, str]) -> tuple[int | None, str, str]:

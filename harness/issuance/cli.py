@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from harness.demo_persona import generation_persona_path
 from harness.issuance import keypool
 from harness.issuance.engine import (
-    DEFAULT_BASE,
     IssueOptions,
     issue,
 )
@@ -109,9 +109,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--base",
         type=Path,
-        default=DEFAULT_BASE,
+        default=None,
         metavar="PERSONA.toml",
-        help="persona the cards are derived from (default: the demo persona)",
+        help="persona the cards are derived from (default: the demo persona of --profile's "
+        "generation)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="NAME|FILE",
+        help="card generation of every card: current, next-generation or a profile file "
+        "(default: the base persona's own)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the derived data (default 1)")
     parser.add_argument(
@@ -168,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
     options = IssueOptions(
         count=args.count,
         out=args.out,
-        base=args.base,
+        base=args.base if args.base is not None else generation_persona_path(args.profile),
+        profile=args.profile,
         seed=args.seed,
         jobs=args.jobs,
         prefix=args.prefix,

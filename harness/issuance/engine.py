@@ -53,10 +53,11 @@ from card_emulator.content import CardContent
 from card_emulator.image import SqliteImage
 from card_emulator.persona import Persona
 from card_emulator.personalize import KEY_PURPOSES, personalize
+from card_emulator.profiles import ProfileError
 from harness.default_pki import default_cv_signer, pki_store
 from harness.issuance import keypool
 from harness.issuance.personas import IssueError, derive_personas, persona_text
-from harness.personas import demo_persona_path
+from harness.personas import demo_persona_path, profile_value
 from jpki.clock import jst_day_start
 from jpki.keys import generate_rsa_key
 from jpki.names import NameStyle, Tree
@@ -102,6 +103,8 @@ class IssueOptions:
     force: bool = False
     key_pool: Path | None = None
     """A key pool directory the per-card keys are taken from (``None``: generate them)."""
+    profile: str | None = None
+    """``--profile``: the card generation of every card (``None``: the base persona's)."""
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,12 @@ def _load_base(options: IssueOptions) -> tuple[Persona, dict[str, Any], str]:
         tables = tomllib.loads(options.base.read_text(encoding="utf-8"))
     except PersonaError as exc:
         raise IssueError(f"--base: {exc}") from None
+    try:  # a profile file by its absolute path: the cards' persona files live elsewhere
+        tables["profile"] = (
+            profile_value(options.profile) if options.profile is not None else base.profile
+        )
+    except ProfileError as exc:
+        raise IssueError(str(exc)) from None
     prefix = options.prefix if options.prefix is not None else base.label
     if LABEL_PREFIX.fullmatch(prefix) is None:
         what = (

@@ -4,11 +4,12 @@ Deterministically from a seed: a distinct valid 個人番号 (check digit per th
 rule), a distinct 氏名 (family × given name, drawn without repetition while combinations last:
 :data:`NAME_CAPACITY`), sex to match the given name, an adult birth date (:data:`ADULT_AGES`),
 the card's expiry on the 10th birthday after issuance, a distinct 製造番号 and 住民票コード, a
-セキュリティコード, and the label ``<prefix>-<n>``. Everything else (address, municipality, PINs,
-dates of issue, certificate settings, counters, policy, access overrides, a photo file) is the
-base's. Image files the base names for the name, address, 個人番号 or セキュリティコード are dropped
-(they would show the base's values; those images are rendered from each card's own data); the
-others become absolute paths.
+セキュリティコード, the ローマ字氏名 when the base has one (a next-generation card's face:
+:mod:`harness.issuance.romaji`), and the label ``<prefix>-<n>``. Everything else (address,
+municipality, PINs, dates of issue, certificate settings, counters, policy, access overrides,
+a photo file, the card generation) is the base's. Image files the base names for the name,
+address, 個人番号 or セキュリティコード are dropped (they would show the base's values; those
+images are rendered from each card's own data); the others become absolute paths.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from apdu.errors import MynacardError
 from card_emulator import mynumber
+from harness.issuance.romaji import romanized
 from harness.personas import to_toml
 from jpki.profile import birthday_in, nth_birthday_after
 
@@ -176,6 +178,7 @@ def derive_personas(
             "label": label,
             "holder": {
                 **holder,
+                **({"romanized_name": romanized(*name)} if "romanized_name" in holder else {}),
                 "name": "\u3000".join(name),
                 "birth_date": birth,
                 "sex": sex,

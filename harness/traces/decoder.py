@@ -1,14 +1,29 @@
 """Names each command of a trace as card-facts does (AP, EF, credential), tracking the selected
 AP and current EF across commands like the card, so ``READ BINARY`` names the EF the preceding
-SELECT made current."""
+SELECT made current.
+
+The names are today's card's (:data:`apdu.vocabulary.APPLICATIONS`) unless the decoder is given
+another card generation's (:func:`profile_applications`: the next-generation card's (仮称)認証AP
+and (仮称)券面等AP, their keys and credentials as its profile labels them).
+"""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from apdu import CodecError, CommandApdu, TraceRecord
-from apdu.vocabulary import APPLICATION_BY_AID, APPLICATIONS, ISSUER_SECURITY_DOMAIN_AID
+from apdu.vocabulary import (
+    APPLICATION_BY_AID,
+    APPLICATIONS,
+    ISSUER_SECURITY_DOMAIN_AID,
+    Application,
+)
+
+if TYPE_CHECKING:
+    from card_emulator.profiles import CardProfile
 
 _ISSUER_SECURITY_DOMAIN = ("isd", "Issuer Security Domain")
 
@@ -35,6 +50,8 @@ class Decoder:
 
     application: str | None = None
     current: int | None = None
+    applications: Mapping[str, Application] = field(default_factory=lambda: APPLICATIONS)
+    """The applications by name (default today's card's; :func:`profile_applications`)."""
 
     def reset(self) -> None:
         """Power event: back to the power-on state."""
@@ -42,7 +59,7 @@ class Decoder:
         self.current = None
 
     def _name(self, fid: int) -> str | None:
-        app = APPLICATIONS.get(self.application or "")
+        app = self.applications.get(self.application or "")
         return app.files.get(fid) if app else None
 
     def _ef(self, fid: int) -> str:
@@ -51,7 +68,7 @@ class Decoder:
 
     def _credential(self, fid: int) -> str:
         name = self._name(fid)
-        app = APPLICATIONS.get(self.application or "")
+        app = self.applications.get(self.application or "")
         where = f"{app.short if app else '?'} {fid:04X}"
         return f"{name} ({where})" if name else where
 
@@ -87,7 +104,11 @@ class Decoder:
 
     def _select(self, cmd: CommandApdu, ok: bool) -> str:
         if cmd.p1 == 0x04:
-            app = APPLICATION_BY_AID.get(cmd.data)
+            app = (
+                APPLICATION_BY_AID.get(cmd.data)
+                if self.applications is APPLICATIONS
+                else next((a for a in self.applications.values() if a.aid == cmd.data), None)
+            )
             known = (app.name, app.label) if app else None
             if cmd.data == ISSUER_SECURITY_DOMAIN_AID:
                 known = _ISSUER_SECURITY_DOMAIN
@@ -122,17 +143,38 @@ class Decoder:
         return f"{name} {where} record {cmd.p1}"
 
 
+def profile_applications(profile: CardProfile) -> dict[str, Application]:
+    """The applications of a card ``profile`` as the decoder names them: the profile's labels
+    for the applications, keys and credentials (and files that carry a ``label``); a file's
+    name otherwise from today's application with the same AID, if any."""
+    out: dict[str, Application] = {}
+    for app in profile.applications:
+        aid = bytes.fromhex(str(app["aid"]))
+        today = APPLICATION_BY_AID.get(aid)
+        files: dict[int, str] = dict(today.files) if today else {}
+        for section in ("files", "keys", "credentials"):
+            for fid, spec in dict(app.get(section, {})).items():
+                if isinstance(spec, Mapping) and "label" in spec:
+                    files[int(fid, 16)] = str(spec["label"])
+        label = str(app.get("label", app["name"]))
+        out[str(app["name"])] = Application(str(app["name"]), aid, label, label, files)
+    return out
+
+
 class ReaderDecoders:
     """One :class:`Decoder` per reader, for the records of several readers (thread-safe)."""
 
-    def __init__(self) -> None:
+    def __init__(self, applications: Mapping[str, Application] = APPLICATIONS) -> None:
+        self.applications = applications
         self._decoders: dict[str, Decoder] = {}
         self._lock = threading.Lock()
 
     def meaning(self, record: TraceRecord) -> str:
         """The meaning of an exchange; a card event resets its reader's decoder (``""``)."""
         with self._lock:
-            decoder = self._decoders.setdefault(record.reader, Decoder())
+            decoder = self._decoders.setdefault(
+                record.reader, Decoder(applications=self.applications)
+            )
             if record.event:
                 decoder.reset()
                 return ""

@@ -19,16 +19,20 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from apdu import TraceRecord, describe
 from apdu.errors import MynacardError
 from apdu.trace import EVENTS
-from harness.traces.decoder import Decoder, ReaderDecoders
+from apdu.vocabulary import APPLICATIONS, Application
+from harness.traces.decoder import Decoder, ReaderDecoders, profile_applications
+
+if TYPE_CHECKING:
+    from card_emulator.profiles import CardProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,25 +174,34 @@ def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
         raise TraceError(f"{_shown(str(path))}: cannot read ({exc})") from None
 
 
-def read_trace(path: str | Path) -> Trace:
+def read_trace(path: str | Path, profile: CardProfile | None = None) -> Trace:
     """Parse a trace written by :class:`TraceWriter` (``mynacard serve --trace``, the plugin's
     ``--mynacard-trace``, the conformance runner).
 
     Every line is checked (a JSON object of a known type with the fields of that type, of the
     right types); :class:`TraceError` names the file, line and field of the first bad one.
+    Commands are named as on a card of ``profile``; by default, of the profile the header's
+    persona names when that file can be read (a next-generation card's (仮称)認証AP…), else as
+    on today's card.
     """
     trace = Trace()
     decoders: dict[str, Decoder] = {}
+    vocabulary: Mapping[str, Application] = (
+        APPLICATIONS if profile is None else profile_applications(profile)
+    )
     for number, line in _lines(path):
         if not line.strip():
             continue
         item = _parse_line(line, f"{path}:{number}")
         kind = item.data.get("type")
         reader = item.text("reader", "")
-        decoder = decoders.setdefault(reader, Decoder())
+        decoder = decoders.setdefault(reader, Decoder(applications=vocabulary))
         if kind == "header":
             _check_header(item)
             trace.header = trace.header or item.data
+            if profile is None and not trace.items:  # the card generation the persona names
+                vocabulary = _persona_vocabulary(item.data.get("persona"))
+                decoders.clear()
         elif kind == "event":
             event = item.text("event")
             if event not in EVENTS:
@@ -216,6 +229,29 @@ def read_trace(path: str | Path) -> Trace:
 
 
 _FORMAT_1_TYPES = ("apdu", "record")
+
+
+def _persona_vocabulary(persona: object) -> Mapping[str, Application]:
+    """The application names of the card generation persona file ``persona`` names (today's
+    card's when it names none, or cannot be read: a trace from another machine)."""
+    if not isinstance(persona, str):
+        return APPLICATIONS
+    import tomllib  # noqa: PLC0415
+
+    from card_emulator.profiles import (  # noqa: PLC0415 - the card emulator only when needed
+        DEFAULT_PROFILE,
+        ProfileError,
+        load_profile,
+    )
+
+    path = Path(persona)
+    try:
+        name = tomllib.loads(path.read_text(encoding="utf-8")).get("profile", DEFAULT_PROFILE)
+        if not isinstance(name, str) or name == DEFAULT_PROFILE:
+            return APPLICATIONS
+        return profile_applications(load_profile(name, path.parent))
+    except (OSError, ValueError, ProfileError):  # TOMLDecodeError and UnicodeError too
+        return APPLICATIONS
 
 
 def _parse_line(line: str, where: str) -> _Line:
@@ -266,10 +302,10 @@ class TraceWriter:
         self._file: IO[str] = self.path.open("a" if append else "w", encoding="utf-8")
         self._lock = threading.Lock()
         self._seq = 0
-        self._decoders = ReaderDecoders()
         header: dict[str, Any] = {"type": "header", "version": TRACE_FORMAT, "t": time.time()}
         if persona is not None:
             header["persona"] = str(Path(persona).resolve())
+        self._decoders = ReaderDecoders(_persona_vocabulary(header.get("persona")))
         self._write(header)
 
     def _write(self, data: dict[str, Any]) -> None:
