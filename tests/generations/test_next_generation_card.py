@@ -28,7 +28,7 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.pcsc
 
 NEXT_GENERATION = ROOT / "vectors" / "personas" / "next-generation.toml"
-CHECK_CODE = b"55021720372285"  # 照合番号: 550217 (S55-02-17) ‖ 2037 ‖ 2285
+CHECK_CODE = b"55021720362285"  # 照合番号: 550217 (S55-02-17) ‖ 2036 ‖ 2285
 DATA = b"next-generation My Number card, signed through PC/SC"
 
 
