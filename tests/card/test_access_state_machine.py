@@ -1,10 +1,15 @@
 """Hypothesis stateful test: the chip against an independent model of JPKI access control.
 
 The model knows only the facts of card-facts §4/§5 (who opens what, how counters move); every
-chip answer must agree with it, and every answer must end in a valid status word.
+chip answer must agree with it, and every answer must end in a valid status word. It runs over
+both card generations: today's JPKI-AP (RSA-2048, a SHA-256 DigestInfo in, 256 bytes out) and
+the next-generation (仮称)認証AP (ECDSA P-384, a SHA-384 digest in, raw r‖s of 96 bytes out;
+same AID, PINs and rules, as its provisional profile declares).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -13,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from apdu import builders
 from apdu.status import is_valid
 from card_emulator import Card
+from harness.demo_persona import generation_persona_path
 from tests.conftest import DEMO_PERSONA
 
 JPKI_AID = bytes.fromhex("D392F000260100000001")
@@ -23,11 +29,18 @@ DIGEST_INFO = bytes.fromhex("3031300D060960864801650304020105000420") + bytes(32
 
 
 class JpkiAccessMachine(RuleBasedStateMachine):
+    """Today's card."""
+
     card: Card
+    persona: Path = DEMO_PERSONA
+    application = "jpki"
+    """The name the card's content gives the AP (for its counters)."""
+    to_sign = DIGEST_INFO
+    signature_length = 256
 
     @initialize()
     def fresh_card(self) -> None:
-        self.card = Card.from_persona(DEMO_PERSONA, strict=True)
+        self.card = Card.from_persona(self.persona, strict=True)
         self.remaining = {fid: tries for fid, (_, tries) in PINS.items()}
         self.verified: set[int] = set()
         self.selected = False
@@ -86,12 +99,12 @@ class JpkiAccessMachine(RuleBasedStateMachine):
 
     @rule(key=st.sampled_from(sorted(KEYS)))
     def sign(self, key: int) -> None:
-        data, sw = self.send(builders.compute_signature(DIGEST_INFO, key_sfi=key).to_bytes())
+        data, sw = self.send(builders.compute_signature(self.to_sign, key_sfi=key).to_bytes())
         if not self.selected:
             assert sw == 0x6986
         elif KEYS[key] in self.verified:
             assert sw == 0x9000
-            assert len(data) == 256
+            assert len(data) == self.signature_length
         else:
             assert (data, sw) == (b"", 0x6982)
 
@@ -103,10 +116,20 @@ class JpkiAccessMachine(RuleBasedStateMachine):
     def counters_match_the_model(self) -> None:
         if hasattr(self, "card"):
             for fid, left in self.remaining.items():
-                assert self.card.credential("jpki", fid).remaining == left
+                assert self.card.credential(self.application, fid).remaining == left
 
 
-JpkiAccessMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=40, deadline=None
-)
+class NextGenerationAccessMachine(JpkiAccessMachine):
+    """The next-generation card: the same model, its own keys and signature shape."""
+
+    persona = generation_persona_path("next-generation")
+    application = "auth"
+    to_sign = bytes(range(48))  # a SHA-384 digest, no DigestInfo
+    signature_length = 96  # raw r‖s of P-384
+
+
+SETTINGS = settings(max_examples=60, stateful_step_count=40, deadline=None)
+JpkiAccessMachine.TestCase.settings = SETTINGS
+NextGenerationAccessMachine.TestCase.settings = SETTINGS
 TestJpkiAccess = JpkiAccessMachine.TestCase
+TestNextGenerationAccess = NextGenerationAccessMachine.TestCase
