@@ -167,28 +167,33 @@ class _WorkerState:
         return shared if shared is not None else generate_rsa_key()
 
     def take_keys(self, job: _Job) -> None:
-        """Delete the card's pool key files (before use: a key is never in two cards); load them."""
+        """Delete the card's pool key files (before use: a key is never in two cards); load them.
+
+        The run read and checked each key (:func:`keypool.load_key`) before the first card.
+        """
         keypool.consume([path for _, path, _ in job.keys])
-        self.card_keys = {
-            purpose: keypool.load_key(Path(path), der)[0] for purpose, path, der in job.keys
-        }
+        self.card_keys = {purpose: _private_key(der) for purpose, _, der in job.keys}
 
 
 _state = _WorkerState()
 
 
+def _private_key(der: bytes) -> rsa.RSAPrivateKey:
+    """A key this run made or checked a moment ago: without OpenSSL's slow consistency check
+    (≈35 ms a key)."""
+    key = serialization.load_der_private_key(
+        der, password=None, unsafe_skip_rsa_key_validation=True
+    )
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return key
+
+
 def _init_worker(pool_der: Mapping[str, bytes], replace: bool) -> None:
     """Set up a worker process: the run's shared key pool (PKCS#8 DER) and whether to replace."""
     global _state  # noqa: PLW0603 - one state per worker process
-    pool: dict[str, rsa.RSAPrivateKey] = {}
-    for purpose, der in pool_der.items():
-        # Made by this run a moment ago: skip OpenSSL's slow consistency check (≈35 ms a key).
-        key = serialization.load_der_private_key(
-            der, password=None, unsafe_skip_rsa_key_validation=True
-        )
-        assert isinstance(key, rsa.RSAPrivateKey)
-        pool[purpose] = key
-    _state = _WorkerState(pool, replace)
+    _state = _WorkerState(
+        {purpose: _private_key(der) for purpose, der in pool_der.items()}, replace
+    )
 
 
 def _remove_image(path: Path) -> None:
@@ -196,8 +201,8 @@ def _remove_image(path: Path) -> None:
         Path(str(path) + suffix).unlink(missing_ok=True)
 
 
-def _make_card(job: _Job) -> dict[str, Any]:
-    """Issue one card (in a worker): persona file, certificates, card image; its index entry."""
+def _personalize_card(job: _Job) -> tuple[Persona, CardContent]:
+    """One card's content (in a worker): its pool keys deleted, its certificates issued."""
     persona = persona_module.parse(job.text, str(job.persona_file), job.persona_file.parent)
     _state.take_keys(job)
     try:
@@ -206,10 +211,15 @@ def _make_card(job: _Job) -> dict[str, Any]:
         )
     finally:
         _state.card_keys = {}
+    return persona, content
+
+
+def _write_card(job: _Job, persona: Persona, content: CardContent) -> dict[str, Any]:
+    """Write one card's persona file and image (its certificates recorded); its index entry."""
     if _state.replace:
         _remove_image(job.image_file)
     job.persona_file.write_bytes(job.text)
-    SqliteImage.create(job.image_file, content).close()
+    SqliteImage.write(job.image_file, content)
     return _index_entry(job, persona, content)
 
 
@@ -228,12 +238,52 @@ def _index_entry(job: _Job, persona: Persona, content: CardContent) -> dict[str,
     }
 
 
-def _run_job(job: _Job) -> tuple[bool, Any]:
-    """``(True, entry)`` or ``(False, message)``: errors cross the process boundary as text."""
+_CARD_ERRORS = (PersonaError, PkiError, ImageError, OSError, ValueError, IssueError)
+"""What stops a card (reported by its label); anything else is a bug and stops the run loudly."""
+
+
+def _run_batch(batch: Sequence[_Job]) -> list[tuple[bool, Any]]:
+    """Issue a batch of cards (in a worker): ``(True, entry)`` per card made, in order, then
+    ``(False, message)`` for the card that failed, if one did (the rest of the batch is not
+    started). Errors cross the process boundary as text.
+
+    The batch's certificates are recorded in the PKI together (one database transaction,
+    :meth:`~jpki.pki_store.PkiStore.deferred`) before any of its cards is written, so every
+    card image on disk has its certificates recorded.
+    """
+    made: list[tuple[_Job, Persona, CardContent]] = []
+    failure: str | None = None
     try:
-        return True, _make_card(job)
-    except (PersonaError, PkiError, ImageError, OSError, ValueError, IssueError) as exc:
-        return False, f"card {job.label}: {exc}"
+        with pki_store().deferred():
+            for job in batch:
+                try:
+                    made.append((job, *_personalize_card(job)))
+                except _CARD_ERRORS as exc:
+                    failure = f"card {job.label}: {exc}"
+                    break
+    except _CARD_ERRORS as exc:  # the batch's certificates could not be recorded
+        first = made[0][0] if made else batch[0]
+        return [(False, f"card {first.label}: {exc}")]
+    results: list[tuple[bool, Any]] = []
+    for job, persona, content in made:
+        try:
+            results.append((True, _write_card(job, persona, content)))
+        except _CARD_ERRORS as exc:
+            results.append((False, f"card {job.label}: {exc}"))
+            return results
+    if failure is not None:
+        results.append((False, failure))
+    return results
+
+
+BATCH = 20
+"""Cards a worker makes per task (fewer for a small run): one PKI transaction per batch."""
+
+
+def _batches(work: Sequence[_Job], jobs: int) -> list[Sequence[_Job]]:
+    """``work`` in tasks: at most :data:`BATCH` cards, and at least four tasks per worker."""
+    size = max(1, min(BATCH, len(work) // (jobs * 4)))
+    return [work[start : start + size] for start in range(0, len(work), size)]
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
@@ -266,10 +316,11 @@ def _make_cards(
     work: Sequence[_Job], jobs: int, pool_der: Mapping[str, bytes], replace: bool, into: _Collector
 ) -> None:
     """Make the cards of ``work`` in this process (``jobs`` == 1) or in ``jobs`` workers."""
+    batches = _batches(work, jobs)
     if jobs == 1:
         _init_worker(pool_der, replace)
-        try:
-            into.collect(_run_job(job) for job in work)
+        try:  # lazily: a failure stops the run before the next batch
+            into.collect(result for batch in batches for result in _run_batch(batch))
         finally:
             _init_worker({}, replace=False)
         return
@@ -278,8 +329,8 @@ def _make_cards(
         jobs, mp_context=_mp_context(), initializer=_init_worker, initargs=(pool_der, replace)
     )
     try:
-        futures = [workers.submit(_run_job, job) for job in work]
-        into.collect(future.result() for future in as_completed(futures))
+        futures = [workers.submit(_run_batch, batch) for batch in batches]
+        into.collect(result for future in as_completed(futures) for result in future.result())
     except BrokenProcessPool:
         into.failure = "a worker process died (out of memory? killed?)"
     finally:
