@@ -16,7 +16,6 @@ refused at open; it is not a defence against someone who reads this paragraph.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import os
@@ -326,11 +325,12 @@ def _reason(exc: BaseException) -> str:
 
 
 def _fields_mac(key: bytes, values: Iterable[object]) -> bytes:
-    mac = hmac.new(key, digestmod=hashlib.sha256)
+    """HMAC-SHA-256 over each value as a 4-byte length and its bytes (text as UTF-8)."""
+    parts: list[bytes] = []
     for value in values:
         raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
-        mac.update(len(raw).to_bytes(4, "big") + raw)
-    return mac.digest()
+        parts += (len(raw).to_bytes(4, "big"), raw)
+    return hmac.digest(key, b"".join(parts), "sha256")
 
 
 def _credential_mac(key: bytes, app: str, c: Credential) -> bytes:

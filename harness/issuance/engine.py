@@ -446,6 +446,32 @@ def _shared_keys(unique_keys: bool) -> dict[str, bytes]:
     }
 
 
+class _SharedKeys(threading.Thread):
+    """:func:`_shared_keys` in a thread of its own, started at once: OpenSSL lets go of the GIL
+    while it generates, so the keys are made while the run reserves its pool keys, checks its
+    output directory and warms up the PKI."""
+
+    def __init__(self, unique_keys: bool) -> None:
+        super().__init__(name="issue-shared-keys", daemon=True)
+        self._unique_keys = unique_keys
+        self._der: dict[str, bytes] = {}
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._der = _shared_keys(self._unique_keys)
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> dict[str, bytes]:
+        """The shared keys (PKCS#8 DER by purpose), once made."""
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._der
+
+
 def _pool_purposes(options: IssueOptions) -> tuple[str, ...]:
     """The keys of each card taken from the key pool."""
     return KEY_PURPOSES if options.unique_keys else ("jpki_auth", "jpki_sign")
@@ -523,6 +549,7 @@ def issue(options: IssueOptions, *, progress: Callable[[int], None] | None = Non
     _check_pool(options)
     reservation = None if options.key_pool is None else keypool.Reservation(options.key_pool)
     made = _Collector(progress)
+    shared = _SharedKeys(options.unique_keys)  # generated while the run gets ready
     try:
         if reservation is not None:  # every key read and checked before anything is written
             reservation.take(*_pool_needs(options))
@@ -530,9 +557,10 @@ def issue(options: IssueOptions, *, progress: Callable[[int], None] | None = Non
         _check_out(options.out, options.force, files)
         _check_first(work, options)
         _warm_up(base)
-        pool_der = _shared_keys(options.unique_keys)
+        pool_der = shared.result()
         _make_cards(work, jobs, pool_der, options.force, made)
     finally:
+        shared.join()  # no thread left behind: workers fork only from a single thread
         if reservation is not None:
             reservation.release()  # the keys no card took go back into the pool
     if made.failure is not None:
