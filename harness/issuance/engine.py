@@ -20,6 +20,14 @@ common AP's INTERNAL AUTHENTICATE alike): a test that tells cards apart by those
 instead of 17 cards/s on 2 cores). Cards are made by ``jobs`` worker processes (default: one per
 CPU), forked when that is safe so that they inherit the warmed-up PKI.
 
+Each worker makes its cards in batches (:data:`BATCH` cards at most, smaller towards the end of
+the run): it personalizes the batch's cards with the PKI's recording deferred
+(:meth:`~jpki.pki_store.PkiStore.deferred`: their certificates go into the PKI database in one
+transaction, not one each), then writes their persona files and card images
+(:meth:`~card_emulator.image.SqliteImage.write`: written without a journal and synced once, not
+reopened) — so every card image on disk has its certificates recorded. A card that fails ends the
+batch: the cards before it are written, the ones after it are not started.
+
 Key pool (``key_pool``, ``--key-pool DIR``): the per-card keys (the two JPKI keys; all six with
 ``unique_keys``) are taken from a directory of keys generated ahead by ``mynacard key-pool``
 (:mod:`harness.issuance.keypool`) instead of being generated, each used by one card only and
@@ -277,13 +285,19 @@ def _run_batch(batch: Sequence[_Job]) -> list[tuple[bool, Any]]:
 
 
 BATCH = 20
-"""Cards a worker makes per task (fewer for a small run): one PKI transaction per batch."""
+"""Cards a worker makes per task at most: one PKI transaction per batch."""
 
 
 def _batches(work: Sequence[_Job], jobs: int) -> list[Sequence[_Job]]:
-    """``work`` in tasks: at most :data:`BATCH` cards, and at least four tasks per worker."""
-    size = max(1, min(BATCH, len(work) // (jobs * 4)))
-    return [work[start : start + size] for start in range(0, len(work), size)]
+    """``work`` in tasks of at most :data:`BATCH` cards, each at most a quarter of what is left
+    per worker: batches shrink towards the end of the run, so the workers finish together."""
+    batches: list[Sequence[_Job]] = []
+    start = 0
+    while start < len(work):
+        size = max(1, min(BATCH, (len(work) - start) // (jobs * 4)))
+        batches.append(work[start : start + size])
+        start += size
+    return batches
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:

@@ -303,10 +303,10 @@ def test_a_run_that_stops_returns_the_keys_it_did_not_use(
 def test_a_failure_inside_a_batch_keeps_the_cards_made_before_it(
     master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Workers make cards in batches (12 cards, 1 job: batches of 3) whose certificates are
-    recorded together before the cards are written: a card failing in the second batch still
-    leaves the cards before it written, with their certificates in the PKI, and the cards after
-    it never started (their keys back in the pool)."""
+    """Workers make cards in batches (12 cards, 1 job: cards 1-3, then 4-5, ...) whose
+    certificates are recorded together before the cards are written: card 5 failing in the
+    second batch still leaves cards 1-4 written, with their certificates in the PKI, and the
+    cards after it never started (their keys back in the pool)."""
     pool = _pool(master, tmp_path / "pool", 24)
     real = personalize
 
