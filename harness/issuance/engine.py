@@ -153,6 +153,8 @@ class _WorkerState:
     """Rendered address images by address text: cards of a run share the base's address."""
     card_keys: dict[str, rsa.RSAPrivateKey] = field(default_factory=dict)
     """The current card's keys from the key pool, by purpose."""
+    consumed: set[str] = field(default_factory=set)
+    """Directories whose pool key files this worker deleted since :meth:`sync_consumed`."""
 
     def images(self, persona: Persona) -> dict[str, bytes] | None:
         """The 券面 images this worker has already rendered for ``persona``."""
@@ -180,7 +182,14 @@ class _WorkerState:
         The run read and checked each key (:func:`keypool.load_key`) before the first card.
         """
         keypool.consume([path for _, path, _ in job.keys])
+        self.consumed.update(os.path.dirname(path) for _, path, _ in job.keys)
         self.card_keys = {purpose: _private_key(der) for purpose, _, der in job.keys}
+
+    def sync_consumed(self) -> None:
+        """Make the key deletions so far durable (before the cards using them are recorded or
+        written): a crash cannot put a key that is in a card back into the pool."""
+        keypool.sync_consumed(sorted(self.consumed))
+        self.consumed.clear()
 
 
 _state = _WorkerState()
@@ -257,7 +266,9 @@ def _run_batch(batch: Sequence[_Job]) -> list[tuple[bool, Any]]:
 
     The batch's certificates are recorded in the PKI together (one database transaction,
     :meth:`~jpki.pki_store.PkiStore.deferred`) before any of its cards is written, so every
-    card image on disk has its certificates recorded.
+    card image on disk has its certificates recorded; before that, the deletions of the pool
+    keys the batch took are synced to disk (one directory sync per batch), so no key in a
+    card or a recorded certificate can come back into the pool after a crash.
     """
     made: list[tuple[_Job, Persona, CardContent]] = []
     failure: str | None = None
@@ -269,6 +280,7 @@ def _run_batch(batch: Sequence[_Job]) -> list[tuple[bool, Any]]:
                 except _CARD_ERRORS as exc:
                     failure = f"card {job.label}: {exc}"
                     break
+            _state.sync_consumed()  # the batch's key deletions on disk before anything else
     except _CARD_ERRORS as exc:  # the batch's certificates could not be recorded
         first = made[0][0] if made else batch[0]
         return [(False, f"card {first.label}: {exc}")]

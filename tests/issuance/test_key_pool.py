@@ -362,3 +362,30 @@ def test_a_thousand_cards_get_two_thousand_distinct_pool_keys(
     contents = {der for job in jobs for _, _, der in job.keys}
     assert len(set(paths)) == 2000 and len(contents) == 2000
     assert reservation.release() == 2000 and keypool.count_keys(pool) == 2000
+
+
+def test_key_deletions_are_synced_before_the_cards_are_written(
+    master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash must not put a key that is in a card back into the pool: each batch's key
+    deletions are synced (its reservation directory) before the batch's cards are written."""
+    pool = _pool(master, tmp_path / "pool", 8)
+    out = tmp_path / "cards"
+    calls: list[tuple[list[str], list[str]]] = []
+    real = keypool.sync_consumed
+
+    def watching(directories: Any) -> None:
+        directories = list(directories)
+        calls.append(
+            ([Path(d).name for d in directories], sorted(p.name for p in out.glob("*.sqlite")))
+        )
+        real(directories)
+
+    monkeypatch.setattr(keypool, "sync_consumed", watching)  # jobs 1: in this process
+    argv = ["--count", "4", "--out", str(out), "--jobs", "1", "--prefix", "synced"]
+    status, _, err = _cli("issue", *argv, "--key-pool", str(pool))
+    assert status == 0, err
+    written = [f"synced-{n:04d}.sqlite" for n in range(1, 5)]
+    assert [images for _, images in calls] == [written[:n] for n in range(4)]  # batches of 1
+    assert all(len(names) == 1 and names[0].startswith(".reserved-") for names, _ in calls)
+    assert sorted(p.name for p in pool.iterdir()) == sorted(p.name for p in pool.glob("key-*"))
