@@ -32,9 +32,10 @@ wait for pcscd's presence poll         ~400 ms (always  up to 400 ms after the c
                                        a full period)   in: the poll grid starts at pcscd
 =====================================  ===============  ===============================
 
-Medians of this benchmark on that machine: 2.67 s before, 1.07-1.09 s after. Later runs at load
-2-4: 0.52-0.61 s, the demo card made 0.21-0.35 s after pcscd starts (0.29-0.41 s before its
-two certificates were recorded in one transaction: sometimes too late for the poll at 0.4 s).
+Medians of this benchmark on that machine: 2.67 s before, 1.07-1.09 s after. Later runs: 0.51 s
+on an idle machine, 0.52-0.61 s at load 2-4, the demo card made 0.21-0.35 s after pcscd starts
+(0.29-0.41 s before its two certificates were recorded in one transaction: sometimes too late
+for the poll at 0.4 s).
 pcscd polls at its start (the card cannot be in yet: vpcd's port opens microseconds before) and
 then every 400 ms, so the card is seen at the first poll after it is in: 0.4 s after pcscd
 starts when the card is made within 0.4 s of it, 0.8 s when not (the case on the loaded
