@@ -19,10 +19,10 @@ it took and fails, nothing issued). The run reads and checks every reserved key 
 card (:func:`load_key`), so a file that holds no usable key is reported, by name, before anything
 is issued. Each card's worker deletes its key files *before* making the card, so a key is never
 in two cards, even if a worker or the run dies (the deletions are synced to disk before the cards
-or their certificates are written: not even a machine crash brings a used key back); keys not used (a run that stopped early) are
-renamed back into the pool at the end. A run killed outright (SIGKILL) leaves its reservation
-directory, whose keys no run counts; ``mynacard key-pool`` on the pool puts them back
-(:func:`recover_reservations`: only those of processes no longer alive).
+or their certificates are written: not even a machine crash brings a used key back); keys not
+used (a run that stopped early) are renamed back into the pool at the end. A run killed outright
+(SIGKILL) leaves its reservation directory, whose keys no run counts; ``mynacard key-pool`` on
+the pool puts them back (:func:`recover_reservations`: only those of processes no longer alive).
 
 Checking a key: OpenSSL's own check of a loaded RSA key (primality of p and q) costs ≈35-95 ms,
 as much as generating one, so keys are loaded with ``unsafe_skip_rsa_key_validation=True`` and
