@@ -23,16 +23,23 @@ interpreter, imports to pcscd's start  ~0.95 s (all      ~0.25 s (serve's parser
 card emulator, PKI, cryptography       in the above     ~0.3 s, while pcscd starts
 PKI opening (CA keys)                  ~8 ms            ~4 ms (no RSA re-validation)
 personalization of the demo card       1.0-1.7 s (six   ~0.15 s (kept card keys; PIL
-                                       RSA key gens)    loads one plugin, not ~40)
+                                       RSA key gens)    loads one plugin, not ~40);
+                                                        0.06-0.09 s with its two
+                                                        certificates recorded in one
+                                                        transaction (PkiStore.deferred)
 pcscd start and first listing          ~25 ms           ~25 ms (overlapped)
 wait for pcscd's presence poll         ~400 ms (always  up to 400 ms after the card is
                                        a full period)   in: the poll grid starts at pcscd
 =====================================  ===============  ===============================
 
-Medians of this benchmark on that machine: 2.67 s before, 1.07-1.09 s after. pcscd polls at
-its start (the card cannot be in yet: vpcd's port opens microseconds before) and then every
-400 ms, so the card is seen at the first poll after it is in: 0.4 s after pcscd starts when the
-card is made within 0.4 s of it, 0.8 s when not (the case on the loaded machine).
+Medians of this benchmark on that machine: 2.67 s before, 1.07-1.09 s after. Later runs: 0.51 s
+on an idle machine, 0.52-0.61 s at load 2-4, the demo card made 0.21-0.35 s after pcscd starts
+(0.29-0.41 s before its two certificates were recorded in one transaction: sometimes too late
+for the poll at 0.4 s).
+pcscd polls at its start (the card cannot be in yet: vpcd's port opens microseconds before) and
+then every 400 ms, so the card is seen at the first poll after it is in: 0.4 s after pcscd
+starts when the card is made within 0.4 s of it, 0.8 s when not (the case on the loaded
+machine).
 """
 
 from __future__ import annotations

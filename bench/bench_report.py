@@ -96,6 +96,14 @@ def evaluate(res: Results) -> None:
             f"≤ {T_ISSUE_POOL_1000_S:g} s",
             projected <= T_ISSUE_POOL_1000_S,
         )
+        if "distinct_jpki_keys" in pooled:
+            distinct, expected = pooled["distinct_jpki_keys"], 2 * pooled["count"]
+            target(
+                "--key-pool: distinct public keys in the cards' JPKI certificates",
+                f"{distinct:,}",
+                f"= {expected:,} (2 per card)",
+                distinct == expected,
+            )
     if res.coldstart:
         median = res.coldstart["median_s"]
         target(

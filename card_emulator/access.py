@@ -6,6 +6,7 @@ named overlays and per-persona overrides, and returns one :class:`AccessRules` p
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import tomllib
@@ -142,7 +143,9 @@ def _parse_table(table: Any, where: str) -> dict[int, Condition]:
     }
 
 
-def _raw_tables() -> dict[str, Any]:
+@functools.cache
+def _raw_tables() -> Mapping[str, Any]:
+    """``access_rules.toml``, parsed once per process (read only: callers copy what they change)."""
     text = resources.files(__package__).joinpath(RULES_RESOURCE).read_text(encoding="utf-8")
     return tomllib.loads(text)
 
@@ -152,7 +155,7 @@ def load_rules(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, AccessRules]:
     """The rule table of every application, with named overlays then overrides applied."""
-    raw = _raw_tables()
+    raw = dict(_raw_tables())
     available_overlays: Mapping[str, Any] = raw.pop("overlay", {})
     rules = {ap: AccessRules.from_data(tables, ap) for ap, tables in raw.items()}
     for name in overlays:

@@ -16,7 +16,6 @@ refused at open; it is not a defence against someone who reads this paragraph.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import os
@@ -131,49 +130,38 @@ class SqliteImage:
 
     @classmethod
     def create(cls, path: str | Path, content: CardContent) -> SqliteImage:
-        """Write a new image (mode ``0600``); refuses to overwrite an existing file."""
+        """Write a new image (mode ``0600``) and open it; refuses to overwrite an existing file."""
+        cls.write(path, content)
+        image, _ = cls.open(path)
+        return image
+
+    @classmethod
+    def write(cls, path: str | Path, content: CardContent) -> None:
+        """Write a new image (mode ``0600``) without opening it (bulk issuance: the cards are not
+        served now, and opening one checks what was just written); refuses to overwrite an
+        existing file."""
         path = Path(path)
         cls.check_creatable(path)
         tmp = path.with_name(path.name + ".creating")
         tmp.unlink(missing_ok=True)
         try:
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, IMAGE_MODE))
-            os.chmod(tmp, IMAGE_MODE)  # whatever the umask
-            db = cls._connect(tmp)
-        except (OSError, sqlite3.Error) as exc:
-            tmp.unlink(missing_ok=True)
+            descriptor = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, IMAGE_MODE)
+        except OSError as exc:
             raise ImageError(f"{path}: cannot create the card image ({_reason(exc)})") from None
-        key = secrets.token_bytes(32)
         try:
-            db.executescript(_SCHEMA)
-            db.execute("BEGIN")
-            meta = {
-                **content.meta,
-                "format": IMAGE_FORMAT,
-                "atr": content.atr.hex().upper(),
-                "policy": content.policy.to_json(),
-                "mf_internal_efs": ",".join(f"{fid:04X}" for fid in sorted(content.mf_files)),
-                _KEY: key.hex(),
-            }
-            db.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
-            db.executemany(
-                "INSERT INTO data_objects VALUES (?, ?)", sorted(content.data_objects.items())
-            )
-            for position, app in enumerate(content.applications):
-                _insert_application(db, position, app, content.rules[app.name], key)
-            db.execute("INSERT INTO meta VALUES (?, ?)", (_CONTENT_MAC, _content_mac(db, key)))
-            db.execute("COMMIT")
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            os.fchmod(descriptor, IMAGE_MODE)  # whatever the umask
+            _write_new(tmp, content)
+            # One sync for the whole image before it gets its name: the file is new and is
+            # thrown away if anything fails, so SQLite needs no journal (and no syncs) for it.
+            os.fsync(descriptor)
         except (OSError, sqlite3.Error) as exc:
-            db.close()
             tmp.unlink(missing_ok=True)
             raise ImageError(f"{path}: cannot write the card image ({_reason(exc)})") from None
-        db.close()
+        finally:
+            os.close(descriptor)
         tmp.rename(path)
-        for suffix in ("-wal", "-shm"):
+        for suffix in ("-wal", "-shm", "-journal"):
             Path(str(tmp) + suffix).unlink(missing_ok=True)
-        image, _ = cls.open(path)
-        return image
 
     @classmethod
     def open(cls, path: str | Path) -> tuple[SqliteImage, CardContent]:
@@ -243,6 +231,37 @@ class SqliteImage:
         self._db.close()
 
 
+def _write_new(tmp: Path, content: CardContent) -> None:
+    """Fill the new, empty file ``tmp`` with ``content``; leave it in WAL mode, as
+    :meth:`SqliteImage._connect` opens it."""
+    db = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=OFF")
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute("PRAGMA foreign_keys=ON")
+        key = secrets.token_bytes(32)
+        db.executescript("BEGIN;" + _SCHEMA)
+        meta = {
+            **content.meta,
+            "format": IMAGE_FORMAT,
+            "atr": content.atr.hex().upper(),
+            "policy": content.policy.to_json(),
+            "mf_internal_efs": ",".join(f"{fid:04X}" for fid in sorted(content.mf_files)),
+            _KEY: key.hex(),
+        }
+        db.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
+        db.executemany(
+            "INSERT INTO data_objects VALUES (?, ?)", sorted(content.data_objects.items())
+        )
+        for position, app in enumerate(content.applications):
+            _insert_application(db, position, app, content.rules[app.name], key)
+        db.execute("INSERT INTO meta VALUES (?, ?)", (_CONTENT_MAC, _content_mac(db, key)))
+        db.execute("COMMIT")
+        db.execute("PRAGMA journal_mode=WAL")
+    finally:
+        db.close()
+
+
 def _insert_application(
     db: sqlite3.Connection, position: int, app: Application, rules: AccessRules, key: bytes
 ) -> None:
@@ -306,11 +325,12 @@ def _reason(exc: BaseException) -> str:
 
 
 def _fields_mac(key: bytes, values: Iterable[object]) -> bytes:
-    mac = hmac.new(key, digestmod=hashlib.sha256)
+    """HMAC-SHA-256 over each value as a 4-byte length and its bytes (text as UTF-8)."""
+    parts: list[bytes] = []
     for value in values:
         raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
-        mac.update(len(raw).to_bytes(4, "big") + raw)
-    return mac.digest()
+        parts += (len(raw).to_bytes(4, "big"), raw)
+    return hmac.digest(key, b"".join(parts), "sha256")
 
 
 def _credential_mac(key: bytes, app: str, c: Credential) -> bytes:

@@ -306,11 +306,20 @@ def _render_digits(digits: str, count: int, size: tuple[int, int], what: str) ->
     left = (width - count * _DIGIT_CELL) // 2
     top = (height - _GLYPH_HEIGHT) // 2
     for position, digit in enumerate(digits):
-        for row, pattern in enumerate(_DIGIT_GLYPHS[digit]):
-            for column, cell in enumerate(pattern):
-                if cell == "#":
-                    image.putpixel((left + position * _DIGIT_CELL + column, top + row), 0)
+        image.paste(_glyph(digit), (left + position * _DIGIT_CELL, top))
     return _png(image)
+
+
+@functools.cache
+def _glyph(digit: str) -> Image.Image:
+    """One digit's bitmap as a 1-bit image (ink 0 on 1), drawn once per process."""
+    pattern = _DIGIT_GLYPHS[digit]
+    glyph = Image.new("1", (len(pattern[0]), len(pattern)), 1)
+    for row, cells in enumerate(pattern):
+        for column, cell in enumerate(cells):
+            if cell == "#":
+                glyph.putpixel((column, row), 0)
+    return glyph
 
 
 def render_my_number_png(number: str) -> bytes:
@@ -351,10 +360,10 @@ def placeholder_photo_jp2(seed: str, size: tuple[int, int] = PHOTO_SIZE) -> byte
     centre_x = width / 2 + (noise[7] % 9 - 4) * width / 200
     head_top = height * (0.16 + noise[8] % 6 / 100)
 
-    image = Image.new("L", size)
+    # the background: one shade per row, from light at the top to dark at the bottom
+    shades = bytes(light + (dark - light) * y // max(height - 1, 1) for y in range(height))
+    image = Image.frombytes("L", size, b"".join(bytes([shade]) * width for shade in shades))
     draw = ImageDraw.Draw(image)
-    for y in range(height):
-        draw.line([(0, y), (width, y)], fill=light + (dark - light) * y // max(height - 1, 1))
     shoulders_top = head_top + head_h * 0.95
     draw.ellipse(
         [centre_x - width * 0.48, shoulders_top, centre_x + width * 0.48, height * 1.5], fill=body

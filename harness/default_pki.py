@@ -40,10 +40,12 @@ def personalize_shared(persona: Persona) -> CardContent:
     """``persona`` personalized by the shared PKI, once per process (independent credentials
     on every call). The card keys are kept in the PKI directory by persona digest
     (:mod:`jpki.card_keys`, 0600 files beside the CA keys), so a later process makes the same
-    persona's card without generating six RSA keys; its certificates are issued anew."""
+    persona's card without generating six RSA keys; its certificates are issued anew, and
+    recorded together (one database transaction: ``serve``'s cold start)."""
     store = pki_store()
     keys = card_keys.for_vault(store.material.vault, persona.digest)
-    return personalized_copy(persona, store, keys=keys)
+    with store.deferred():
+        return personalized_copy(persona, store, keys=keys)
 
 
 def shared_card(path: str | Path, image: str | Path | None = None, *, strict: bool = False) -> Card:

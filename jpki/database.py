@@ -9,6 +9,12 @@ moment). A certificate's state at any moment is computed from its events by
 On a file, each call opens its own connection (cheap, and safe across threads and processes);
 in memory, every call uses the database's one connection, one thread at a time (a lock). Writes
 that check before they change run in one ``BEGIN IMMEDIATE`` transaction.
+
+Bulk issuance records many certificates in a row: inside :meth:`CertificateDatabase.deferred`,
+a thread's :meth:`~CertificateDatabase.record` checks the serial and keeps the row, and the rows
+are written together, in one transaction, when the block ends (or before anything else this
+thread asks of the database, so it always sees its own certificates). One connection and one
+commit for a batch of cards instead of two connections and a commit per certificate.
 """
 
 from __future__ import annotations
@@ -129,6 +135,41 @@ _COLUMNS = (
     "recorded_at, der"
 )
 _INSERT = f"INSERT INTO certificates ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
+_EXISTS = "SELECT 1 FROM certificates WHERE authority = ? AND serial = ?"
+
+_Row = tuple[str, str, str, str, str, int, str, str, str, str, bytes]
+"""A ``certificates`` row in :data:`_COLUMNS` order."""
+
+
+def _record_from_row(
+    row: Sequence[object], events: tuple[RevocationEvent, ...] = ()
+) -> CertificateRecord:
+    authority, serial, persona, style, tree, generation, subject, *times, der = row
+    not_before, not_after, recorded_at = (_parse_time(str(text)) for text in times)
+    assert isinstance(generation, int) and isinstance(der, bytes)
+    return CertificateRecord(
+        authority=str(authority),
+        serial=int(str(serial), 16),
+        persona=str(persona),
+        style=NameStyle(style),
+        tree=Tree(tree),
+        generation=generation,
+        subject=str(subject),
+        not_before=not_before,
+        not_after=not_after,
+        recorded_at=recorded_at,
+        der=der,
+        events=events,
+    )
+
+
+@dataclass
+class _Deferred:
+    """One thread's :meth:`CertificateDatabase.deferred` block: its connection and its rows."""
+
+    connection: sqlite3.Connection | None
+    rows: list[_Row] = field(default_factory=list)
+    keys: set[tuple[str, str]] = field(default_factory=set)
 
 
 class CertificateDatabase:
@@ -138,6 +179,7 @@ class CertificateDatabase:
         self.path = path
         self._memory: sqlite3.Connection | None = None
         self._memory_lock = threading.RLock()
+        self._local = threading.local()  # this thread's deferred block (a _Deferred), if any
         if isinstance(path, str) and path == IN_MEMORY:
             # one connection: each connection to ":memory:" would be a database of its own
             self._memory = sqlite3.connect(IN_MEMORY, isolation_level=None, check_same_thread=False)
@@ -148,18 +190,80 @@ class CertificateDatabase:
                 connection.execute("PRAGMA journal_mode=WAL")
             connection.executescript(_SCHEMA)
 
+    def _open(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        connection.execute("PRAGMA foreign_keys=ON")
+        return connection
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         if self._memory is not None:
             with self._memory_lock:  # the connection serves one thread at a time
                 yield self._memory
             return
-        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        block: _Deferred | None = getattr(self._local, "block", None)
+        if block is not None and block.connection is not None:
+            yield block.connection  # the deferred block's own, closed when it ends
+            return
+        connection = self._open()
         try:
-            connection.execute("PRAGMA foreign_keys=ON")
             yield connection
         finally:
             connection.close()
+
+    # --- deferred recording -----------------------------------------------------------------
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Record this thread's certificates together when the block ends (one transaction).
+
+        Inside the block :meth:`record` checks the serial (against the database and the rows
+        kept so far: a taken one is a :class:`DuplicateSerialError`, as outside) and keeps the
+        row; any other call on this database from this thread first writes the rows kept, so
+        the thread sees its own certificates. Other threads and processes see them once the
+        block ends, or is flushed (:meth:`flush`). The rows are written when the block ends,
+        whether by an exception or not (a certificate that was issued is recorded, as outside
+        a block). A serial another process recorded meanwhile (a 2⁻⁶⁴ chance) fails the whole
+        write with :class:`DuplicateSerialError`; nothing of it is recorded. Nested blocks
+        are one block.
+        """
+        if getattr(self._local, "block", None) is not None:
+            yield
+            return
+        self._local.block = _Deferred(None if self._memory is not None else self._open())
+        try:
+            yield
+            self.flush()
+        finally:
+            block: _Deferred = self._local.block
+            try:
+                if block.rows:  # left by an exception: still recorded
+                    self.flush()
+            finally:
+                self._local.block = None
+                if block.connection is not None:
+                    block.connection.close()
+
+    def flush(self) -> None:
+        """Write the rows this thread's :meth:`deferred` block has kept (nothing outside one)."""
+        block: _Deferred | None = getattr(self._local, "block", None)
+        if block is None or not block.rows:
+            return
+        rows, block.rows, block.keys = block.rows, [], set()
+        try:
+            with self._write() as connection:
+                connection.executemany(_INSERT, rows)
+        except sqlite3.IntegrityError:
+            with self._connect() as connection:
+                taken = next(
+                    (row for row in rows if connection.execute(_EXISTS, row[:2]).fetchone()),
+                    rows[0],
+                )
+            raise DuplicateSerialError(
+                f"serial {taken[1]} is already recorded for {taken[0]} (recorded meanwhile by "
+                f"another process; none of the {len(rows)} certificate(s) written together "
+                "was recorded)"
+            ) from None
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -186,7 +290,7 @@ class CertificateDatabase:
     ) -> CertificateRecord:
         """Add an issued certificate (a serial already recorded for its CA is refused)."""
         authority = authority_id(style, tree, generation)
-        row = (
+        row: _Row = (
             authority,
             f"{certificate.serial_number:X}",
             persona,
@@ -199,6 +303,18 @@ class CertificateDatabase:
             _time(recorded_at),
             certificate.public_bytes(Encoding.DER),
         )
+        block: _Deferred | None = getattr(self._local, "block", None)
+        if block is not None:
+            key = (authority, row[1])
+            with self._connect() as connection:
+                taken = key in block.keys or connection.execute(_EXISTS, key).fetchone()
+            if taken:
+                raise DuplicateSerialError(
+                    f"serial {certificate.serial_number:X} is already recorded for {authority}"
+                )
+            block.rows.append(row)
+            block.keys.add(key)
+            return _record_from_row(row)
         with self._write() as connection:
             try:
                 connection.execute(_INSERT, row)
@@ -227,27 +343,12 @@ class CertificateDatabase:
         )
 
     def _records(self, where: str, parameters: Sequence[object]) -> list[CertificateRecord]:
+        self.flush()  # a deferred block's own certificates first
         with self._connect() as connection:
             # ``where`` is always one of this module's fixed fragments; values are parameters.
             query = f"SELECT {_COLUMNS} FROM certificates WHERE {where} ORDER BY recorded_at, rowid"  # noqa: S608
             rows = connection.execute(query, parameters).fetchall()
-            return [
-                CertificateRecord(
-                    authority=row[0],
-                    serial=int(row[1], 16),
-                    persona=row[2],
-                    style=NameStyle(row[3]),
-                    tree=Tree(row[4]),
-                    generation=row[5],
-                    subject=row[6],
-                    not_before=_parse_time(row[7]),
-                    not_after=_parse_time(row[8]),
-                    recorded_at=_parse_time(row[9]),
-                    der=row[10],
-                    events=self._events(connection, row[0], row[1]),
-                )
-                for row in rows
-            ]
+            return [_record_from_row(row, self._events(connection, row[0], row[1])) for row in rows]
 
     def get(self, authority: str, serial: int) -> CertificateRecord | None:
         """The certificate ``serial`` issued by CA generation ``authority``, if recorded."""
@@ -290,6 +391,7 @@ class CertificateDatabase:
     ) -> None:
         """Append ``event`` to a certificate's history (RevocationError if it may not follow)."""
         serial_text = f"{serial:X}"
+        self.flush()  # a deferred block's own certificates first
         with self._write() as connection:
             exists = connection.execute(
                 "SELECT 1 FROM certificates WHERE authority = ? AND serial = ?",

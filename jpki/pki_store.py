@@ -15,6 +15,7 @@ from a :class:`~jpki.clock.Clock` (default :func:`~jpki.clock.default_clock`).
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -302,6 +303,17 @@ class PkiStore(PkiStatus):
         raise PkiError(
             f"no free serial number for {authority_id(style, tree, authority.generation)}"
         )
+
+    def deferred(self) -> AbstractContextManager[None]:
+        """A block whose certificates (this thread's) are recorded together when it ends.
+
+        Bulk issuance: one database transaction for a batch of cards instead of one per
+        certificate (:meth:`CertificateDatabase.deferred
+        <jpki.database.CertificateDatabase.deferred>`). Inside it, this thread sees its own
+        certificates (revoking or looking one up writes the batch first); other processes see
+        them when the block ends, so write a card that carries them only after it has.
+        """
+        return self.database.deferred()
 
     # --- CV hierarchies (券面 APs) -----------------------------------------------------------
 

@@ -20,6 +20,14 @@ common AP's INTERNAL AUTHENTICATE alike): a test that tells cards apart by those
 instead of 17 cards/s on 2 cores). Cards are made by ``jobs`` worker processes (default: one per
 CPU), forked when that is safe so that they inherit the warmed-up PKI.
 
+Each worker makes its cards in batches (:data:`BATCH` cards at most, smaller towards the end of
+the run): it personalizes the batch's cards with the PKI's recording deferred
+(:meth:`~jpki.pki_store.PkiStore.deferred`: their certificates go into the PKI database in one
+transaction, not one each), then writes their persona files and card images
+(:meth:`~card_emulator.image.SqliteImage.write`: written without a journal and synced once, not
+reopened) — so every card image on disk has its certificates recorded. A card that fails ends the
+batch: the cards before it are written, the ones after it are not started.
+
 Key pool (``key_pool``, ``--key-pool DIR``): the per-card keys (the two JPKI keys; all six with
 ``unique_keys``) are taken from a directory of keys generated ahead by ``mynacard key-pool``
 (:mod:`harness.issuance.keypool`) instead of being generated, each used by one card only and
@@ -148,6 +156,8 @@ class _WorkerState:
     """Rendered address images by address text: cards of a run share the base's address."""
     card_keys: dict[str, rsa.RSAPrivateKey] = field(default_factory=dict)
     """The current card's keys from the key pool, by purpose."""
+    consumed: set[str] = field(default_factory=set)
+    """Directories whose pool key files this worker deleted since :meth:`sync_consumed`."""
 
     def images(self, persona: Persona) -> dict[str, bytes] | None:
         """The 券面 images this worker has already rendered for ``persona``."""
@@ -170,28 +180,40 @@ class _WorkerState:
         return shared if shared is not None else generate_rsa_key()
 
     def take_keys(self, job: _Job) -> None:
-        """Delete the card's pool key files (before use: a key is never in two cards); load them."""
+        """Delete the card's pool key files (before use: a key is never in two cards); load them.
+
+        The run read and checked each key (:func:`keypool.load_key`) before the first card.
+        """
         keypool.consume([path for _, path, _ in job.keys])
-        self.card_keys = {
-            purpose: keypool.load_key(Path(path), der)[0] for purpose, path, der in job.keys
-        }
+        self.consumed.update(os.path.dirname(path) for _, path, _ in job.keys)
+        self.card_keys = {purpose: _private_key(der) for purpose, _, der in job.keys}
+
+    def sync_consumed(self) -> None:
+        """Make the key deletions so far durable (before the cards using them are recorded or
+        written): a crash cannot put a key that is in a card back into the pool."""
+        keypool.sync_consumed(sorted(self.consumed))
+        self.consumed.clear()
 
 
 _state = _WorkerState()
 
 
+def _private_key(der: bytes) -> rsa.RSAPrivateKey:
+    """A key this run made or checked a moment ago: without OpenSSL's slow consistency check
+    (≈35 ms a key)."""
+    key = serialization.load_der_private_key(
+        der, password=None, unsafe_skip_rsa_key_validation=True
+    )
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return key
+
+
 def _init_worker(pool_der: Mapping[str, bytes], replace: bool) -> None:
     """Set up a worker process: the run's shared key pool (PKCS#8 DER) and whether to replace."""
     global _state  # noqa: PLW0603 - one state per worker process
-    pool: dict[str, rsa.RSAPrivateKey] = {}
-    for purpose, der in pool_der.items():
-        # Made by this run a moment ago: skip OpenSSL's slow consistency check (≈35 ms a key).
-        key = serialization.load_der_private_key(
-            der, password=None, unsafe_skip_rsa_key_validation=True
-        )
-        assert isinstance(key, rsa.RSAPrivateKey)
-        pool[purpose] = key
-    _state = _WorkerState(pool, replace)
+    _state = _WorkerState(
+        {purpose: _private_key(der) for purpose, der in pool_der.items()}, replace
+    )
 
 
 def _remove_image(path: Path) -> None:
@@ -199,8 +221,8 @@ def _remove_image(path: Path) -> None:
         Path(str(path) + suffix).unlink(missing_ok=True)
 
 
-def _make_card(job: _Job) -> dict[str, Any]:
-    """Issue one card (in a worker): persona file, certificates, card image; its index entry."""
+def _personalize_card(job: _Job) -> tuple[Persona, CardContent]:
+    """One card's content (in a worker): its pool keys deleted, its certificates issued."""
     persona = persona_module.parse(job.text, str(job.persona_file), job.persona_file.parent)
     _state.take_keys(job)
     try:
@@ -209,10 +231,15 @@ def _make_card(job: _Job) -> dict[str, Any]:
         )
     finally:
         _state.card_keys = {}
+    return persona, content
+
+
+def _write_card(job: _Job, persona: Persona, content: CardContent) -> dict[str, Any]:
+    """Write one card's persona file and image (its certificates recorded); its index entry."""
     if _state.replace:
         _remove_image(job.image_file)
     job.persona_file.write_bytes(job.text)
-    SqliteImage.create(job.image_file, content).close()
+    SqliteImage.write(job.image_file, content)
     return _index_entry(job, persona, content)
 
 
@@ -231,12 +258,61 @@ def _index_entry(job: _Job, persona: Persona, content: CardContent) -> dict[str,
     }
 
 
-def _run_job(job: _Job) -> tuple[bool, Any]:
-    """``(True, entry)`` or ``(False, message)``: errors cross the process boundary as text."""
+_CARD_ERRORS = (PersonaError, PkiError, ImageError, OSError, ValueError, IssueError)
+"""What stops a card (reported by its label); anything else is a bug and stops the run loudly."""
+
+
+def _run_batch(batch: Sequence[_Job]) -> list[tuple[bool, Any]]:
+    """Issue a batch of cards (in a worker): ``(True, entry)`` per card made, in order, then
+    ``(False, message)`` for the card that failed, if one did (the rest of the batch is not
+    started). Errors cross the process boundary as text.
+
+    The batch's certificates are recorded in the PKI together (one database transaction,
+    :meth:`~jpki.pki_store.PkiStore.deferred`) before any of its cards is written, so every
+    card image on disk has its certificates recorded; before that, the deletions of the pool
+    keys the batch took are synced to disk (one directory sync per batch), so no key in a
+    card or a recorded certificate can come back into the pool after a crash.
+    """
+    made: list[tuple[_Job, Persona, CardContent]] = []
+    failure: str | None = None
     try:
-        return True, _make_card(job)
-    except (PersonaError, PkiError, ImageError, OSError, ValueError, IssueError) as exc:
-        return False, f"card {job.label}: {exc}"
+        with pki_store().deferred():
+            for job in batch:
+                try:
+                    made.append((job, *_personalize_card(job)))
+                except _CARD_ERRORS as exc:
+                    failure = f"card {job.label}: {exc}"
+                    break
+            _state.sync_consumed()  # the batch's key deletions on disk before anything else
+    except _CARD_ERRORS as exc:  # the batch's certificates could not be recorded
+        first = made[0][0] if made else batch[0]
+        return [(False, f"card {first.label}: {exc}")]
+    results: list[tuple[bool, Any]] = []
+    for job, persona, content in made:
+        try:
+            results.append((True, _write_card(job, persona, content)))
+        except _CARD_ERRORS as exc:
+            results.append((False, f"card {job.label}: {exc}"))
+            return results
+    if failure is not None:
+        results.append((False, failure))
+    return results
+
+
+BATCH = 20
+"""Cards a worker makes per task at most: one PKI transaction per batch."""
+
+
+def _batches(work: Sequence[_Job], jobs: int) -> list[Sequence[_Job]]:
+    """``work`` in tasks of at most :data:`BATCH` cards, each at most a quarter of what is left
+    per worker: batches shrink towards the end of the run, so the workers finish together."""
+    batches: list[Sequence[_Job]] = []
+    start = 0
+    while start < len(work):
+        size = max(1, min(BATCH, (len(work) - start) // (jobs * 4)))
+        batches.append(work[start : start + size])
+        start += size
+    return batches
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
@@ -269,10 +345,11 @@ def _make_cards(
     work: Sequence[_Job], jobs: int, pool_der: Mapping[str, bytes], replace: bool, into: _Collector
 ) -> None:
     """Make the cards of ``work`` in this process (``jobs`` == 1) or in ``jobs`` workers."""
+    batches = _batches(work, jobs)
     if jobs == 1:
         _init_worker(pool_der, replace)
-        try:
-            into.collect(_run_job(job) for job in work)
+        try:  # lazily: a failure stops the run before the next batch
+            into.collect(result for batch in batches for result in _run_batch(batch))
         finally:
             _init_worker({}, replace=False)
         return
@@ -281,8 +358,8 @@ def _make_cards(
         jobs, mp_context=_mp_context(), initializer=_init_worker, initargs=(pool_der, replace)
     )
     try:
-        futures = [workers.submit(_run_job, job) for job in work]
-        into.collect(future.result() for future in as_completed(futures))
+        futures = [workers.submit(_run_batch, batch) for batch in batches]
+        into.collect(result for future in as_completed(futures) for result in future.result())
     except BrokenProcessPool:
         into.failure = "a worker process died (out of memory? killed?)"
     finally:
@@ -404,6 +481,32 @@ def _shared_keys(unique_keys: bool) -> dict[str, bytes]:
     }
 
 
+class _SharedKeys(threading.Thread):
+    """:func:`_shared_keys` in a thread of its own, started at once: OpenSSL lets go of the GIL
+    while it generates, so the keys are made while the run reserves its pool keys, checks its
+    output directory and warms up the PKI."""
+
+    def __init__(self, unique_keys: bool) -> None:
+        super().__init__(name="issue-shared-keys", daemon=True)
+        self._unique_keys = unique_keys
+        self._der: dict[str, bytes] = {}
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._der = _shared_keys(self._unique_keys)
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> dict[str, bytes]:
+        """The shared keys (PKCS#8 DER by purpose), once made."""
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._der
+
+
 def _pool_purposes(options: IssueOptions) -> tuple[str, ...]:
     """The keys of each card taken from the key pool."""
     return KEY_PURPOSES if options.unique_keys else ("jpki_auth", "jpki_sign")
@@ -481,6 +584,7 @@ def issue(options: IssueOptions, *, progress: Callable[[int], None] | None = Non
     _check_pool(options)
     reservation = None if options.key_pool is None else keypool.Reservation(options.key_pool)
     made = _Collector(progress)
+    shared = _SharedKeys(options.unique_keys)  # generated while the run gets ready
     try:
         if reservation is not None:  # every key read and checked before anything is written
             reservation.take(*_pool_needs(options))
@@ -488,9 +592,10 @@ def issue(options: IssueOptions, *, progress: Callable[[int], None] | None = Non
         _check_out(options.out, options.force, files)
         _check_first(work, options)
         _warm_up(base)
-        pool_der = _shared_keys(options.unique_keys)
+        pool_der = shared.result()
         _make_cards(work, jobs, pool_der, options.force, made)
     finally:
+        shared.join()  # no thread left behind: workers fork only from a single thread
         if reservation is not None:
             reservation.release()  # the keys no card took go back into the pool
     if made.failure is not None:

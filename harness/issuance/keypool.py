@@ -18,10 +18,11 @@ gets each key (the other finds it gone and takes another; if the pool runs dry, 
 it took and fails, nothing issued). The run reads and checks every reserved key before the first
 card (:func:`load_key`), so a file that holds no usable key is reported, by name, before anything
 is issued. Each card's worker deletes its key files *before* making the card, so a key is never
-in two cards, even if a worker or the run dies; keys not used (a run that stopped early) are
-renamed back into the pool at the end. A run killed outright (SIGKILL) leaves its reservation
-directory, whose keys no run counts; ``mynacard key-pool`` on the pool puts them back
-(:func:`recover_reservations`: only those of processes no longer alive).
+in two cards, even if a worker or the run dies (the deletions are synced to disk before the cards
+or their certificates are written: not even a machine crash brings a used key back); keys not
+used (a run that stopped early) are renamed back into the pool at the end. A run killed outright
+(SIGKILL) leaves its reservation directory, whose keys no run counts; ``mynacard key-pool`` on
+the pool puts them back (:func:`recover_reservations`: only those of processes no longer alive).
 
 Checking a key: OpenSSL's own check of a loaded RSA key (primality of p and q) costs ≈35-95 ms,
 as much as generating one, so keys are loaded with ``unsafe_skip_rsa_key_validation=True`` and
@@ -39,7 +40,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ __all__ = [
     "load_key",
     "pool_keys",
     "recover_reservations",
+    "sync_consumed",
     "too_small_message",
 ]
 
@@ -336,9 +338,20 @@ def load_key(
 
 
 def consume(paths: Sequence[str]) -> None:
-    """Delete reserved key files (a card is about to use them): raises ``OSError`` if gone."""
+    """Delete reserved key files (a card is about to use them): raises ``OSError`` if gone.
+
+    Durable once :func:`sync_consumed` has synced their directories (before the card, or its
+    certificates, is written anywhere).
+    """
     for path in paths:
         os.unlink(path)
+
+
+def sync_consumed(directories: Iterable[str]) -> None:
+    """Make the deletions of :func:`consume` in ``directories`` durable (fsync each directory):
+    after a crash, a key a card was written with cannot be back in the pool."""
+    for directory in directories:
+        _sync_directory(Path(directory))
 
 
 class Reservation:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from card_emulator import Card, ImageError
+from card_emulator import image as image_module
 from card_emulator.image import SqliteImage
 from tests.conftest import DEMO_PERSONA, ROOT, exchange
 
@@ -107,3 +108,32 @@ def test_failed_verify_survives_sigkill(tmp_path: Path) -> None:
     with Card.open(image) as card:
         exchange(card, SELECT_JPKI)
         assert exchange(card, "00200098") == (b"", 0x63C1)
+
+
+def test_write_makes_an_image_without_opening_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``SqliteImage.write`` (bulk issuance): the image ``create`` makes, not left open; 0600,
+    in WAL mode as the card opens it, no temporary or journal file left; a failure leaves
+    nothing."""
+    with Card.from_persona(DEMO_PERSONA) as card:
+        content = card.content
+    path = tmp_path / "written.sqlite"
+    SqliteImage.write(path, content)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["written.sqlite"]
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.read_bytes()[18:20] == b"\x02\x02"  # the header's WAL mode
+    with pytest.raises(ImageError, match="already exists"):
+        SqliteImage.write(path, content)
+    image, loaded = SqliteImage.open(path)  # checks every integrity code
+    image.close()
+    assert loaded.meta == content.meta and loaded.atr == content.atr
+    assert [a.files for a in loaded.applications] == [a.files for a in content.applications]
+
+    def broken(_tmp: Path, _content: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(image_module, "_write_new", broken)
+    with pytest.raises(ImageError, match=r"cannot write the card image \(No space left"):
+        SqliteImage.write(tmp_path / "full.sqlite", content)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["written.sqlite"]

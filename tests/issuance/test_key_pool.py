@@ -22,6 +22,7 @@ from apdu.vocabulary import Jpki, Text
 from card_emulator import Card
 from card_emulator import persona as persona_module
 from card_emulator.personalize import personalize
+from harness.default_pki import pki_store
 from harness.issuance import cli as issue_cli
 from harness.issuance import engine as issuance
 from harness.issuance import keypool
@@ -297,3 +298,94 @@ def test_a_run_that_stops_returns_the_keys_it_did_not_use(
     # and the 2 the run never reserved are in the pool again, and no reservation is left.
     assert len(keypool.pool_keys(pool)) == 6
     assert sorted(p.name for p in pool.iterdir()) == sorted(p.name for p in keypool.pool_keys(pool))
+
+
+def test_a_failure_inside_a_batch_keeps_the_cards_made_before_it(
+    master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers make cards in batches (12 cards, 1 job: cards 1-3, then 4-5, ...) whose
+    certificates are recorded together before the cards are written: card 5 failing in the
+    second batch still leaves cards 1-4 written, with their certificates in the PKI, and the
+    cards after it never started (their keys back in the pool)."""
+    pool = _pool(master, tmp_path / "pool", 24)
+    real = personalize
+
+    def failing(persona: persona_module.Persona, **kwargs: Any) -> Any:
+        if persona.label == "batch-0005":
+            raise persona_module.PersonaError("certificates.issued: planted failure")
+        return real(persona, **kwargs)
+
+    monkeypatch.setattr(issuance, "personalize", failing)  # jobs 1: in this process
+    out = tmp_path / "cards"
+    argv = ["--count", "12", "--out", str(out), "--jobs", "1", "--prefix", "batch"]
+    status, _, err = _cli("issue", *argv, "--key-pool", str(pool))
+    assert status == 2 and "card batch-0005: certificates.issued: planted failure" in err
+    assert "4 card(s) were issued" in err
+    made = [f"batch-{n:04d}" for n in range(1, 5)]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{label}{suffix}" for label in made for suffix in (".toml", ".sqlite")
+    )
+    for label in made:
+        with Card.from_persona(out / f"{label}.toml", image=out / f"{label}.sqlite") as card:
+            serial = card.content.meta["auth_certificate_serial"]
+        recorded = pki_store().certificates(persona=label)
+        assert len(recorded) == 2 and f"{recorded[0].serial:X}" == serial
+    assert len(keypool.pool_keys(pool)) == 24 - 2 * 5  # cards 1-5 took theirs; 6-12 did not
+
+
+def test_a_thousand_cards_get_two_thousand_distinct_pool_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's check at full size for the run's key handling, without 2,000 RSA key
+    generations: a 1,000-card run reserves 2,000 pool files and gives each to exactly one card
+    (``bench/run.py`` section 5 issues 1,000 real cards from a pool and counts the distinct
+    public keys in their 2,000 certificates)."""
+    pool = tmp_path / "pool"
+    pool.mkdir(mode=0o700)
+    for number in range(2000):
+        (pool / f"key-{number:032x}.der").write_bytes(number.to_bytes(2, "big"))
+
+    def stand_in(path: Path, der: bytes | None = None, *, name: Path | None = None) -> Any:
+        return None, path.read_bytes()
+
+    monkeypatch.setattr(keypool, "load_key", stand_in)  # the files are not keys
+    options = issuance.IssueOptions(count=1000, out=tmp_path / "cards", key_pool=pool)
+    _, tables, prefix = issuance._load_base(options)
+    reservation = keypool.Reservation(pool)
+    reservation.take(*issuance._pool_needs(options))
+    assert keypool.count_keys(pool) == 0
+    jobs = issuance._assign_keys(issuance._plan(options, tables, prefix), options, reservation)
+    assert len(jobs) == 1000
+    purposes = {tuple(purpose for purpose, _, _ in job.keys) for job in jobs}
+    assert purposes == {("jpki_auth", "jpki_sign")}
+    paths = [path for job in jobs for _, path, _ in job.keys]
+    contents = {der for job in jobs for _, _, der in job.keys}
+    assert len(set(paths)) == 2000 and len(contents) == 2000
+    assert reservation.release() == 2000 and keypool.count_keys(pool) == 2000
+
+
+def test_key_deletions_are_synced_before_the_cards_are_written(
+    master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash must not put a key that is in a card back into the pool: each batch's key
+    deletions are synced (its reservation directory) before the batch's cards are written."""
+    pool = _pool(master, tmp_path / "pool", 8)
+    out = tmp_path / "cards"
+    calls: list[tuple[list[str], list[str]]] = []
+    real = keypool.sync_consumed
+
+    def watching(directories: Any) -> None:
+        directories = list(directories)
+        calls.append(
+            ([Path(d).name for d in directories], sorted(p.name for p in out.glob("*.sqlite")))
+        )
+        real(directories)
+
+    monkeypatch.setattr(keypool, "sync_consumed", watching)  # jobs 1: in this process
+    argv = ["--count", "4", "--out", str(out), "--jobs", "1", "--prefix", "synced"]
+    status, _, err = _cli("issue", *argv, "--key-pool", str(pool))
+    assert status == 0, err
+    written = [f"synced-{n:04d}.sqlite" for n in range(1, 5)]
+    assert [images for _, images in calls] == [written[:n] for n in range(4)]  # batches of 1
+    assert all(len(names) == 1 and names[0].startswith(".reserved-") for names, _ in calls)
+    assert sorted(p.name for p in pool.iterdir()) == sorted(p.name for p in pool.glob("key-*"))
