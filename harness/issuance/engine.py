@@ -61,7 +61,7 @@ from card_emulator.content import CardContent
 from card_emulator.image import SqliteImage
 from card_emulator.persona import Persona
 from card_emulator.personalize import KEY_PURPOSES, personalize
-from card_emulator.profiles import ProfileError
+from card_emulator.profiles import ProfileError, load_profile
 from harness.default_pki import default_cv_signer, pki_store
 from harness.issuance import keypool
 from harness.issuance.personas import IssueError, derive_personas, persona_text
@@ -519,10 +519,23 @@ def _pool_needs(options: IssueOptions) -> tuple[int, str]:
     return per_card * options.count, f"{what} for each of {options.count:,} card(s)"
 
 
-def _check_pool(options: IssueOptions) -> None:
-    """Before anything is written: the pool exists, holds only keys, and enough of them."""
+def _check_pool(options: IssueOptions, profile: str | None) -> None:
+    """Before anything is written: the cards' JPKI keys are RSA-2048 (what a pool holds), the
+    pool exists, holds only keys, and enough of them."""
     if options.key_pool is None:
         return
+    try:
+        algorithm = load_profile(profile or "current", options.base.parent).setting(
+            "key_algorithm", "rsa-2048"
+        )
+    except ProfileError as exc:
+        raise IssueError(str(exc)) from None
+    if algorithm != "rsa-2048":
+        raise IssueError(
+            f"--key-pool: the cards' JPKI keys are {algorithm} (profile {profile}), made per card "
+            "in about a millisecond; a key pool holds RSA-2048 keys, which these cards would not "
+            "use (leave --key-pool out)"
+        )
     needed, purpose = _pool_needs(options)
     holds = keypool.count_keys(options.key_pool)
     if holds < needed:
@@ -581,7 +594,7 @@ def issue(options: IssueOptions, *, progress: Callable[[int], None] | None = Non
     base, base_tables, prefix = _load_base(options)
     work = _plan(options, base_tables, prefix)
     files = [f for job in work for f in (job.persona_file, job.image_file)]
-    _check_pool(options)
+    _check_pool(options, base_tables.get("profile"))
     reservation = None if options.key_pool is None else keypool.Reservation(options.key_pool)
     made = _Collector(progress)
     shared = _SharedKeys(options.unique_keys)  # generated while the run gets ready

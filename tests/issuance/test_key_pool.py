@@ -194,6 +194,22 @@ def test_a_pool_too_small_changes_nothing(master: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in pool.iterdir()) == before and not out.exists()
 
 
+def test_a_pool_is_refused_for_cards_whose_jpki_keys_are_not_rsa(
+    master: Path, tmp_path: Path
+) -> None:
+    pool = _pool(master, tmp_path / "pool", 4)
+    before = sorted(p.name for p in pool.iterdir())
+    out = tmp_path / "cards"
+    status, stdout, err = _cli(
+        "issue", "--count", "2", "--out", str(out), "--key-pool", str(pool),
+        "--profile", "next-generation",
+    )  # fmt: skip
+    assert status == 2 and stdout == ""
+    assert "--key-pool: the cards' JPKI keys are ecdsa-p384 (profile next-generation)" in err
+    assert sorted(p.name for p in pool.iterdir()) == before  # no key taken, none wasted
+    assert not out.exists()
+
+
 def test_a_file_that_is_not_a_key_is_named(master: Path, tmp_path: Path) -> None:
     pool = _pool(master, tmp_path / "pool", 3)
     out = tmp_path / "cards"
