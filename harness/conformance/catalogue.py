@@ -21,11 +21,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from apdu.vocabulary import resolve_atr
 from harness.conformance.rules import OUTCOME_RULES, Expectation
 from harness.faults import Scenario, ScenarioError
+from harness.personas import merge
 
 OUTCOMES = ("accepted", "refused")
 REASONS = (
@@ -65,8 +66,8 @@ class KioskScenario:
         persona, as a run without ``--matrix`` uses)."""
         if generation is None:
             return dict(self.persona)
-        merged = _merge(generation.persona, self.persona)
-        return _merge(merged, self.on.get(generation.name, {}))
+        merged = merge(generation.persona, self.persona)
+        return merge(merged, self.on.get(generation.name, {}))
 
     def card_on(self, generation: Generation | None) -> Scenario:
         """The card's fault scenario on ``generation``: the scenario's faults, counters and ATR,
@@ -94,16 +95,6 @@ class Catalogue:
 
     scenarios: list[KioskScenario]
     generations: list[Generation]
-
-
-def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def parse_expectation(text: str, where: str = "expect") -> Expectation:
@@ -248,28 +239,34 @@ def load_catalogue(path: str | Path | None = None) -> list[KioskScenario]:
     return load_full_catalogue(path).scenarios
 
 
-def select_generations(generations: Sequence[Generation], names: Sequence[str]) -> list[Generation]:
-    """The generations named (all when ``names`` is empty), in catalogue order."""
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_N = TypeVar("_N", bound=_Named)
+
+
+def _select(items: Sequence[_N], names: Sequence[str], kind: str, where: str = "") -> list[_N]:
+    """The ``items`` named (all when ``names`` is empty), in catalogue order; an unknown name is
+    a :class:`ScenarioError` naming it and what is known."""
     if not names:
-        return list(generations)
-    known = {g.name for g in generations}
+        return list(items)
+    known = {item.name for item in items}
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ScenarioError(
-            f"--generation: unknown generation(s) {', '.join(unknown)}; "
+            f"{where}unknown {kind}(s) {', '.join(unknown)}; "
             f"known: {', '.join(sorted(known)) or 'none (the catalogue declares none)'}"
         )
-    return [g for g in generations if g.name in names]
+    return [item for item in items if item.name in names]
+
+
+def select_generations(generations: Sequence[Generation], names: Sequence[str]) -> list[Generation]:
+    """The generations named (all when ``names`` is empty), in catalogue order."""
+    return _select(generations, names, "generation", "--generation: ")
 
 
 def select(scenarios: Sequence[KioskScenario], names: Sequence[str]) -> list[KioskScenario]:
     """The scenarios named (all when ``names`` is empty), in catalogue order."""
-    if not names:
-        return list(scenarios)
-    known = {s.name for s in scenarios}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ScenarioError(
-            f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-    return [s for s in scenarios if s.name in names]
+    return _select(scenarios, names, "scenario")

@@ -9,7 +9,6 @@ generation × scenario table renders in headless Chromium.
 from __future__ import annotations
 
 import ast
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.conformance.test_conformance_run import (
     NSC,
     Run,
     _headless,
+    run_conformance,
 )
 
 CATALOGUE = load_full_catalogue()
@@ -101,23 +101,7 @@ def _cells(run: Run) -> tuple[dict[tuple[str, str, str], str], set[tuple[str, st
 
 
 def run_matrix(out: Path, kiosk: str) -> Run:
-    env = {k: v for k, v in os.environ.items() if k != "PCSCLITE_CSOCK_NAME"}
-    command = [
-        sys.executable,
-        "-m",
-        "harness.cli",
-        "conformance",
-        "run",
-        "--matrix",
-        "--kiosk-cmd",
-        f"{sys.executable} {KIOSKS / kiosk}",
-        "--out",
-        str(out),
-    ]
-    done = subprocess.run(
-        command, check=False, capture_output=True, text=True, env=env, timeout=600
-    )
-    return Run(out, done.returncode, done.stdout, done.stderr)
+    return run_conformance(out, kiosk, "--matrix", timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -80,7 +80,9 @@ class Run:
         return found
 
 
-def run_conformance(out: Path, kiosk: str) -> Run:
+def run_conformance(out: Path, kiosk: str, *options: str, timeout: float = 300) -> Run:
+    """``mynacard conformance run`` of ``kiosk`` (with ``options``, e.g. ``--matrix``) into
+    ``out``, in a process of its own (it starts its own pcscd)."""
     env = {k: v for k, v in os.environ.items() if k != "PCSCLITE_CSOCK_NAME"}
     command = [
         sys.executable,
@@ -88,13 +90,14 @@ def run_conformance(out: Path, kiosk: str) -> Run:
         "harness.cli",
         "conformance",
         "run",
+        *options,
         "--kiosk-cmd",
         f"{sys.executable} {KIOSKS / kiosk}",
         "--out",
         str(out),
     ]
     done = subprocess.run(
-        command, check=False, capture_output=True, text=True, env=env, timeout=300
+        command, check=False, capture_output=True, text=True, env=env, timeout=timeout
     )
     return Run(out, done.returncode, done.stdout, done.stderr)
 
