@@ -216,6 +216,7 @@ def test_private_socket_relay_prints_what_a_client_needs(relay: Relay, tmp_path:
             assert atr.strip().replace(":", "").lower() == card.atr.hex()
         finally:
             stop_process(process)
+    wait_present(relay.inner, reader.name, present=False)  # the next test wants it empty
     assert process.returncode == 0, log.read_text()
     assert "stopped: relay ended." in log.read_text()
 
@@ -234,6 +235,7 @@ def test_a_relay_started_on_an_empty_reader_waits_for_the_card(
             assert f"relaying {reader.name!r}" in out and card.atr.hex(" ").upper() in out
     finally:
         stop_process(process)
+    wait_present(relay.inner, reader.name, present=False)  # the next test wants it empty
     assert process.returncode == 0, log.read_text()
 
 
