@@ -79,9 +79,9 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
 
 
 def _describe(card: ServableCard) -> str:
-    from apdu import tlv  # noqa: PLC0415
     from card_emulator import Card  # noqa: PLC0415
     from harness.console.controlled_card import ControlledCard  # noqa: PLC0415
+    from harness.console.state import holder_name  # noqa: PLC0415
     from harness.faults import FaultyCard  # noqa: PLC0415
 
     if isinstance(card, ControlledCard):
@@ -93,13 +93,8 @@ def _describe(card: ServableCard) -> str:
     if not isinstance(card, Card):
         return type(card).__name__
     meta = card.content.meta
-    holder = ""
-    for app in card.content.applications:  # 券面事項入力補助AP, or a next-generation 券面等AP
-        raw = app.files.get(0x0002)
-        if raw is not None and raw[:2] == b"\xff\x20":
-            fields = {item.tag: item.value for item in tlv.decode_one(raw).children()}
-            holder = fields.get(0xDF22, b"").decode("utf-8", "replace") + ", "
-            break
+    name = holder_name(card)
+    holder = f"{name}, " if name is not None else ""
     return (
         f"{meta.get('persona_label', 'card')}: {holder}{meta.get('token', '')}, "
         f"ATR {card.atr.hex(' ').upper()}"

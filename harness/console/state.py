@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from apdu import CodecError
+from apdu import CodecError, tlv
 from apdu.vocabulary import APPLICATIONS, CREDENTIALS, Text, credential_name
 from card_emulator import Card
 from card_emulator.card import SecurityStatus
@@ -22,7 +22,6 @@ from card_emulator.objects import Credential
 from harness.console.controlled_card import ControlledCard
 from jpki.database import CertificateRecord
 from jpki.names import Tree
-from readers.host_side.text_ap import parse_attributes
 
 
 class CertificateLookup(Protocol):
@@ -241,15 +240,22 @@ class CardIdentity:
     def of(cls, card: Card) -> CardIdentity:
         meta = card.content.meta
         serials = tuple((tree, meta[key]) for tree, key in _SERIAL_KEYS.items() if key in meta)
-        return cls(meta.get("persona_label"), _holder_name(card), serials)
+        return cls(meta.get("persona_label"), holder_name(card), serials)
 
 
-def _holder_name(card: Card) -> str | None:
-    try:
-        raw = card.content.application("text").files.get(Text.EF_ATTRIBUTES)
-        return parse_attributes(raw).name if raw is not None else None
-    except (KeyError, CodecError, ValueError):
-        return None
+def holder_name(card: Card) -> str | None:
+    """The holder's name (氏名, ``DF22`` of the ``FF20`` attributes in EF ``0002``) as the card
+    holds it: in today's 券面事項入力補助AP or a next-generation card's (仮称)券面等AP; ``None``
+    when no application holds a readable one."""
+    for app in card.content.applications:
+        raw = app.files.get(Text.EF_ATTRIBUTES)
+        if raw is None or raw[:2] != b"\xff\x20":
+            continue
+        try:
+            return tlv.decode_one(raw).child(0xDF22).value.decode("utf-8")
+        except (CodecError, ValueError):
+            return None
+    return None
 
 
 def _moment_text(moment: dt.datetime | None) -> str | None:

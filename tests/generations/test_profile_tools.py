@@ -18,7 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from apdu import builders
 from card_emulator import Card, PersonaError
 from card_emulator import persona as persona_module
+from harness.cli import _describe as describe_card
 from harness.cli import main
+from harness.console.state import holder_name
 from harness.default_pki import personalize_shared
 from harness.faults import traced
 from harness.personas import card_from_persona, profile_persona, written_persona
@@ -101,6 +103,18 @@ def test_a_profile_overrides_the_persona_in_memory(tmp_path: Path) -> None:
     assert persona_module.load(NEXT_GENERATION).profile == "next-generation"  # file unchanged
     card = Card(personalize_shared(persona))
     assert isinstance(card.content.application("jpki").keys[0x0017].private_key, rsa.RSAPrivateKey)
+
+
+def test_the_holder_s_name_is_found_on_both_generations() -> None:
+    """What serve's reader lines and the console's cards show: 氏名 from today's
+    券面事項入力補助AP or from the next-generation (仮称)券面等AP."""
+    for profile in ("current", "next-generation"):
+        card = profile_card(profile)
+        try:
+            assert holder_name(card) == "番号\u3000花子", profile
+            assert ": 番号\u3000花子, JPKIAPICCTOKEN" in describe_card(card), profile
+        finally:
+            card.close()
 
 
 @pytest.mark.parametrize(
