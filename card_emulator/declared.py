@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from apdu import tlv
-from apdu.vocabulary import CREDENTIALS, resolve_atr
+from apdu.vocabulary import resolve_atr
 from card_emulator.access import AccessRules, RulesError, load_rules, parse_fid
 from card_emulator.apps import common as common_ap
 from card_emulator.apps import jpki as jpki_ap
@@ -427,18 +427,12 @@ def _rules(profile: CardProfile, persona: Persona, meta: dict[str, str]) -> dict
         raise ProfileError(str(exc)) from None
 
 
-def apply_counters(
-    applications: list[Application], persona: Persona, profile: CardProfile | None = None
-) -> None:
-    """The persona's ``[counters]`` presets: named credentials of today's card, or on another
-    ``profile`` the credential holding the persona PIN of that name
+def apply_counters(applications: list[Application], persona: Persona, profile: CardProfile) -> None:
+    """The persona's ``[counters]`` presets on a card of ``profile``: named credentials of
+    today's card, or on another profile the credential holding the persona PIN of that name
     (:meth:`~card_emulator.profiles.CardProfile.counter_credentials`)."""
     by_name = {app.name: app for app in applications}
-    places = (
-        profile.counter_credentials()
-        if profile is not None
-        else {n: (w.application, w.fid, w.max_tries) for n, w in CREDENTIALS.items()}
-    )
+    places = profile.counter_credentials()
     for name, tries in persona.counters.items():
         application, fid, _limit = places[name]
         by_name[application].credentials[fid].remaining = tries

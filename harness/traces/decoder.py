@@ -104,11 +104,7 @@ class Decoder:
 
     def _select(self, cmd: CommandApdu, ok: bool) -> str:
         if cmd.p1 == 0x04:
-            app = (
-                APPLICATION_BY_AID.get(cmd.data)
-                if self.applications is APPLICATIONS
-                else next((a for a in self.applications.values() if a.aid == cmd.data), None)
-            )
+            app = next((a for a in self.applications.values() if a.aid == cmd.data), None)
             known = (app.name, app.label) if app else None
             if cmd.data == ISSUER_SECURITY_DOMAIN_AID:
                 known = _ISSUER_SECURITY_DOMAIN
