@@ -16,7 +16,7 @@ from typing import Any
 from card_emulator import Card
 from card_emulator import persona as persona_module
 from card_emulator.persona import Persona
-from card_emulator.profiles import BUILTIN, ProfileError, load_profile
+from card_emulator.profiles import ProfileError, resolve_profile
 from harness.default_pki import personalize_shared, shared_card
 from harness.demo_persona import (
     demo_persona_path as demo_persona_path,  # noqa: PLC0414 - re-exported from its old home
@@ -142,12 +142,10 @@ def profile_value(profile: str, flag: str = "--profile", base: Path | None = Non
     """A ``--profile`` argument, checked: a built-in generation as its name, a profile file as
     its absolute path (relative to ``base``, default the working directory).
     :class:`~card_emulator.profiles.ProfileError` names ``flag``."""
-    folder = base if base is not None else Path.cwd()
     try:
-        load_profile(profile, folder)
+        return resolve_profile(profile, base if base is not None else Path.cwd())
     except ProfileError as exc:
         raise ProfileError(f"{flag}: {exc}") from None
-    return profile if profile in BUILTIN else str((folder / profile).resolve())
 
 
 def profile_overrides(

@@ -254,13 +254,12 @@ def _profile(table: _Table) -> str | None:
         return None
     text = table.text("profile", value, "a card generation (current, next-generation) or file")
     # Imported here, only for a file with this key: the card emulator (cold start, issue 18).
-    from card_emulator.profiles import BUILTIN, ProfileError, load_profile  # noqa: PLC0415
+    from card_emulator.profiles import ProfileError, resolve_profile  # noqa: PLC0415
 
     try:
-        load_profile(text, table.folder)
+        return resolve_profile(text, table.folder)
     except ProfileError as exc:
         raise table.fail("profile", str(exc)) from None
-    return text if text in BUILTIN else str(table.folder / Path(text).expanduser())
 
 
 def _console(table: _Table) -> ConsoleConfig:

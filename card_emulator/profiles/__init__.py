@@ -194,6 +194,14 @@ def _builtin_profile(name: str) -> CardProfile:
     return parse_profile(resource.read_text(encoding="utf-8"), f"profile {name}")
 
 
+def resolve_profile(name_or_path: str, base: Path) -> str:
+    """``name_or_path`` checked by loading it (:class:`ProfileError` if it cannot be): a built-in
+    profile as its name, a profile file as its absolute path (relative to ``base``), so that it
+    names the same profile from any directory."""
+    load_profile(name_or_path, base)
+    return name_or_path if name_or_path in BUILTIN else str((base / name_or_path).resolve())
+
+
 def load_profile(name_or_path: str, base: Path | None = None) -> CardProfile:
     """A built-in profile by name, else the profile file at ``name_or_path`` (relative to
     ``base``, a persona's directory)."""
