@@ -18,15 +18,13 @@ _extracted = ExitStack()  # files copied out of a zipped install, removed at exi
 atexit.register(_extracted.close)
 
 
-@cache
-def demo_persona_path() -> Path:
-    """The demo persona as a file: the one the installed package carries (package data)."""
-    resource = resources.files("harness").joinpath(*DEMO_RESOURCE)
-    return _extracted.enter_context(resources.as_file(resource))
-
-
 GENERATION_RESOURCES = {"next-generation": ("data", "personas", "next-generation.toml")}
 """The demo holder on a card of another built-in generation (the packaged persona files)."""
+
+
+def demo_persona_path() -> Path:
+    """The demo persona as a file: the one the installed package carries (package data)."""
+    return generation_persona_path(None)
 
 
 @cache
@@ -34,8 +32,6 @@ def generation_persona_path(profile: str | None) -> Path:
     """The demo persona of card generation ``profile``: the packaged next-generation persona
     for ``next-generation``, the demo persona otherwise (``current``, ``None``, a profile file:
     the demo persona with that profile)."""
-    parts = GENERATION_RESOURCES.get(profile or "")
-    if parts is None:
-        return demo_persona_path()
+    parts = GENERATION_RESOURCES.get(profile or "", DEMO_RESOURCE)
     resource = resources.files("harness").joinpath(*parts)
     return _extracted.enter_context(resources.as_file(resource))
