@@ -393,10 +393,7 @@ class CertificateDatabase:
         serial_text = f"{serial:X}"
         self.flush()  # a deferred block's own certificates first
         with self._write() as connection:
-            exists = connection.execute(
-                "SELECT 1 FROM certificates WHERE authority = ? AND serial = ?",
-                (authority, serial_text),
-            ).fetchone()
+            exists = connection.execute(_EXISTS, (authority, serial_text)).fetchone()
             if exists is None:
                 raise KeyError(f"no certificate {serial_text} recorded for {authority}")
             event = RevocationEvent(event.kind, _parse_time(_time(event.at)), event.reason)
