@@ -30,7 +30,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from reference_kiosk import (
-    KEY_AUTH,
     SHA256_DIGEST_INFO,
     CardGoneError,
     Kiosk,
@@ -83,14 +82,7 @@ class CarelessKiosk(Kiosk):
     def sign_rsa(self, certificate: x509.Certificate) -> None:
         """Mistake 7: every JPKI key is RSA-2048 (a SHA-256 DigestInfo in, PKCS#1 v1.5 out)."""
         challenge = os.urandom(32)
-        digest_info = SHA256_DIGEST_INFO + hashlib.sha256(challenge).digest()
-        sw = self.select_ef(KEY_AUTH)
-        if sw != 0x9000:
-            raise RefusalError("card-error", f"SELECT of the key answered {sw:04X}")
-        apdu = bytes([0x80, 0x2A, 0x00, 0x80, len(digest_info)]) + digest_info + b"\x00"
-        signature, sw = self.timed_sign(apdu)
-        if sw != 0x9000:
-            raise RefusalError("card-error", f"COMPUTE DIGITAL SIGNATURE answered {sw:04X}")
+        signature = self.card_signature(SHA256_DIGEST_INFO + hashlib.sha256(challenge).digest())
         key: rsa.RSAPublicKey = certificate.public_key()  # type: ignore[assignment]
         try:
             key.verify(signature, challenge, padding.PKCS1v15(), hashes.SHA256())

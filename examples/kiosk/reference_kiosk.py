@@ -246,6 +246,17 @@ class Kiosk:
             data = SHA256_DIGEST_INFO + hashlib.sha256(challenge).digest()
         else:
             raise RefusalError("unsupported-card", f"a {type(key).__name__} key")
+        signature = self.card_signature(data)
+        try:
+            verify_signature(key, signature, challenge)
+        except (InvalidSignature, ValueError):
+            raise RefusalError(
+                "card-error", "the signature does not match the certificate"
+            ) from None
+
+    def card_signature(self, data: bytes) -> bytes:
+        """The user-authentication key's COMPUTE DIGITAL SIGNATURE over ``data`` (SELECT of the
+        key first); a status word other than 9000 is a card error."""
         sw = self.select_ef(KEY_AUTH)
         if sw != 0x9000:
             raise RefusalError("card-error", f"SELECT of the key answered {status(sw)}")
@@ -253,12 +264,7 @@ class Kiosk:
         signature, sw = self.timed_sign(apdu)
         if sw != 0x9000:
             raise RefusalError("card-error", f"COMPUTE DIGITAL SIGNATURE answered {status(sw)}")
-        try:
-            verify_signature(key, signature, challenge)
-        except (InvalidSignature, ValueError):
-            raise RefusalError(
-                "card-error", "the signature does not match the certificate"
-            ) from None
+        return signature
 
     def timed_sign(self, apdu: bytes) -> tuple[bytes, int]:
         return self.transmit(apdu)
