@@ -13,9 +13,12 @@ directory removes once it is ten minutes old). Adding keys to an existing pool i
 Using the pool (:class:`Reservation`): a run first counts the keys (it fails before anything is
 issued or taken when the pool holds too few, or a file that is not a key, naming it), then
 *reserves* the keys it needs: it renames each one into a directory of its own
-(``.reserved-<pid>-<random>/``). A rename is atomic: of two runs sharing one pool, exactly one
-gets each key (the other finds it gone and takes another; if the pool runs dry, it puts back what
-it took and fails, nothing issued). The run reads and checks every reserved key before the first
+(``.reserved-<pid>-<random>/``). Runs sharing one pool count and reserve one at a time (an
+exclusive ``flock`` on the pool directory, held for the renames only), so a run fails only when
+the pool holds too few keys, not because another run had some in hand at that moment; a rename
+is atomic besides: of two runs that do not take the lock (an older version), exactly one gets
+each key (the other finds it gone and takes another; if the pool runs dry, it puts back what it
+took and fails, nothing issued). The run reads and checks every reserved key before the first
 card (:func:`load_key`), so a file that holds no usable key is reported, by name, before anything
 is issued. Each card's worker deletes its key files *before* making the card, so a key is never
 in two cards, even if a worker or the run dies (the deletions are synced to disk before the cards
@@ -35,6 +38,7 @@ else, and the pool is a private (0700 / 0600) directory of keys this program gen
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import secrets
@@ -369,6 +373,20 @@ class Reservation:
 
     def take(self, needed: int, purpose: str) -> None:
         """Reserve and read ``needed`` keys; :class:`IssueError` (nothing taken) if it cannot."""
+        with _locked(self.pool):
+            self._reserve(needed, purpose)
+        try:
+            self.keys = [
+                (str(path), load_key(path, name=self.pool / path.name)[1])
+                for path in sorted(self.directory.iterdir())
+            ]
+        except BaseException:
+            self.keys = []
+            self.release()
+            raise
+
+    def _reserve(self, needed: int, purpose: str) -> None:
+        """Rename ``needed`` keys of the pool into :attr:`directory` (the pool's lock held)."""
         available = pool_keys(self.pool)
         if len(available) < needed:
             raise IssueError(too_small_message(self.pool, len(available), needed, purpose))
@@ -393,11 +411,7 @@ class Reservation:
                     too_small_message(self.pool, len(taken) + left, needed, purpose)
                     + " (another run is taking keys from it)"
                 )
-            self.keys = [
-                (str(path), load_key(path, name=self.pool / path.name)[1]) for path in taken
-            ]
         except BaseException:
-            self.keys = []
             self.release()
             raise
 
@@ -415,6 +429,21 @@ class Reservation:
         with contextlib.suppress(OSError):
             self.directory.rmdir()
         return returned
+
+
+@contextlib.contextmanager
+def _locked(pool: Path) -> Iterator[None]:
+    """Hold the pool's reservation lock (an exclusive ``flock`` on its directory; every open of
+    it is a lock of its own, so threads of one run exclude each other too)."""
+    try:
+        descriptor = os.open(pool, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise IssueError(f"key pool {pool}: cannot open ({exc.strerror})") from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def _candidates(available: list[Path]) -> Iterator[Path]:
